@@ -1,0 +1,479 @@
+"""The spacegate config file, parsed into frozen, typed objects.
+
+The config is the one place where an operator's typo can silently widen or narrow what a
+cluster may run, so parsing is strict: unknown keys are errors, every error names the key
+path (``registries[1].type``) and what was expected, and cross-references (bindings to
+declared registries, hosts claimed by one registry only) are checked here, before any
+snapshot is built from it.
+
+This module is pure: it turns text or already-loaded data into objects. Reading the file
+from disk is the caller's business (``webhook.settings``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, cast
+from urllib.parse import urlsplit
+
+import yaml
+
+Mode = Literal["enforce", "warn", "audit"]
+UnknownAction = Literal["allow", "warn", "deny"]
+RegistryType = Literal["harbor", "docker-registry"]
+
+MODES: tuple[Mode, ...] = ("enforce", "warn", "audit")
+UNKNOWN_ACTIONS: tuple[UnknownAction, ...] = ("allow", "warn", "deny")
+REGISTRY_TYPES: tuple[RegistryType, ...] = ("harbor", "docker-registry")
+
+DEFAULT_WORKSPACE_LABEL = "workspace.ghippo.io/id"
+MODE_LABEL = "spacegate.io/mode"
+
+
+class ConfigError(ValueError):
+    """A config document that cannot be used; the message names the key path."""
+
+
+@dataclass(frozen=True, slots=True)
+class Space:
+    """A registry space: a Harbor project, or a Docker Registry's first path component."""
+
+    name: str
+    public: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Where the registry credential lives. Only file paths are kept, never the secret."""
+
+    username_file: str | None = None
+    password_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """One integrated registry, as declared in the config."""
+
+    name: str
+    type: RegistryType
+    url: str
+    hosts: tuple[str, ...]
+    workspace: str | None = None
+    anonymous_pull: bool = True
+    credentials: Credentials | None = None
+    refresh_interval: float = 30.0
+    spaces: tuple[Space, ...] | None = None  # None: listed live from the registry
+    insecure_url: bool = False  # http:// URL: accepted, but the caller should warn
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A private space bound to workspaces."""
+
+    registry: str
+    space: str
+    workspaces: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySettings:
+    """The ``policy:`` block: how decisions are enforced."""
+
+    mode: Mode = "enforce"
+    unknown_registry: UnknownAction = "allow"
+    unknown_space: UnknownAction = "deny"
+    pull_secret_name: str = "registry-secret"
+    exempt_namespaces: frozenset[str] = frozenset({"kube-system"})
+    max_staleness: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole config document."""
+
+    workspace_label: str = DEFAULT_WORKSPACE_LABEL
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    registries: tuple[Registry, ...] = ()
+    bindings: tuple[Binding, ...] = ()
+    namespaces: Mapping[str, str] = field(default_factory=dict)
+
+    def registry(self, name: str) -> Registry | None:
+        """The registry declared under ``name``, if any."""
+        for registry in self.registries:
+            if registry.name == name:
+                return registry
+        return None
+
+
+# --------------------------------------------------------------------------- durations
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)", re.ASCII)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object, path: str) -> float:
+    """Seconds from a Go-style duration (``30s``, ``10m``, ``1h30m``) or a plain number."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{path}: expected a duration such as 30s or 10m, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        pos, seconds = 0, 0.0
+        for match in _DURATION_PART.finditer(text):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if not text or pos != len(text):
+            raise ConfigError(
+                f"{path}: expected a duration such as 30s, 10m or 1h30m, got {value!r}"
+            )
+    else:
+        raise ConfigError(f"{path}: expected a duration such as 30s or 10m, got {value!r}")
+    if seconds <= 0:
+        raise ConfigError(f"{path}: expected a positive duration, got {value!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of :func:`parse_duration` for whole seconds (used when writing configs)."""
+    whole = int(seconds)
+    if whole != seconds:
+        return f"{int(seconds * 1000)}ms"
+    if whole % 3600 == 0:
+        return f"{whole // 3600}h"
+    if whole % 60 == 0:
+        return f"{whole // 60}m"
+    return f"{whole}s"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _describe(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _mapping(value: object, path: str) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}: keys must be strings, got {_describe(key)}")
+    return cast(Mapping[str, object], value)
+
+
+def _check_keys(data: Mapping[str, object], path: str, allowed: tuple[str, ...]) -> None:
+    for key in data:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else key
+            raise ConfigError(
+                f"{where}: unknown key (expected one of: {', '.join(allowed)})"
+            )
+
+
+def _str(value: object, path: str, *, allow_empty: bool = False) -> str:
+    # YAML turns unquoted workspace ids (101) into ints; ids are strings in Kubernetes labels.
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: expected a string, got {_describe(value)}")
+    if not allow_empty and not value.strip():
+        raise ConfigError(f"{path}: must not be empty")
+    return value
+
+
+def _bool(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path}: expected true or false, got {_describe(value)}")
+    return value
+
+
+def _choice(value: object, path: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        expected = " or ".join(choices) if len(choices) == 2 else ", ".join(choices)
+        raise ConfigError(f"{path}: expected {expected}, got {_describe(value)}")
+    return cast(str, value)
+
+
+def _list(value: object, path: str) -> list[object]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
+    return value
+
+
+_HOST_PORT = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?",
+    re.ASCII,
+)
+
+
+def normalize_host(host: str) -> str:
+    """The form hosts are compared in: host part lowercased, port kept exactly."""
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1].lower() + host[end + 1 :]
+    name, sep, port = host.partition(":")
+    return name.lower() + sep + port
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _parse_policy(value: object) -> PolicySettings:
+    path = "policy"
+    data = _mapping(value, path)
+    _check_keys(
+        data,
+        path,
+        (
+            "mode",
+            "unknownRegistry",
+            "unknownSpace",
+            "pullSecretName",
+            "exemptNamespaces",
+            "maxStaleness",
+        ),
+    )
+    defaults = PolicySettings()
+    exempt = defaults.exempt_namespaces
+    if "exemptNamespaces" in data:
+        items = _list(data["exemptNamespaces"], f"{path}.exemptNamespaces")
+        exempt = frozenset(
+            _str(item, f"{path}.exemptNamespaces[{i}]") for i, item in enumerate(items)
+        )
+    return PolicySettings(
+        mode=cast(Mode, _choice(data.get("mode", defaults.mode), f"{path}.mode", MODES)),
+        unknown_registry=cast(
+            UnknownAction,
+            _choice(
+                data.get("unknownRegistry", defaults.unknown_registry),
+                f"{path}.unknownRegistry",
+                UNKNOWN_ACTIONS,
+            ),
+        ),
+        unknown_space=cast(
+            UnknownAction,
+            _choice(
+                data.get("unknownSpace", defaults.unknown_space),
+                f"{path}.unknownSpace",
+                UNKNOWN_ACTIONS,
+            ),
+        ),
+        pull_secret_name=_str(
+            data.get("pullSecretName", defaults.pull_secret_name), f"{path}.pullSecretName"
+        ),
+        exempt_namespaces=exempt,
+        max_staleness=(
+            parse_duration(data["maxStaleness"], f"{path}.maxStaleness")
+            if "maxStaleness" in data
+            else defaults.max_staleness
+        ),
+    )
+
+
+def _parse_space(value: object, path: str) -> Space:
+    data = _mapping(value, path)
+    _check_keys(data, path, ("name", "public"))
+    if "name" not in data:
+        raise ConfigError(f"{path}.name: required")
+    return Space(
+        name=_str(data["name"], f"{path}.name"),
+        public=_bool(data.get("public", False), f"{path}.public"),
+    )
+
+
+def _parse_credentials(value: object, path: str) -> Credentials:
+    data = _mapping(value, path)
+    _check_keys(data, path, ("usernameFile", "passwordFile"))
+    username = data.get("usernameFile")
+    password = data.get("passwordFile")
+    return Credentials(
+        username_file=None if username is None else _str(username, f"{path}.usernameFile"),
+        password_file=None if password is None else _str(password, f"{path}.passwordFile"),
+    )
+
+
+_REGISTRY_KEYS = (
+    "name",
+    "type",
+    "url",
+    "hosts",
+    "workspace",
+    "anonymousPull",
+    "credentials",
+    "refreshInterval",
+    "spaces",
+)
+
+
+def _parse_registry(value: object, path: str) -> Registry:
+    data = _mapping(value, path)
+    _check_keys(data, path, _REGISTRY_KEYS)
+    for required in ("name", "type", "url"):
+        if required not in data:
+            raise ConfigError(f"{path}.{required}: required")
+    name = _str(data["name"], f"{path}.name")
+    rtype = cast(RegistryType, _choice(data["type"], f"{path}.type", REGISTRY_TYPES))
+    url = _str(data["url"], f"{path}.url").rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"{path}.url: expected an http:// or https:// URL with a host, got {_describe(url)}"
+        )
+    if "@" in parts.netloc:
+        raise ConfigError(
+            f"{path}.url: credentials in the URL are not allowed; use credentials.passwordFile"
+        )
+    default_host = normalize_host(parts.netloc)
+    if "hosts" in data:
+        items = _list(data["hosts"], f"{path}.hosts")
+        if not items:
+            raise ConfigError(f"{path}.hosts: must list at least one host")
+        hosts = []
+        for i, item in enumerate(items):
+            host = _str(item, f"{path}.hosts[{i}]")
+            if not _HOST_PORT.fullmatch(host):
+                raise ConfigError(
+                    f"{path}.hosts[{i}]: expected an image domain such as "
+                    f"harbor.example.com or 10.0.0.5:5000, got {_describe(host)}"
+                )
+            hosts.append(normalize_host(host))
+        host_tuple = tuple(dict.fromkeys(hosts))
+    else:
+        host_tuple = (default_host,)
+    workspace = data.get("workspace")
+    spaces: tuple[Space, ...] | None = None
+    if "spaces" in data and data["spaces"] is not None:
+        items = _list(data["spaces"], f"{path}.spaces")
+        parsed = [_parse_space(item, f"{path}.spaces[{i}]") for i, item in enumerate(items)]
+        seen: set[str] = set()
+        for i, space in enumerate(parsed):
+            if space.name in seen:
+                raise ConfigError(f"{path}.spaces[{i}].name: duplicate space {space.name!r}")
+            seen.add(space.name)
+        spaces = tuple(parsed)
+    credentials = data.get("credentials")
+    return Registry(
+        name=name,
+        type=rtype,
+        url=url,
+        hosts=host_tuple,
+        workspace=None if workspace is None else _str(workspace, f"{path}.workspace"),
+        anonymous_pull=_bool(data.get("anonymousPull", True), f"{path}.anonymousPull"),
+        credentials=(
+            None if credentials is None else _parse_credentials(credentials, f"{path}.credentials")
+        ),
+        refresh_interval=(
+            parse_duration(data["refreshInterval"], f"{path}.refreshInterval")
+            if "refreshInterval" in data
+            else 30.0
+        ),
+        spaces=spaces,
+        insecure_url=parts.scheme == "http",
+    )
+
+
+def _parse_binding(value: object, path: str) -> Binding:
+    data = _mapping(value, path)
+    _check_keys(data, path, ("registry", "space", "workspaces"))
+    for required in ("registry", "space", "workspaces"):
+        if required not in data:
+            raise ConfigError(f"{path}.{required}: required")
+    items = _list(data["workspaces"], f"{path}.workspaces")
+    return Binding(
+        registry=_str(data["registry"], f"{path}.registry"),
+        space=_str(data["space"], f"{path}.space"),
+        workspaces=tuple(
+            _str(item, f"{path}.workspaces[{i}]") for i, item in enumerate(items)
+        ),
+    )
+
+
+_TOP_KEYS = ("workspaceLabel", "policy", "registries", "bindings", "namespaces")
+
+
+def parse_config(data: object) -> Config:
+    """Build a :class:`Config` from an already-loaded YAML/JSON document."""
+    if data is None:
+        data = {}
+    top = _mapping(data, "(document)")
+    _check_keys(top, "", _TOP_KEYS)
+    registries = tuple(
+        _parse_registry(item, f"registries[{i}]")
+        for i, item in enumerate(_list(top.get("registries") or [], "registries"))
+    )
+    names: dict[str, int] = {}
+    hosts: dict[str, tuple[int, str]] = {}
+    for i, registry in enumerate(registries):
+        if registry.name in names:
+            raise ConfigError(
+                f"registries[{i}].name: duplicate registry name {registry.name!r} "
+                f"(also registries[{names[registry.name]}])"
+            )
+        names[registry.name] = i
+        for host in registry.hosts:
+            if host in hosts:
+                other_index, other_name = hosts[host]
+                raise ConfigError(
+                    f"registries[{i}].hosts: host {host!r} is already claimed by registry "
+                    f"{other_name!r} (registries[{other_index}])"
+                )
+            hosts[host] = (i, registry.name)
+    bindings = tuple(
+        _parse_binding(item, f"bindings[{i}]")
+        for i, item in enumerate(_list(top.get("bindings") or [], "bindings"))
+    )
+    for i, binding in enumerate(bindings):
+        if binding.registry not in names:
+            declared = ", ".join(sorted(names)) or "none"
+            raise ConfigError(
+                f"bindings[{i}].registry: registry {binding.registry!r} is not declared "
+                f"under registries (declared: {declared})"
+            )
+    namespaces_raw = top.get("namespaces") or {}
+    namespaces = {
+        _str(ns, "namespaces"): _str(ws, f"namespaces.{ns}")
+        for ns, ws in _mapping(namespaces_raw, "namespaces").items()
+    }
+    return Config(
+        workspace_label=_str(
+            top.get("workspaceLabel", DEFAULT_WORKSPACE_LABEL), "workspaceLabel"
+        ),
+        policy=_parse_policy(top["policy"]) if top.get("policy") is not None else PolicySettings(),
+        registries=registries,
+        bindings=bindings,
+        namespaces=namespaces,
+    )
+
+
+def load_config(text: str, source: str = "<config>") -> Config:
+    """Parse config YAML text; errors are prefixed with ``source`` (a file name)."""
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise ConfigError(f"{where}: invalid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    if len(documents) > 1:
+        raise ConfigError(f"{source}: expected one YAML document, found {len(documents)}")
+    try:
+        return parse_config(documents[0] if documents else None)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None

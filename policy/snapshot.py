@@ -1,0 +1,141 @@
+"""The snapshot: everything a decision needs, frozen at one moment.
+
+Admission must never wait on a registry or the Kubernetes API, so decisions read a plain
+immutable object that the refresher (``webhook.cache``) rebuilds in the background and swaps
+in atomically. The same object is built from a static config for offline checks, so the CLI
+and the webhook decide with one code path.
+
+Lookups on the hot path are dict lookups: registry by image domain, space visibility by
+name, bound workspaces by ``(registry, space)``, namespace by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from policy.config import Config, Mode, PolicySettings, Registry, normalize_host
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceInfo:
+    """What spacegate knows of a namespace: its workspace and its mode override label."""
+
+    workspace: str | None = None
+    mode: Mode | None = None
+
+
+NO_WORKSPACE = NamespaceInfo()
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryState:
+    """A declared registry with the spaces known for it at snapshot time."""
+
+    registry: Registry
+    spaces: Mapping[str, bool]  # space name -> public
+    synced: bool = True  # False: a live registry that has not answered yet
+
+    @property
+    def name(self) -> str:
+        return self.registry.name
+
+    def space_public(self, space: str) -> bool | None:
+        """True/False for a known space; None when the registry does not have it."""
+        return self.spaces.get(space)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """An immutable, versioned view of registries, spaces, bindings and namespaces."""
+
+    config: Config
+    registries: Mapping[str, RegistryState]
+    namespaces: Mapping[str, NamespaceInfo]
+    bindings: Mapping[tuple[str, str], frozenset[str]]
+    version: int = 1
+    _by_host: Mapping[str, RegistryState] = field(default_factory=dict, repr=False)
+
+    @property
+    def policy(self) -> PolicySettings:
+        return self.config.policy
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def build(
+        cls,
+        config: Config,
+        *,
+        spaces: Mapping[str, Mapping[str, bool]] | None = None,
+        namespaces: Mapping[str, NamespaceInfo] | None = None,
+        version: int = 1,
+    ) -> Snapshot:
+        """Combine a config with live data.
+
+        ``spaces`` maps registry name to its listed spaces; a registry absent from it keeps
+        the spaces declared in the config, or is marked unsynced when it declares none.
+        ``namespaces`` replaces the config's static namespace map when given.
+        """
+        live = spaces or {}
+        states: dict[str, RegistryState] = {}
+        for registry in config.registries:
+            if registry.name in live:
+                state = RegistryState(registry, MappingProxyType(dict(live[registry.name])))
+            elif registry.spaces is not None:
+                state = RegistryState(
+                    registry, MappingProxyType({s.name: s.public for s in registry.spaces})
+                )
+            else:
+                state = RegistryState(registry, MappingProxyType({}), synced=False)
+            states[registry.name] = state
+        by_host = {host: states[r.name] for r in config.registries for host in r.hosts}
+        bound: dict[tuple[str, str], set[str]] = {}
+        for binding in config.bindings:
+            bound.setdefault((binding.registry, binding.space), set()).update(
+                binding.workspaces
+            )
+        if namespaces is None:
+            ns_map: Mapping[str, NamespaceInfo] = {
+                name: NamespaceInfo(workspace=ws) for name, ws in config.namespaces.items()
+            }
+        else:
+            ns_map = namespaces
+        return cls(
+            config=config,
+            registries=MappingProxyType(states),
+            namespaces=MappingProxyType(dict(ns_map)),
+            bindings=MappingProxyType({k: frozenset(v) for k, v in bound.items()}),
+            version=version,
+            _by_host=MappingProxyType(by_host),
+        )
+
+    @classmethod
+    def from_config(cls, config: Config) -> Snapshot:
+        """The offline snapshot: spaces and namespaces exactly as the config declares."""
+        return cls.build(config)
+
+    # ------------------------------------------------------------------ lookups
+
+    def registry_for_domain(self, domain: str) -> RegistryState | None:
+        """The registry addressed by an image domain (host case-insensitive, port exact)."""
+        state = self._by_host.get(domain)
+        if state is None:
+            state = self._by_host.get(normalize_host(domain))
+        return state
+
+    def namespace(self, name: str) -> NamespaceInfo:
+        return self.namespaces.get(name, NO_WORKSPACE)
+
+    def bound_workspaces(self, registry: str, space: str) -> frozenset[str]:
+        return self.bindings.get((registry, space), frozenset())
+
+    def spaces_bound_to(self, workspace: str) -> Iterable[tuple[str, str]]:
+        """(registry, space) pairs bound to a workspace, for ``spacegate images``."""
+        return sorted(key for key, ws in self.bindings.items() if workspace in ws)
+
+    @property
+    def synced(self) -> bool:
+        """Every registry's spaces are known (static, or listed at least once)."""
+        return all(state.synced for state in self.registries.values())
