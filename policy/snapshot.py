@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from types import MappingProxyType
 
 from policy.config import Config, Mode, PolicySettings, Registry, normalize_host
@@ -56,6 +57,10 @@ class Snapshot:
     bindings: Mapping[tuple[str, str], frozenset[str]]
     version: int = 1
     _by_host: Mapping[str, RegistryState] = field(default_factory=dict, repr=False)
+    # Memo of per-image verdicts for this snapshot (see policy.decision); dies with it.
+    verdict_cache: dict[tuple[str, str | None], Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def policy(self) -> PolicySettings:

@@ -1,0 +1,366 @@
+"""The decision: may this pod spec's images be used in this namespace?
+
+Implements DESIGN.md "Decision rules" 1-6. Everything here is pure and works on a
+:class:`~policy.snapshot.Snapshot`, so the admission server, the CLI and the tests all decide
+through the same function.
+
+Per-image verdicts depend only on (image, registry data, namespace workspace), so they are
+memoized per snapshot: a busy cluster sees the same few hundred images over and over, and a
+repeated image then costs a dict lookup. The cache lives on the snapshot and dies with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from policy.config import Mode, UnknownAction
+from policy.reference import InvalidReference, parse_reference
+from policy.snapshot import NamespaceInfo, Snapshot
+from policy.workload import containers
+
+Verdict = Literal["allowed", "denied", "warned", "audited", "exempt", "skipped"]
+
+# Warnings over 256 characters may be truncated by the apiserver; keep well under.
+MAX_WARNING_CHARS = 256
+# Audit annotation values are free text but end up in every audit event; keep them short.
+MAX_ANNOTATION_CHARS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ImageVerdict:
+    """What the rules say about one image for one workspace, before the mode applies."""
+
+    allowed: bool
+    reason: str
+    registry: str | None = None
+    space: str | None = None
+    needs_secret: bool = False
+    warn: bool = False  # allowed, but an unknownRegistry/unknownSpace "warn" applies
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerVerdict:
+    """The verdict for one container, after the mode is applied."""
+
+    section: str
+    name: str
+    image: str | None
+    verdict: Verdict
+    reason: str
+    registry: str | None = None
+    space: str | None = None
+    needs_secret: bool = False
+    refused: bool = False  # the rules refuse this image, whatever the mode made of it
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome for one pod spec: what the apiserver is told, and why."""
+
+    allowed: bool
+    mode: Mode
+    namespace: str
+    workspace: str | None
+    containers: tuple[ContainerVerdict, ...] = ()
+    message: str = ""
+    warnings: tuple[str, ...] = ()
+    audit_annotations: Mapping[str, str] = field(default_factory=dict)
+    patch: tuple[dict[str, Any], ...] = ()
+    exempt: bool = False
+
+
+# --------------------------------------------------------------------------- text helpers
+
+_CONTROL = {c: " " for c in range(32)} | {127: " "}
+
+
+def single_line(text: str) -> str:
+    """Control characters out: the apiserver silently drops warnings that contain them."""
+    return " ".join(text.translate(_CONTROL).split())
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _ws(workspace: str | None) -> str:
+    return f"workspace {workspace}" if workspace else "no workspace"
+
+
+# --------------------------------------------------------------------------- image rules
+
+
+def _unknown(action: UnknownAction, reason: str, **where: str | None) -> ImageVerdict:
+    if action == "deny":
+        return ImageVerdict(False, reason, where.get("registry"), where.get("space"))
+    return ImageVerdict(
+        True,
+        reason,
+        where.get("registry"),
+        where.get("space"),
+        warn=action == "warn",
+    )
+
+
+def evaluate_image(snapshot: Snapshot, image: str, workspace: str | None) -> ImageVerdict:
+    """Rules 1-4 for one image and one workspace (memoized on the snapshot)."""
+    key = (image, workspace)
+    cache = snapshot.verdict_cache
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    verdict = _evaluate(snapshot, image, workspace)
+    if len(cache) < 100_000:
+        cache[key] = verdict
+    return verdict
+
+
+def _evaluate(snapshot: Snapshot, image: str, workspace: str | None) -> ImageVerdict:
+    policy = snapshot.policy
+    try:
+        ref = parse_reference(image)
+    except InvalidReference as exc:
+        return ImageVerdict(False, f"invalid image reference: {exc}")
+
+    state = snapshot.registry_for_domain(ref.domain)
+    if state is None:
+        return _unknown(
+            policy.unknown_registry,
+            f"registry {ref.domain} is not managed by spacegate "
+            f"(policy.unknownRegistry: {policy.unknown_registry})",
+        )
+    registry = state.registry
+    space = ref.path.split("/", 1)[0]
+    where = {"registry": registry.name, "space": space}
+
+    if registry.type == "harbor":
+        public = state.space_public(space)
+        if public is None:
+            if not state.synced:
+                why = f"registry {registry.name!r} has not been synced yet"
+            else:
+                why = f"registry {registry.name!r} has no space {space!r}"
+            return _unknown(
+                policy.unknown_space,
+                f"{why} (policy.unknownSpace: {policy.unknown_space})",
+                **where,
+            )
+    else:
+        public = True  # a Docker Registry has only public images
+
+    needs_secret = (not public) or not registry.anonymous_pull
+
+    if registry.workspace is not None:
+        if workspace == registry.workspace:
+            return ImageVerdict(
+                True,
+                f"registry {registry.name!r} is integrated by workspace {workspace}",
+                registry.name,
+                space,
+                needs_secret,
+            )
+        return ImageVerdict(
+            False,
+            f"registry {registry.name!r} is integrated by workspace {registry.workspace} "
+            f"and visible to it only",
+            registry.name,
+            space,
+        )
+
+    if public:
+        kind = "platform Docker Registry" if registry.type == "docker-registry" else "public space"
+        return ImageVerdict(
+            True,
+            f"{kind} {space!r} of registry {registry.name!r}",
+            registry.name,
+            space,
+            needs_secret,
+        )
+    bound = snapshot.bound_workspaces(registry.name, space)
+    if workspace is not None and workspace in bound:
+        return ImageVerdict(
+            True,
+            f"private space {space!r} of registry {registry.name!r} is bound to "
+            f"workspace {workspace}",
+            registry.name,
+            space,
+            needs_secret,
+        )
+    return ImageVerdict(
+        False,
+        f"private space {space!r} of registry {registry.name!r} is not bound to "
+        f"{_ws(workspace)}",
+        registry.name,
+        space,
+    )
+
+
+def _remedy(verdict: ImageVerdict, namespace: str, workspace: str | None) -> str:
+    if verdict.space is None or verdict.registry is None:
+        return ""
+    if "integrated by workspace" in verdict.reason:
+        return "use a registry visible to this workspace or a public space"
+    if workspace is None:
+        return (
+            f"bind namespace {namespace} to a workspace that the space is bound to, "
+            "or use an image from a public space"
+        )
+    if "not bound" in verdict.reason:
+        return (
+            f"bind space {verdict.space!r} to workspace {workspace}, "
+            "or use an image from a public space"
+        )
+    return ""
+
+
+# --------------------------------------------------------------------------- decide
+
+
+def decide(
+    snapshot: Snapshot,
+    namespace: str,
+    pod_spec: Mapping[str, Any],
+    *,
+    pointer: str = "/spec",
+    kind: str = "Pod",
+    operation: str = "CREATE",
+    sub_resource: str = "",
+) -> Decision:
+    """Decide on every image of a pod spec for a namespace (rules 1-6 of DESIGN.md).
+
+    ``pointer`` is the JSON pointer of ``pod_spec`` in the admitted object; it is used only
+    for the pull-secret patch, which is produced for Pod CREATE only (``imagePullSecrets``
+    is immutable on existing Pods and the ``ephemeralcontainers`` subresource discards it).
+    """
+    policy = snapshot.policy
+    info: NamespaceInfo = snapshot.namespace(namespace)
+    workspace = info.workspace
+    mode: Mode = info.mode or policy.mode
+
+    if namespace in policy.exempt_namespaces:
+        exempt_reason = f"namespace {namespace} is exempt"
+        return Decision(
+            allowed=True,
+            mode=mode,
+            namespace=namespace,
+            workspace=workspace,
+            containers=tuple(
+                ContainerVerdict(c.section, c.name, c.image, "exempt", exempt_reason)
+                for c in containers(pod_spec)
+            ),
+            exempt=True,
+        )
+
+    results: list[ContainerVerdict] = []
+    denials: list[str] = []
+    warnings: list[str] = []
+    needs_secret = False
+    refused_verdict: Verdict = {"enforce": "denied", "warn": "warned", "audit": "audited"}[mode]
+
+    for container in containers(pod_spec):
+        if container.image is None:
+            results.append(
+                ContainerVerdict(
+                    container.section,
+                    container.name,
+                    None,
+                    "skipped",
+                    "no image set (left to be defaulted); the Pods it creates are checked",
+                )
+            )
+            continue
+        verdict = evaluate_image(snapshot, container.image, workspace)
+        if verdict.allowed:
+            needs_secret = needs_secret or verdict.needs_secret
+            results.append(
+                ContainerVerdict(
+                    container.section,
+                    container.name,
+                    container.image,
+                    "warned" if verdict.warn else "allowed",
+                    ("warning: " if verdict.warn else "") + verdict.reason,
+                    verdict.registry,
+                    verdict.space,
+                    verdict.needs_secret,
+                )
+            )
+            if verdict.warn:
+                warnings.append(
+                    f'spacegate: container "{container.name}" image "{container.image}": '
+                    f"{verdict.reason}"
+                )
+            continue
+        remedy = _remedy(verdict, namespace, workspace)
+        text = (
+            f'container "{container.name}" image "{container.image}" is not allowed in '
+            f"namespace {namespace} ({_ws(workspace)}): {verdict.reason}"
+            + (f"; {remedy}" if remedy else "")
+        )
+        denials.append(text)
+        results.append(
+            ContainerVerdict(
+                container.section,
+                container.name,
+                container.image,
+                refused_verdict,
+                verdict.reason + (f"; {remedy}" if remedy else ""),
+                verdict.registry,
+                verdict.space,
+                refused=True,
+            )
+        )
+        if mode == "warn":
+            warnings.append("spacegate: " + text)
+
+    allowed = not denials or mode != "enforce"
+    annotations: dict[str, str] = {}
+    if denials:
+        annotations["decision"] = {"enforce": "denied", "warn": "warned", "audit": "audited"}[mode]
+        annotations["refused"] = _clip(
+            single_line("; ".join(denials)), MAX_ANNOTATION_CHARS
+        )
+
+    patch: tuple[dict[str, Any], ...] = ()
+    if (
+        allowed
+        and needs_secret
+        and kind == "Pod"
+        and operation == "CREATE"
+        and not sub_resource
+    ):
+        patch = pull_secret_patch(pod_spec, pointer, policy.pull_secret_name)
+
+    return Decision(
+        allowed=allowed,
+        mode=mode,
+        namespace=namespace,
+        workspace=workspace,
+        containers=tuple(results),
+        message=single_line("; ".join(denials)) if denials and mode == "enforce" else "",
+        warnings=tuple(_clip(single_line(w), MAX_WARNING_CHARS) for w in warnings),
+        audit_annotations=annotations,
+        patch=patch,
+    )
+
+
+def pull_secret_patch(
+    pod_spec: Mapping[str, Any], pointer: str, secret: str
+) -> tuple[dict[str, Any], ...]:
+    """JSON-patch ops adding ``secret`` to ``imagePullSecrets`` without ever failing to apply.
+
+    Absent (or ``null``) list: add the whole list. Present list: append with ``/-``. Already
+    there: no op at all, so a reinvocation changes nothing. Anything else (a malformed
+    field) is left alone: the API server's validation will name it better than we can.
+    """
+    current = pod_spec.get("imagePullSecrets")
+    path = f"{pointer}/imagePullSecrets"
+    if current is None:
+        return ({"op": "add", "path": path, "value": [{"name": secret}]},)
+    if not isinstance(current, list):
+        return ()
+    for entry in current:
+        if isinstance(entry, Mapping) and entry.get("name") == secret:
+            return ()
+    return ({"op": "add", "path": f"{path}/-", "value": {"name": secret}},)

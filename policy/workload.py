@@ -1,0 +1,134 @@
+"""Where pod specs live in workload objects, and which images they use.
+
+The validating webhook checks workloads as well as Pods so that ``kubectl apply`` of a
+Deployment fails at once instead of its Pods failing later inside a ReplicaSet. This module
+knows, for every pod-producing kind, the JSON pointer of its pod spec
+(``docs/admission-protocol.md`` §6) and lists every image of ``initContainers``,
+``containers`` and ``ephemeralContainers``.
+
+A template container without an image is legal (higher-level tools default it), so it is
+reported as such rather than crashed on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# kind -> path of keys from the object root to the pod spec
+POD_SPEC_PATHS: Mapping[str, tuple[str, ...]] = {
+    "Pod": ("spec",),
+    "PodTemplate": ("template", "spec"),
+    "ReplicationController": ("spec", "template", "spec"),
+    "Deployment": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+
+WORKLOAD_KINDS = frozenset(POD_SPEC_PATHS)
+
+CONTAINER_SECTIONS = ("initContainers", "containers", "ephemeralContainers")
+
+
+class WorkloadError(ValueError):
+    """A workload whose shape is wrong where a pod spec should be."""
+
+
+@dataclass(frozen=True, slots=True)
+class PodSpecRef:
+    """A pod spec found inside a workload object, with its JSON pointer."""
+
+    kind: str
+    pointer: str
+    spec: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerImage:
+    """One container of a pod spec; ``image`` is None when the template leaves it unset."""
+
+    section: str
+    index: int
+    name: str
+    image: str | None
+
+    @property
+    def pointer(self) -> str:
+        """JSON pointer of the container relative to the pod spec."""
+        return f"/{self.section}/{self.index}"
+
+
+def pod_spec(obj: Mapping[str, Any], kind: str | None = None) -> PodSpecRef | None:
+    """The pod spec of a workload object, or None when ``kind`` produces no pods.
+
+    ``kind`` defaults to the object's own ``kind`` (AdmissionReview objects may lack it;
+    the webhook passes ``request.kind.kind`` instead). A workload of a known kind whose
+    pod spec is missing or not an object raises :class:`WorkloadError` naming the path.
+    """
+    kind = kind or obj.get("kind")
+    if not isinstance(kind, str) or kind not in POD_SPEC_PATHS:
+        return None
+    node: Any = obj
+    walked: list[str] = []
+    for key in POD_SPEC_PATHS[kind]:
+        walked.append(key)
+        if not isinstance(node, Mapping):
+            break
+        node = node.get(key)
+    if not isinstance(node, Mapping):
+        where = ".".join(walked)
+        got = "missing" if node is None else f"a {type(node).__name__}"
+        raise WorkloadError(f"{kind}: {where} must be an object, got {got}")
+    return PodSpecRef(kind=kind, pointer="/" + "/".join(POD_SPEC_PATHS[kind]), spec=node)
+
+
+def containers(spec: Mapping[str, Any]) -> Iterator[ContainerImage]:
+    """Every container of a pod spec, init containers first, in API order.
+
+    Entries that are not objects, and images that are not strings, are reported with
+    ``image=None`` (or their text) so the decision can name them instead of crashing.
+    """
+    for section in CONTAINER_SECTIONS:
+        items = spec.get(section)
+        if not isinstance(items, list):
+            continue
+        for index, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                yield ContainerImage(section, index, f"{section}[{index}]", None)
+                continue
+            name = item.get("name")
+            image = item.get("image")
+            yield ContainerImage(
+                section=section,
+                index=index,
+                name=name if isinstance(name, str) and name else f"{section}[{index}]",
+                image=image if isinstance(image, str) and image != "" else None,
+            )
+
+
+def object_name(obj: Mapping[str, Any]) -> str:
+    """``metadata.name``, else ``metadata.generateName`` with a ``*`` (controller pods)."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        return ""
+    name = meta.get("name")
+    if isinstance(name, str) and name:
+        return name
+    generate = meta.get("generateName")
+    if isinstance(generate, str) and generate:
+        return generate + "*"
+    return ""
+
+
+def object_namespace(obj: Mapping[str, Any]) -> str | None:
+    """``metadata.namespace`` when set."""
+    meta = obj.get("metadata")
+    if isinstance(meta, Mapping):
+        namespace = meta.get("namespace")
+        if isinstance(namespace, str) and namespace:
+            return namespace
+    return None

@@ -1,0 +1,49 @@
+"""The contract between whoever keeps the snapshot current and whoever serves decisions.
+
+The admission endpoints only ever read ``state.snapshot`` (a plain attribute read, no lock,
+no I/O); the refresher swaps it. Readiness is a separate question: a snapshot may be served
+while stale (last-known-good), but ``/readyz`` says so.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from policy.snapshot import Snapshot
+
+
+class SnapshotState(Protocol):
+    """Something that holds the current snapshot and knows whether it is fresh enough."""
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The snapshot decisions use now."""
+        ...
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, human-readable reason) for ``/readyz``."""
+        ...
+
+    def age_seconds(self) -> float:
+        """Seconds since the oldest piece of live data in the snapshot was fetched."""
+        ...
+
+
+class StaticState:
+    """A fixed snapshot (offline config, tests): always ready, never stale."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def replace(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    def readiness(self) -> tuple[bool, str]:
+        return True, "static config"
+
+    def age_seconds(self) -> float:
+        return 0.0
