@@ -84,7 +84,7 @@ class PolicySettings:
     mode: Mode = "enforce"
     unknown_registry: UnknownAction = "allow"
     unknown_space: UnknownAction = "deny"
-    pull_secret_name: str = "registry-secret"
+    pull_secret_name: str = "registry-secret"  # noqa: S105 - a Secret name
     exempt_namespaces: frozenset[str] = frozenset({"kube-system"})
     max_staleness: float = 600.0
 
@@ -206,7 +206,7 @@ def _choice(value: object, path: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         expected = " or ".join(choices) if len(choices) == 2 else ", ".join(choices)
         raise ConfigError(f"{path}: expected {expected}, got {_describe(value)}")
-    return cast(str, value)
+    return str(value)
 
 
 def _list(value: object, path: str) -> list[object]:

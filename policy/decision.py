@@ -73,7 +73,7 @@ class Decision:
 
 # --------------------------------------------------------------------------- text helpers
 
-_CONTROL = {c: " " for c in range(32)} | {127: " "}
+_CONTROL = dict.fromkeys(range(32), " ") | {127: " "}
 
 
 def single_line(text: str) -> str:
@@ -108,7 +108,7 @@ def evaluate_image(snapshot: Snapshot, image: str, workspace: str | None) -> Ima
     """Rules 1-4 for one image and one workspace (memoized on the snapshot)."""
     key = (image, workspace)
     cache = snapshot.verdict_cache
-    hit = cache.get(key)
+    hit: ImageVerdict | None = cache.get(key)
     if hit is not None:
         return hit
     verdict = _evaluate(snapshot, image, workspace)
@@ -170,14 +170,12 @@ def _evaluate(snapshot: Snapshot, image: str, workspace: str | None) -> ImageVer
         )
 
     if public:
-        kind = "platform Docker Registry" if registry.type == "docker-registry" else "public space"
-        return ImageVerdict(
-            True,
-            f"{kind} {space!r} of registry {registry.name!r}",
-            registry.name,
-            space,
-            needs_secret,
+        why = (
+            f"space {space!r} of platform Docker Registry {registry.name!r} (all public)"
+            if registry.type == "docker-registry"
+            else f"public space {space!r} of registry {registry.name!r}"
         )
+        return ImageVerdict(True, why, registry.name, space, needs_secret)
     bound = snapshot.bound_workspaces(registry.name, space)
     if workspace is not None and workspace in bound:
         return ImageVerdict(
@@ -188,13 +186,17 @@ def _evaluate(snapshot: Snapshot, image: str, workspace: str | None) -> ImageVer
             space,
             needs_secret,
         )
-    return ImageVerdict(
-        False,
-        f"private space {space!r} of registry {registry.name!r} is not bound to "
-        f"{_ws(workspace)}",
-        registry.name,
-        space,
-    )
+    if workspace is None:
+        why = (
+            f"private space {space!r} of registry {registry.name!r} is only for bound "
+            "workspaces and the namespace belongs to no workspace"
+        )
+    else:
+        why = (
+            f"private space {space!r} of registry {registry.name!r} is not bound to "
+            f"workspace {workspace}"
+        )
+    return ImageVerdict(False, why, registry.name, space)
 
 
 def _remedy(verdict: ImageVerdict, namespace: str, workspace: str | None) -> str:
@@ -207,7 +209,7 @@ def _remedy(verdict: ImageVerdict, namespace: str, workspace: str | None) -> str
             f"bind namespace {namespace} to a workspace that the space is bound to, "
             "or use an image from a public space"
         )
-    if "not bound" in verdict.reason:
+    if "private space" in verdict.reason:
         return (
             f"bind space {verdict.space!r} to workspace {workspace}, "
             "or use an image from a public space"
@@ -216,6 +218,12 @@ def _remedy(verdict: ImageVerdict, namespace: str, workspace: str | None) -> str
 
 
 # --------------------------------------------------------------------------- decide
+
+_REFUSED_VERDICT: Mapping[Mode, Verdict] = {
+    "enforce": "denied",
+    "warn": "warned",
+    "audit": "audited",
+}
 
 
 def decide(
@@ -257,7 +265,7 @@ def decide(
     denials: list[str] = []
     warnings: list[str] = []
     needs_secret = False
-    refused_verdict: Verdict = {"enforce": "denied", "warn": "warned", "audit": "audited"}[mode]
+    refused_verdict = _REFUSED_VERDICT[mode]
 
     for container in containers(pod_spec):
         if container.image is None:
@@ -317,7 +325,7 @@ def decide(
     allowed = not denials or mode != "enforce"
     annotations: dict[str, str] = {}
     if denials:
-        annotations["decision"] = {"enforce": "denied", "warn": "warned", "audit": "audited"}[mode]
+        annotations["decision"] = refused_verdict
         annotations["refused"] = _clip(
             single_line("; ".join(denials)), MAX_ANNOTATION_CHARS
         )

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 from types import MappingProxyType
+from typing import Any
 
 from policy.config import Config, Mode, PolicySettings, Registry, normalize_host
 
