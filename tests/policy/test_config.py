@@ -1,0 +1,191 @@
+"""The config file: strict, typed, and every error names the key path."""
+
+from __future__ import annotations
+
+import pytest
+
+from policy.config import ConfigError, load_config, parse_duration
+from tests.conftest import EXAMPLES
+
+MINIMAL = """
+registries:
+  - name: harbor
+    type: harbor
+    url: https://Harbor.Example.com
+    spaces:
+      - {name: library, public: true}
+      - {name: team-a}
+bindings:
+  - {registry: harbor, space: team-a, workspaces: [101, "102"]}
+namespaces:
+  team-a-dev: 101
+"""
+
+
+def _error(text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(text, "cfg.yaml")
+    return str(info.value)
+
+
+def test_the_demo_config_loads_with_its_three_registries() -> None:
+    config = load_config((EXAMPLES / "demo.yaml").read_text(), "demo.yaml")
+    assert [r.name for r in config.registries] == [
+        "harbor",
+        "platform-registry",
+        "team-b-registry",
+    ]
+    assert config.policy.exempt_namespaces == {"kube-system", "spacegate"}
+    assert config.policy.max_staleness == 600.0
+
+
+def test_defaults_follow_the_design() -> None:
+    config = load_config(MINIMAL)
+    assert config.workspace_label == "workspace.ghippo.io/id"
+    assert config.policy.mode == "enforce"
+    assert config.policy.unknown_registry == "allow"
+    assert config.policy.unknown_space == "deny"
+    assert config.policy.pull_secret_name == "registry-secret"
+    assert config.policy.exempt_namespaces == {"kube-system"}
+    registry = config.registries[0]
+    assert registry.anonymous_pull is True
+    assert registry.workspace is None
+    assert registry.refresh_interval == 30.0
+
+
+def test_hosts_default_to_the_url_host_lowercased() -> None:
+    assert load_config(MINIMAL).registries[0].hosts == ("harbor.example.com",)
+
+
+def test_numeric_workspace_ids_become_strings_like_label_values() -> None:
+    config = load_config(MINIMAL)
+    assert config.bindings[0].workspaces == ("101", "102")
+    assert config.namespaces == {"team-a-dev": "101"}
+
+
+def test_a_space_without_public_is_private() -> None:
+    spaces = load_config(MINIMAL).registries[0].spaces
+    assert spaces is not None
+    assert {s.name: s.public for s in spaces} == {"library": True, "team-a": False}
+
+
+def test_a_wrong_registry_type_names_the_path_and_the_choices() -> None:
+    message = _error("registries:\n  - {name: a, type: harb0r, url: https://a}\n")
+    assert (
+        message == 'cfg.yaml: registries[0].type: expected harbor or docker-registry, got "harb0r"'
+    )
+
+
+def test_the_second_registry_is_named_by_index() -> None:
+    text = """
+registries:
+  - {name: a, type: harbor, url: https://a}
+  - {name: b, type: harb0r, url: https://b}
+"""
+    assert "registries[1].type: expected harbor or docker-registry" in _error(text)
+
+
+def test_unknown_keys_are_errors_with_their_path() -> None:
+    assert "policy.mdoe: unknown key" in _error("policy: {mdoe: warn}\n")
+    assert "registries[0].spaces[0].visibility: unknown key" in _error(
+        "registries:\n  - name: a\n    type: harbor\n    url: https://a\n"
+        "    spaces: [{name: x, visibility: public}]\n"
+    )
+    assert "cfg.yaml: workspacelabel: unknown key" in _error("workspacelabel: x\n")
+
+
+def test_a_binding_to_an_undeclared_registry_is_an_error() -> None:
+    message = _error(
+        "registries:\n  - {name: harbor, type: harbor, url: https://h}\n"
+        "bindings:\n  - {registry: harbr, space: s, workspaces: ['1']}\n"
+    )
+    assert "bindings[0].registry: registry 'harbr' is not declared" in message
+    assert "declared: harbor" in message
+
+
+def test_two_registries_claiming_one_host_is_an_error() -> None:
+    message = _error(
+        "registries:\n"
+        "  - {name: a, type: harbor, url: https://h.example.com}\n"
+        "  - {name: b, type: docker-registry, url: https://x, hosts: [H.example.com]}\n"
+    )
+    assert "registries[1].hosts: host 'h.example.com' is already claimed by registry 'a'" in message
+
+
+def test_the_same_host_on_another_port_is_another_registry() -> None:
+    config = load_config(
+        "registries:\n"
+        "  - {name: a, type: harbor, url: https://h.example.com}\n"
+        "  - {name: b, type: docker-registry, url: https://h.example.com:5000}\n"
+    )
+    assert [r.hosts for r in config.registries] == [("h.example.com",), ("h.example.com:5000",)]
+
+
+def test_bad_modes_and_actions_list_the_choices() -> None:
+    assert 'policy.mode: expected enforce, warn, audit, got "block"' in _error(
+        "policy: {mode: block}\n"
+    )
+    assert "policy.unknownSpace: expected allow, warn, deny, got true" in _error(
+        "policy: {unknownSpace: yes}\n"
+    )
+
+
+def test_urls_must_be_http_or_https_and_carry_no_credentials() -> None:
+    assert "registries[0].url: expected an http:// or https:// URL" in _error(
+        "registries:\n  - {name: a, type: harbor, url: ftp://h}\n"
+    )
+    message = _error("registries:\n  - {name: a, type: harbor, url: 'https://u:hunter2@h'}\n")
+    assert "credentials in the URL are not allowed" in message
+    assert "hunter2" not in message
+
+
+def test_http_urls_are_accepted_and_flagged_for_a_warning() -> None:
+    config = load_config(
+        "registries:\n  - {name: a, type: docker-registry, url: http://127.0.0.1:5000}\n"
+    )
+    assert config.registries[0].insecure_url
+    assert config.registries[0].hosts == ("127.0.0.1:5000",)
+
+
+def test_missing_required_keys_are_named() -> None:
+    assert "registries[0].url: required" in _error("registries:\n  - {name: a, type: harbor}\n")
+
+
+def test_yaml_syntax_errors_name_the_file_and_line() -> None:
+    message = _error("policy:\n  mode: [enforce\n")
+    assert message.startswith("cfg.yaml:3:")
+    assert "invalid YAML" in message
+
+
+def test_several_documents_are_refused() -> None:
+    assert "expected one YAML document, found 2" in _error("policy: {}\n---\npolicy: {}\n")
+
+
+def test_an_empty_file_is_the_default_config() -> None:
+    config = load_config("")
+    assert config.registries == ()
+    assert config.policy.mode == "enforce"
+
+
+def test_duplicate_spaces_and_registry_names_are_errors() -> None:
+    assert "registries[1].name: duplicate registry name 'a'" in _error(
+        "registries:\n  - {name: a, type: harbor, url: https://x}\n"
+        "  - {name: a, type: harbor, url: https://y}\n"
+    )
+    assert "spaces[1].name: duplicate space 'x'" in _error(
+        "registries:\n  - {name: a, type: harbor, url: https://x, spaces: [{name: x}, {name: x}]}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30.0), ("10m", 600.0), ("1h30m", 5400.0), ("500ms", 0.5), (45, 45.0)],
+)
+def test_durations_read_like_go_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text, "x") == seconds
+
+
+@pytest.mark.parametrize("text", ["", "10", "ten minutes", "5 m", "-1s", "0s", True])
+def test_bad_durations_are_refused(text: object) -> None:
+    with pytest.raises(ConfigError, match=r"policy\.maxStaleness"):
+        parse_duration(text, "policy.maxStaleness")

@@ -1,0 +1,371 @@
+"""The decision rules of DESIGN.md, one behaviour per test."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import jsonpatch
+import pytest
+
+from policy.config import load_config
+from policy.decision import decide, single_line
+from policy.snapshot import NamespaceInfo, Snapshot
+
+CONFIG = """
+policy:
+  mode: enforce
+  unknownRegistry: allow
+  unknownSpace: deny
+  pullSecretName: registry-secret
+  exemptNamespaces: [kube-system]
+registries:
+  - name: harbor
+    type: harbor
+    url: https://harbor.example.com
+    hosts: [harbor.example.com, harbor.example.com:8443]
+    spaces:
+      - {name: library, public: true}
+      - {name: team-a, public: false}
+      - {name: team-b, public: false}
+  - name: platform
+    type: docker-registry
+    url: https://registry.example.com:5000
+  - name: ws-harbor
+    type: harbor
+    url: https://ws.example.com
+    workspace: "102"
+    spaces:
+      - {name: pub, public: true}
+      - {name: priv, public: false}
+  - name: locked
+    type: docker-registry
+    url: https://locked.example.com
+    anonymousPull: false
+bindings:
+  - {registry: harbor, space: team-a, workspaces: ["101", "103"]}
+namespaces:
+  team-a-dev: "101"
+  team-b-dev: "102"
+"""
+
+
+def snapshot(**policy: str) -> Snapshot:
+    text = CONFIG
+    for key, value in policy.items():
+        text = text.replace(f"  {key}: ", f"  {key}: {value} #", 1)
+    return Snapshot.from_config(load_config(text))
+
+
+SNAP = snapshot()
+
+
+def pod(*images: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "containers": [{"name": f"c{i}", "image": image} for i, image in enumerate(images)],
+        **spec,
+    }
+
+
+def verdicts(namespace: str, *images: str, snap: Snapshot = SNAP) -> list[str]:
+    return [c.verdict for c in decide(snap, namespace, pod(*images)).containers]
+
+
+# ----------------------------------------------------------------------------- rule 1: parse
+
+
+def test_an_invalid_reference_is_denied_quoting_the_parser() -> None:
+    decision = decide(SNAP, "team-a-dev", pod("harbor.example.com/Team-A/app"))
+    assert not decision.allowed
+    assert "repository name (Team-A/app) must be lowercase" in decision.message
+
+
+# ----------------------------------------------------------------------------- rule 2: registry
+
+
+def test_an_unknown_registry_follows_policy_unknown_registry() -> None:
+    assert verdicts("team-a-dev", "quay.io/x/y") == ["allowed"]
+    warn = decide(snapshot(unknownRegistry="warn"), "team-a-dev", pod("quay.io/x/y"))
+    assert warn.allowed
+    assert warn.warnings and "quay.io is not managed by spacegate" in warn.warnings[0]
+    deny = decide(snapshot(unknownRegistry="deny"), "team-a-dev", pod("quay.io/x/y"))
+    assert not deny.allowed
+
+
+def test_registry_hosts_match_case_insensitively_and_ports_exactly() -> None:
+    assert verdicts("team-b-dev", "HARBOR.example.com/team-a/app") == ["denied"]
+    assert verdicts("team-b-dev", "harbor.example.com:8443/team-a/app") == ["denied"]
+    # another port is another registry, and unknown registries are allowed by default
+    assert verdicts("team-b-dev", "harbor.example.com:9999/team-a/app") == ["allowed"]
+
+
+def test_docker_hub_short_names_are_normalized_before_matching() -> None:
+    snap = Snapshot.from_config(
+        load_config(
+            "registries:\n  - {name: hub, type: harbor, url: https://docker.io, "
+            "spaces: [{name: library, public: false}]}\n"
+        )
+    )
+    for image in ("nginx", "library/nginx", "docker.io/nginx", "index.docker.io/library/nginx"):
+        assert verdicts("team-a-dev", image, snap=snap) == ["denied"], image
+
+
+def test_a_lookalike_host_does_not_inherit_the_registry() -> None:
+    # prefix matching on raw strings is a known bypass (gatekeeper-library #529)
+    snap = snapshot(unknownRegistry="deny")
+    assert verdicts("team-a-dev", "harbor.example.com.evil.io/team-a/app", snap=snap) == ["denied"]
+
+
+# ----------------------------------------------------------------------------- rule 3: spaces
+
+
+def test_a_space_the_harbor_does_not_have_follows_unknown_space() -> None:
+    decision = decide(SNAP, "team-a-dev", pod("harbor.example.com/ghost/app"))
+    assert not decision.allowed
+    assert "registry 'harbor' has no space 'ghost'" in decision.message
+    assert verdicts(
+        "team-a-dev", "harbor.example.com/ghost/app", snap=snapshot(unknownSpace="allow")
+    ) == ["allowed"]
+
+
+def test_every_space_of_a_platform_docker_registry_is_public() -> None:
+    assert verdicts("team-a-dev", "registry.example.com:5000/anything/app:1") == ["allowed"]
+    assert verdicts("sandbox", "registry.example.com:5000/anything/app:1") == ["allowed"]
+
+
+# ----------------------------------------------------------------------------- rule 4: visibility
+
+
+def test_public_spaces_are_usable_from_every_namespace() -> None:
+    for namespace in ("team-a-dev", "team-b-dev", "sandbox"):
+        assert verdicts(namespace, "harbor.example.com/library/nginx:1.27") == ["allowed"]
+
+
+def test_a_private_space_is_usable_by_its_bound_workspaces_only() -> None:
+    assert verdicts("team-a-dev", "harbor.example.com/team-a/app") == ["allowed"]
+    assert verdicts("team-b-dev", "harbor.example.com/team-a/app") == ["denied"]
+
+
+def test_a_private_space_can_be_bound_to_several_workspaces() -> None:
+    snap = Snapshot.build(
+        SNAP.config,
+        namespaces={"other": NamespaceInfo(workspace="103")},
+    )
+    assert verdicts("other", "harbor.example.com/team-a/app", snap=snap) == ["allowed"]
+
+
+def test_a_namespace_without_workspace_may_use_public_spaces_only() -> None:
+    assert verdicts("sandbox", "harbor.example.com/library/x", "harbor.example.com/team-a/x") == [
+        "allowed",
+        "denied",
+    ]
+
+
+def test_a_workspace_registry_is_visible_to_that_workspace_only_public_and_private() -> None:
+    assert verdicts("team-b-dev", "ws.example.com/pub/a", "ws.example.com/priv/b") == [
+        "allowed",
+        "allowed",
+    ]
+    assert verdicts("team-a-dev", "ws.example.com/pub/a") == ["denied"]
+    assert verdicts("sandbox", "ws.example.com/pub/a") == ["denied"]
+
+
+# ----------------------------------------------------------------------------- rule 5: modes
+
+
+def test_the_workload_is_denied_when_any_container_is() -> None:
+    decision = decide(
+        SNAP, "team-b-dev", pod("harbor.example.com/library/ok", "harbor.example.com/team-a/no")
+    )
+    assert not decision.allowed
+    assert [c.verdict for c in decision.containers] == ["allowed", "denied"]
+
+
+def test_init_and_ephemeral_containers_are_checked_too() -> None:
+    spec = {
+        "initContainers": [{"name": "init", "image": "harbor.example.com/team-a/init"}],
+        "containers": [{"name": "main", "image": "harbor.example.com/library/ok"}],
+        "ephemeralContainers": [{"name": "debug", "image": "harbor.example.com/team-a/dbg"}],
+    }
+    decision = decide(SNAP, "team-b-dev", spec)
+    assert [(c.section, c.verdict) for c in decision.containers] == [
+        ("initContainers", "denied"),
+        ("containers", "allowed"),
+        ("ephemeralContainers", "denied"),
+    ]
+
+
+def test_warn_mode_admits_with_one_warning_per_refused_container() -> None:
+    snap = snapshot(mode="warn")
+    decision = decide(
+        snap, "team-b-dev", pod("harbor.example.com/team-a/x", "harbor.example.com/team-a/y")
+    )
+    assert decision.allowed
+    assert decision.message == ""
+    assert len(decision.warnings) == 2
+    assert all(len(w) <= 256 for w in decision.warnings)
+    assert [c.verdict for c in decision.containers] == ["warned", "warned"]
+
+
+def test_audit_mode_admits_and_records_audit_annotations_only() -> None:
+    decision = decide(snapshot(mode="audit"), "team-b-dev", pod("harbor.example.com/team-a/x"))
+    assert decision.allowed
+    assert decision.warnings == ()
+    assert decision.audit_annotations["decision"] == "audited"
+    assert "team-a/x" in decision.audit_annotations["refused"]
+
+
+def test_a_namespace_mode_label_overrides_the_config_mode() -> None:
+    snap = Snapshot.build(
+        SNAP.config, namespaces={"team-b-dev": NamespaceInfo(workspace="102", mode="warn")}
+    )
+    decision = decide(snap, "team-b-dev", pod("harbor.example.com/team-a/x"))
+    assert decision.allowed
+    assert decision.mode == "warn"
+
+
+def test_exempt_namespaces_are_admitted_untouched() -> None:
+    decision = decide(
+        SNAP, "kube-system", pod("harbor.example.com/team-a/x", "locked.example.com/a/b")
+    )
+    assert decision.allowed
+    assert decision.exempt
+    assert decision.patch == ()
+    assert {c.verdict for c in decision.containers} == {"exempt"}
+
+
+def test_a_template_container_without_image_is_reported_not_crashed_on() -> None:
+    decision = decide(SNAP, "team-a-dev", {"containers": [{"name": "app"}, "junk"]})
+    assert decision.allowed
+    assert [c.verdict for c in decision.containers] == ["skipped", "skipped"]
+
+
+# ----------------------------------------------------------------------------- messages
+
+
+def test_a_denial_names_container_image_space_registry_namespace_workspace_and_remedy() -> None:
+    decision = decide(SNAP, "team-b-dev", pod("harbor.example.com/team-a/app:1"))
+    message = decision.message
+    for part in (
+        '"c0"',
+        "harbor.example.com/team-a/app:1",
+        "'team-a'",
+        "'harbor'",
+        "team-b-dev",
+        "workspace 102",
+        "bind space 'team-a' to workspace 102",
+        "public space",
+    ):
+        assert part in message, part
+    assert "\n" not in message
+
+
+def test_messages_stay_single_line_even_for_hostile_images() -> None:
+    decision = decide(SNAP, "team-b-dev", pod("harbor.example.com/team-a/app\n\tevil"))
+    assert not decision.allowed
+    assert all(ord(ch) >= 32 for ch in decision.message)
+    assert single_line("a\nb\tc\x7fd") == "a b c d"
+
+
+# ----------------------------------------------------------------------------- rule 6: mutation
+
+
+def _apply(obj: dict[str, Any], decision_patch: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    result: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(obj), list(decision_patch))
+    return result
+
+
+def _pod_object(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "team-a-dev"},
+        "spec": {"containers": [{"name": "app", "image": "harbor.example.com/team-a/app"}], **spec},
+    }
+
+
+@pytest.mark.parametrize(
+    ("existing", "expected"),
+    [
+        ("absent", [{"name": "registry-secret"}]),
+        (None, [{"name": "registry-secret"}]),
+        ([], [{"name": "registry-secret"}]),
+        ([{"name": "mine"}], [{"name": "mine"}, {"name": "registry-secret"}]),
+    ],
+)
+def test_the_pull_secret_patch_applies_to_absent_null_empty_and_present_lists(
+    existing: Any, expected: list[dict[str, str]]
+) -> None:
+    obj = _pod_object() if existing == "absent" else _pod_object(imagePullSecrets=existing)
+    decision = decide(SNAP, "team-a-dev", obj["spec"], pointer="/spec")
+    patched = _apply(obj, decision.patch)
+    assert patched["spec"]["imagePullSecrets"] == expected
+
+
+def test_no_patch_at_all_when_the_secret_is_already_there() -> None:
+    obj = _pod_object(imagePullSecrets=[{"name": "registry-secret"}])
+    assert decide(SNAP, "team-a-dev", obj["spec"]).patch == ()
+
+
+def test_the_patch_is_idempotent_under_reinvocation() -> None:
+    obj = _pod_object()
+    once = _apply(obj, decide(SNAP, "team-a-dev", obj["spec"]).patch)
+    assert decide(SNAP, "team-a-dev", once["spec"]).patch == ()
+
+
+def test_no_patch_on_update_or_the_ephemeralcontainers_subresource() -> None:
+    spec = _pod_object()["spec"]
+    assert decide(SNAP, "team-a-dev", spec, operation="UPDATE").patch == ()
+    assert (
+        decide(
+            SNAP, "team-a-dev", spec, operation="UPDATE", sub_resource="ephemeralcontainers"
+        ).patch
+        == ()
+    )
+
+
+def test_workloads_are_validated_but_not_mutated() -> None:
+    spec = _pod_object()["spec"]
+    assert (
+        decide(SNAP, "team-a-dev", spec, pointer="/spec/template/spec", kind="Deployment").patch
+        == ()
+    )
+
+
+def test_public_images_need_no_secret_unless_the_registry_forbids_anonymous_pulls() -> None:
+    assert decide(SNAP, "team-a-dev", pod("harbor.example.com/library/nginx")).patch == ()
+    patch = decide(SNAP, "team-a-dev", pod("locked.example.com/tools/x")).patch
+    assert patch == (
+        {"op": "add", "path": "/spec/imagePullSecrets", "value": [{"name": "registry-secret"}]},
+    )
+
+
+def test_a_denied_pod_gets_no_patch() -> None:
+    decision = decide(SNAP, "team-b-dev", pod("harbor.example.com/team-a/x"))
+    assert decision.patch == ()
+
+
+def test_warn_mode_still_injects_the_secret_for_allowed_private_images() -> None:
+    decision = decide(
+        snapshot(mode="warn"),
+        "team-a-dev",
+        pod("harbor.example.com/team-a/ok", "harbor.example.com/team-b/refused"),
+    )
+    assert decision.allowed
+    assert decision.patch
+
+
+def test_a_malformed_image_pull_secrets_field_is_left_alone() -> None:
+    assert (
+        decide(
+            SNAP, "team-a-dev", pod("harbor.example.com/team-a/x", imagePullSecrets="oops")
+        ).patch
+        == ()
+    )
+
+
+def test_repeated_images_are_answered_from_the_snapshot_cache() -> None:
+    snap = snapshot()
+    decide(snap, "team-a-dev", pod("harbor.example.com/team-a/x"))
+    assert ("harbor.example.com/team-a/x", "101") in snap.verdict_cache
+    assert decide(snap, "team-b-dev", pod("harbor.example.com/team-a/x")).allowed is False
