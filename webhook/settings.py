@@ -7,17 +7,18 @@ when no ``--config`` is given.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 from policy.config import Config, ConfigError, load_config
 
 EMBEDDED_DEMO = "embedded demo config (examples/demo.yaml)"
+# Packaged beside this module (a symlink to examples/demo.yaml in the source tree).
+DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 
 
 def demo_config_text() -> str:
     """The packaged copy of ``examples/demo.yaml``."""
-    return resources.files("webhook").joinpath("demo.yaml").read_text(encoding="utf-8")
+    return DEMO_CONFIG.read_text(encoding="utf-8")
 
 
 def read_config(path: str | None) -> Config:
