@@ -7,7 +7,7 @@ malformed is reported (and makes the exit code 2) without stopping the check of 
 
 from __future__ import annotations
 
-import json
+import orjson
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -109,7 +109,7 @@ def to_json(report: CheckReport) -> str:
             if result.decision.patch:
                 entry["pullSecret"] = pull_secret_of(result.decision)
         out.append(entry)
-    return json.dumps(out, indent=2, ensure_ascii=False)
+    return orjson.dumps(out, option=orjson.OPT_INDENT_2).decode()
 
 
 def pull_secret_of(decision: Decision) -> str:
