@@ -7,9 +7,10 @@ malformed is reported (and makes the exit code 2) without stopping the check of 
 
 from __future__ import annotations
 
-import orjson
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import orjson
 
 from policy.decision import Decision, decide
 from policy.snapshot import Snapshot
