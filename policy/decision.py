@@ -124,11 +124,14 @@ def _evaluate(snapshot: Snapshot, image: str, workspace: str | None) -> ImageVer
     except InvalidReference as exc:
         return ImageVerdict(False, f"invalid image reference: {exc}")
 
-    state = snapshot.registry_for_domain(ref.domain)
+    # An empty domain (e.g. "foo_bar.com/app": not a valid host, so all of it is the path)
+    # is no registry of ours, and never Docker Hub: the runtime would try that first part.
+    state = snapshot.registry_for_domain(ref.domain) if ref.domain else None
     if state is None:
+        host = ref.domain or ref.path.split("/", 1)[0]
         return _unknown(
             policy.unknown_registry,
-            f"registry {ref.domain} is not managed by spacegate "
+            f"registry {host} is not managed by spacegate "
             f"(policy.unknownRegistry: {policy.unknown_registry})",
         )
     registry = state.registry

@@ -110,6 +110,12 @@ def test_docker_hub_short_names_are_normalized_before_matching() -> None:
         assert verdicts("team-a-dev", image, snap=snap) == ["denied"], image
 
 
+def test_an_invalid_host_part_is_an_unknown_registry_never_docker_hub() -> None:
+    decision = decide(snapshot(unknownRegistry="deny"), "team-a-dev", pod("foo_bar.com/app"))
+    assert not decision.allowed
+    assert "registry foo_bar.com is not managed by spacegate" in decision.message
+
+
 def test_a_lookalike_host_does_not_inherit_the_registry() -> None:
     # prefix matching on raw strings is a known bypass (gatekeeper-library #529)
     snap = snapshot(unknownRegistry="deny")
