@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
+from prometheus_client import CollectorRegistry
+
 from policy.config import Config, Registry, format_duration
 from policy.snapshot import NamespaceInfo, Snapshot
 from webhook.cache_metrics import CacheMetrics
@@ -61,15 +63,25 @@ def gates_readiness(registry: Registry) -> bool:
 
 
 class NamespaceFeed(Protocol):
-    """What the refresher needs from a namespace source (``webhook.sources.namespaces``)."""
+    """What the refresher needs from a namespace source (``webhook.sources.namespaces``).
+
+    ``last_sync_time`` is read with the refresher's clock, so both must use the same one
+    (``time.monotonic`` by default).
+    """
 
     @property
     def has_synced(self) -> bool:
         """The full namespace list has arrived at least once."""
         ...
 
+    @property
     def namespaces(self) -> Mapping[str, NamespaceInfo]:
-        """Namespace name -> workspace and mode, as of now (a copy the caller may keep)."""
+        """Namespace name -> workspace and mode, as of now (immutable)."""
+        ...
+
+    @property
+    def last_sync_time(self) -> float | None:
+        """When the feed last knew it was in sync (list, watch event, bookmark)."""
         ...
 
 
@@ -168,7 +180,13 @@ class Refresher:
 
     @property
     def config(self) -> Config:
+        """The config the current snapshot was built from (changes on reload)."""
         return self._config
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry | None:
+        """Where the refresh metrics are registered, for ``/metrics`` to render too."""
+        return None if self._metrics is None else self._metrics.registry
 
     def readiness(self) -> tuple[bool, str]:
         """Ready when every gating registry was listed once and none is stale."""
@@ -183,18 +201,23 @@ class Refresher:
         if self._feed is not None and not self._namespaces_listed:
             return False, "waiting for the first namespace list from the Kubernetes API"
         limit = self._config.policy.max_staleness
-        stale = [s for s in statuses if s.age_seconds > limit]
+        stale = [
+            f"registry {s.name!r} is {format_duration(int(s.age_seconds))} old"
+            + (f" (last error: {s.last_error})" if s.last_error else "")
+            for s in statuses
+            if s.age_seconds > limit
+        ]
+        namespace_age = self._namespace_age()
+        if namespace_age is not None and namespace_age > limit:
+            stale.append(
+                f"the namespace list is {format_duration(int(namespace_age))} old"
+            )
         if stale:
-            parts = [
-                f"{s.name!r} is {format_duration(int(s.age_seconds))} old"
-                + (f" (last error: {s.last_error})" if s.last_error else "")
-                for s in stale
-            ]
             return False, (
-                "stale data: registry "
-                + ", ".join(parts)
+                "stale data: "
+                + ", ".join(stale)
                 + f"; policy.maxStaleness is {format_duration(limit)}; "
-                "decisions use the last-known-good spaces"
+                "decisions use the last-known-good data"
             )
         return True, (
             f"snapshot version {self._snapshot.version}, "
@@ -202,9 +225,20 @@ class Refresher:
         )
 
     def age_seconds(self) -> float:
-        """Age of the oldest gating registry data (time since start when never listed)."""
+        """Age of the oldest data that gates readiness (time since start when never listed)."""
         ages = [s.age_seconds for s in self.status() if s.gating]
+        namespace_age = self._namespace_age()
+        if namespace_age is not None:
+            ages.append(namespace_age)
         return max(ages, default=0.0)
+
+    def _namespace_age(self) -> float | None:
+        if self._feed is None:
+            return None
+        last = self._feed.last_sync_time
+        if last is None:
+            return None
+        return max(0.0, self._clock() - last)
 
     def status(self) -> list[RegistryStatus]:
         """Per listed registry: synced, age, failures, last error."""
@@ -345,14 +379,17 @@ class Refresher:
             if self._metrics is not None:
                 self._metrics.refresh_duration.labels(name).observe(elapsed)
                 self._metrics.last_success.labels(name).set_to_current_time()
+            fields = {"registry": name, "spaces": len(spaces), "seconds": round(elapsed, 3)}
             if first:
-                log.info("registry %r: listed %d spaces", name, len(spaces))
+                log.info("registry %r: listed %d spaces", name, len(spaces),
+                         extra={"fields": fields})
             elif recovered_after:
                 log.info(
                     "registry %r: listed %d spaces again after %d failed refreshes",
                     name,
                     len(spaces),
                     recovered_after,
+                    extra={"fields": fields},
                 )
             else:
                 log.debug("registry %r: listed %d spaces", name, len(spaces))
@@ -366,15 +403,22 @@ class Refresher:
         if self._metrics is not None:
             self._metrics.refresh_duration.labels(name).observe(elapsed)
             self._metrics.refresh_failures.labels(name).inc()
+        fields = {"registry": name, "error": error, "failures": track.failures}
         if track.last_success is None:
-            log.warning("registry %r: listing spaces failed (never listed yet): %s", name, error)
+            log.warning(
+                "registry %r: listing spaces failed (never listed yet): %s",
+                name,
+                error,
+                extra={"fields": fields},
+            )
         else:
-            age = format_duration(int(max(0.0, self._clock() - track.last_success)))
+            age = max(0.0, self._clock() - track.last_success)
             log.warning(
                 "registry %r: listing spaces failed, keeping the spaces listed %s ago: %s",
                 name,
-                age,
+                format_duration(int(age)),
                 error,
+                extra={"fields": {**fields, "ageSeconds": round(age, 3)}},
             )
 
     # ------------------------------------------------------------------ snapshot
@@ -421,14 +465,13 @@ class Refresher:
         namespaces: Mapping[str, NamespaceInfo] | None = None
         listed = self._feed is not None and self._feed.has_synced
         if listed and self._feed is not None:
-            namespaces = self._feed.namespaces()
+            namespaces = self._feed.namespaces
         self._version += 1
         snapshot = Snapshot.build(
             self._config, spaces=spaces, namespaces=namespaces, version=self._version
         )
         self._namespaces_listed = listed
         if self._metrics is not None:
-            self._metrics.snapshot_version.set(snapshot.version)
             self._metrics.namespaces.set(len(snapshot.namespaces))
             for name, state in snapshot.registries.items():
                 self._metrics.spaces.labels(name).set(len(state.spaces))

@@ -2,10 +2,11 @@
 
 An operator's first questions when admissions start failing are "is the data fresh?" and
 "which registry stopped answering?", so every registry gets its own refresh duration,
-failure count, last success time and space count, next to the snapshot version and the
-number of namespaces known. The collectors live on a caller-provided
-:class:`~prometheus_client.CollectorRegistry` (the server's, or a test's) so two refreshers
-in one process never collide on a global registry.
+failure count, last success time and space count, next to the number of namespaces known.
+The snapshot version and age are the server's (``webhook.metrics``, read from the state at
+scrape time) and are not repeated here. The collectors live on a caller-provided
+:class:`~prometheus_client.CollectorRegistry` so two refreshers in one process never
+collide on a global registry.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class CacheMetrics:
     """The refresher's collectors, registered on one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self.refresh_duration = Histogram(
             "spacegate_refresh_duration_seconds",
             "Time to list the spaces of one registry, successful or not.",
@@ -49,11 +51,6 @@ class CacheMetrics:
         self.namespaces = Gauge(
             "spacegate_namespaces",
             "Namespaces known in the current snapshot.",
-            registry=registry,
-        )
-        self.snapshot_version = Gauge(
-            "spacegate_snapshot_version",
-            "Version of the snapshot admission decisions use; grows by one per rebuild.",
             registry=registry,
         )
 
