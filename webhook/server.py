@@ -1,0 +1,242 @@
+"""Run the admission app under uvicorn over TLS: ``spacegate serve``.
+
+What uvicorn does not do for us, and this module adds:
+
+- **Certificate reload.** uvicorn builds its ``SSLContext`` once; a rotated Secret would
+  only be served after a restart, and expired self-managed webhook certificates are a
+  classic cluster outage. The context comes from :class:`certs.reload.ReloadingTLSContext`
+  (TLS 1.2 minimum, new pair picked up on the next handshake, a bad new pair rejected
+  with a warning while the old one stays in service), polled by a task next to the server.
+- **Exit code 0 on SIGTERM.** uvicorn drains in-flight requests on SIGTERM (it stops
+  accepting, lets open requests finish, closes idle keep-alive connections), then
+  re-raises the signal so the default action would kill the process with status 143.
+  Kubernetes counts that as an error exit; :func:`serve` turns a requested stop into 0.
+- **Development certificates.** With no TLS options it creates (or reuses) a CA and a
+  ``localhost`` certificate in ``.dev-certs/`` and prints where the CA is, so ``curl
+  --cacert`` works on the first try.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import ssl
+import sys
+import threading
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Final
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from certs.errors import CertificateError
+from certs.files import DEFAULT_DEV_CERT_DIR, bundle_paths, ensure_dev_certs
+from certs.reload import DEFAULT_WATCH_INTERVAL, ReloadingTLSContext
+from policy.config import Config, ConfigError
+from policy.snapshot import Snapshot
+from webhook.app import AppSettings, StateFactory, create_app, static_state
+from webhook.logs import configure_logging
+from webhook.settings import EMBEDDED_DEMO, read_config
+from webhook.state import SnapshotState
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "GRACEFUL_SHUTDOWN_SECONDS",
+    "ConfigStateFactory",
+    "TLSFiles",
+    "build_server",
+    "resolve_tls_files",
+    "serve",
+]
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 8443
+# Kubernetes sends SIGKILL terminationGracePeriodSeconds (30 by default) after SIGTERM; the
+# apiserver's own webhook timeout is at most 30 s. Draining for up to 20 s finishes every
+# review still in flight and leaves margin for the lifespan shutdown.
+GRACEFUL_SHUTDOWN_SECONDS: Final = 20
+# Kubernetes keeps TCP keep-alive connections from the apiserver open; uvicorn's default of
+# 5 s would make it reconnect (a TLS handshake) after every quiet spell.
+KEEP_ALIVE_SECONDS: Final = 75
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+
+ConfigStateFactory = Callable[[Config], AbstractAsyncContextManager[SnapshotState]]
+
+log = logging.getLogger("spacegate.server")
+
+
+@dataclass(frozen=True, slots=True)
+class TLSFiles:
+    """The serving pair, and the CA to tell clients about when we made it ourselves."""
+
+    cert: Path
+    key: Path
+    ca: Path | None = None
+
+
+def resolve_tls_files(
+    *, cert_dir: str | None, tls_cert: str | None, tls_key: str | None
+) -> TLSFiles:
+    """Which certificate/key pair to serve.
+
+    ``tls_cert``/``tls_key`` are used as given. ``cert_dir`` holding ``tls.crt`` and
+    ``tls.key`` (a mounted ``kubernetes.io/tls`` Secret) is used as is and never written
+    to. Otherwise development certificates are created, or reused, in ``cert_dir`` or
+    ``.dev-certs/`` of the current directory.
+    """
+    if tls_cert or tls_key:
+        if not (tls_cert and tls_key):
+            raise CertificateError("--tls-cert and --tls-key go together")
+        return TLSFiles(Path(tls_cert), Path(tls_key))
+    if cert_dir is not None:
+        paths = bundle_paths(cert_dir)
+        if paths.cert.is_file() and paths.key.is_file():
+            ca = paths.ca_cert if paths.ca_cert.is_file() else None
+            return TLSFiles(paths.cert, paths.key, ca)
+    made = ensure_dev_certs(cert_dir if cert_dir is not None else DEFAULT_DEV_CERT_DIR)
+    return TLSFiles(made.cert, made.key, made.ca_cert)
+
+
+def build_server(
+    app: ASGIApp,
+    *,
+    host: str,
+    port: int,
+    tls: ssl.SSLContext,
+    graceful_shutdown: int = GRACEFUL_SHUTDOWN_SECONDS,
+) -> uvicorn.Server:
+    """A uvicorn server for ``app`` over ``tls`` (one worker, lifespan on, our logging).
+
+    ``http``/``loop`` stay on ``auto``: uvicorn picks httptools and uvloop when they are
+    installed, which is what the benchmark measures.
+    """
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ssl_context_factory=lambda _config, _default: tls,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=graceful_shutdown,
+    )
+    return uvicorn.Server(config)
+
+
+async def _run(
+    server: uvicorn.Server,
+    tls: ReloadingTLSContext,
+    sockets: list[socket.socket] | None,
+    watch_interval: float,
+) -> None:
+    watcher = asyncio.create_task(tls.watch(watch_interval), name="tls-watch")
+    try:
+        await server.serve(sockets=sockets)
+    finally:
+        watcher.cancel()
+
+
+def serve(
+    *,
+    config: str | None = None,
+    host: str | None = None,
+    port: int = DEFAULT_PORT,
+    cert_dir: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    state_factory: ConfigStateFactory | None = None,
+    sockets: list[socket.socket] | None = None,
+    watch_interval: float = DEFAULT_WATCH_INTERVAL,
+) -> int:
+    """Serve the admission webhook until SIGTERM or SIGINT; return the exit status.
+
+    ``config`` is a config file (None: the embedded demo). ``state_factory`` opens the
+    live snapshot state for a config (``webhook.cache``); None serves the config as a
+    static snapshot. ``sockets`` (pre-bound listening sockets) replaces host/port for
+    tests and socket activation. Returns 0 after a requested stop, 1 when the server
+    could not start, 2 for an unusable config or TLS files.
+    """
+    configure_logging()
+    bind_host = host or DEFAULT_HOST
+    try:
+        cfg = read_config(config)
+        files = resolve_tls_files(cert_dir=cert_dir, tls_cert=tls_cert, tls_key=tls_key)
+        tls = ReloadingTLSContext(files.cert, files.key)
+    except (ConfigError, CertificateError) as exc:
+        print(f"spacegate serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    factory: StateFactory
+    if state_factory is None:
+        factory = static_state(Snapshot.from_config(cfg))
+    else:
+        live = state_factory
+
+        def factory() -> AbstractAsyncContextManager[SnapshotState]:
+            return live(cfg)
+
+    app = create_app(AppSettings(state=factory))
+    server = build_server(app, host=bind_host, port=port, tls=tls.context)
+    _print_banner(bind_host, port, sockets, files, config)
+
+    stop_requested = False
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        # Installed under uvicorn's own handlers: it receives the signal uvicorn re-raises
+        # after draining (and any signal arriving before uvicorn is listening).
+        nonlocal stop_requested
+        stop_requested = True
+        server.should_exit = True
+
+    previous = (
+        {sig: signal.signal(sig, on_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        if threading.current_thread() is threading.main_thread()
+        else {}
+    )
+    try:
+        asyncio.run(_run(server, tls, sockets, watch_interval))
+    except SystemExit as exc:  # uvicorn exits this way when it cannot bind or start
+        return exc.code if isinstance(exc.code, int) and exc.code else EXIT_FAILED
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not server.started and not stop_requested:
+        return EXIT_FAILED
+    log.info("stopped", extra={"fields": {"signal": stop_requested}})
+    return EXIT_OK
+
+
+def _print_banner(
+    host: str,
+    port: int,
+    sockets: list[socket.socket] | None,
+    files: TLSFiles,
+    config: str | None,
+) -> None:
+    if sockets:
+        host, port = sockets[0].getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    lines = [
+        f"spacegate: serving https://{shown}:{port} "
+        f"(config: {config or EMBEDDED_DEMO}; endpoints /validate /mutate /healthz /readyz "
+        "/metrics)",
+        f"spacegate: TLS certificate {files.cert}, key {files.key}",
+    ]
+    if files.ca is not None:
+        lines.append(f"spacegate: CA certificate {files.ca.resolve()}")
+        lines.append(
+            f"spacegate: try  curl --cacert {files.ca} https://{shown}:{port}/healthz"
+        )
+    print("\n".join(lines), flush=True)
