@@ -579,3 +579,78 @@ def test_the_live_factory_fits_serve(tmp_path: Path) -> None:
             assert state.readiness()[0]
 
     asyncio.run(scenario())
+
+
+# --------------------------------------------------------------------------- Docker Registry
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Any]:
+    from tests.fakes.registry import RealRegistry, real_registry_unavailable
+
+    reason = real_registry_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with RealRegistry(tmp_path / "registry") as real:
+        real.prefill(["apps/web", "apps/api", "tools/debug"])
+        yield real
+
+
+def registry_config(url: str, credentials: str) -> Config:
+    return load_config(
+        f"""
+registries:
+  - name: harbor
+    type: harbor
+    url: https://harbor.example.com
+    spaces: [{{name: library, public: true}}]
+  - name: dr
+    type: docker-registry
+    url: {url}
+    hosts: [registry.example.com:5000]
+    refreshInterval: 50ms
+{credentials}
+"""
+    )
+
+
+def test_a_docker_registry_catalog_is_listed_but_its_outage_does_not_unready(
+    registry: Any, tmp_path: Path
+) -> None:
+    credentials = write_credentials(tmp_path, registry.username, registry.password)
+
+    async def scenario() -> None:
+        async with gate_to(registry.port) as gate:
+            config = registry_config(gate.url, credentials)
+            async with open_live_state(config, kube=False, source_factory=quick_sources) as state:
+                await until(lambda: state.status()[0].synced, what="catalog listed")
+                assert dict(state.snapshot.registries["dr"].spaces) == {
+                    "apps": True,
+                    "tools": True,
+                }
+                await gate.close()
+                failures = state.status()[0].failures
+                await until(lambda: state.status()[0].failures > failures, what="a failure")
+                assert state.readiness()[0]
+                assert admitted(state, "any", "registry.example.com:5000/apps/web:1")
+
+    asyncio.run(scenario())
+
+
+def test_wrong_docker_registry_credentials_are_logged_without_the_password(
+    registry: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "not-the-Pa55word"
+    credentials = write_credentials(tmp_path, registry.username, wrong)
+
+    async def scenario() -> None:
+        config = registry_config(registry.url, credentials)
+        with caplog.at_level(logging.DEBUG):
+            async with open_live_state(config, kube=False, source_factory=quick_sources) as state:
+                await until(lambda: state.status()[0].failures >= 1, what="a failure")
+
+    asyncio.run(scenario())
+    failures = [r.getMessage() for r in caplog.records if r.name == "spacegate.cache"]
+    assert "'dr'" in failures[0]
+    assert "401" in failures[0]
+    assert wrong not in caplog.text
