@@ -313,7 +313,11 @@ class Refresher:
     async def _run(self, track: _Track) -> None:
         backoff = self._retry_initial
         while True:
-            ok = await self._refresh(track)
+            try:
+                ok = await self._refresh(track)
+            except Exception:  # a bug here must not end this registry's refreshes for good
+                log.exception("registry %r: refresh crashed", track.registry.name)
+                ok = False
             interval = track.registry.refresh_interval
             if ok:
                 backoff = self._retry_initial
@@ -353,7 +357,8 @@ class Refresher:
                 if track.source is None:
                     track.source = self._factory(track.registry)
                 async with asyncio.timeout(self._fetch_timeout):
-                    spaces = await track.source.fetch()
+                    listed = await track.source.fetch()
+                spaces = {str(name): bool(public) for name, public in listed.items()}
             except asyncio.CancelledError:
                 raise
             except TimeoutError:
@@ -372,7 +377,7 @@ class Refresher:
             elapsed = time.perf_counter() - started
             first = track.spaces is None
             recovered_after = track.failures
-            track.spaces = dict(spaces)
+            track.spaces = spaces
             track.last_success = self._clock()
             track.last_error = None
             track.failures = 0
@@ -444,8 +449,11 @@ class Refresher:
             running = None
         if running is loop:
             self._schedule_rebuild()
-        else:
+            return
+        try:
             loop.call_soon_threadsafe(self._schedule_rebuild)
+        except RuntimeError:  # the loop closed meanwhile: nobody reads snapshots any more
+            return
 
     def _schedule_rebuild(self) -> None:
         if self._rebuild_pending or self._loop is None:
