@@ -1,0 +1,161 @@
+"""What the apiserver sends to spacegate, and what it does when spacegate does not answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.charts.chartlib import FULLNAME, NAMESPACE, Rendered
+
+VALIDATING = "ValidatingWebhookConfiguration"
+MUTATING = "MutatingWebhookConfiguration"
+BOTH = (VALIDATING, MUTATING)
+
+
+def _covered(hook: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(group, resource, operation) triples the webhook's rules match."""
+    return {
+        (group, resource, op)
+        for rule in hook["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for op in rule["operations"]
+    }
+
+
+def _excluded_namespaces(hook: dict[str, Any]) -> list[str]:
+    (expr,) = hook["namespaceSelector"]["matchExpressions"]
+    assert expr["key"] == "kubernetes.io/metadata.name"
+    assert expr["operator"] == "NotIn"
+    values: list[str] = expr["values"]
+    return values
+
+
+def test_validating_webhook_checks_pods_and_every_workload_kind_on_create_and_update(
+    default: Rendered,
+) -> None:
+    hook = default.webhook(VALIDATING)
+    workloads = [
+        ("", "pods"),
+        ("", "pods/ephemeralcontainers"),
+        ("", "replicationcontrollers"),
+        ("", "podtemplates"),
+        ("apps", "deployments"),
+        ("apps", "replicasets"),
+        ("apps", "statefulsets"),
+        ("apps", "daemonsets"),
+        ("batch", "jobs"),
+        ("batch", "cronjobs"),
+    ]
+    expected = {(g, r, op) for g, r in workloads for op in ("CREATE", "UPDATE")}
+    assert _covered(hook) == expected
+    assert hook["clientConfig"]["service"]["path"] == "/validate"
+    assert all(rule["scope"] == "Namespaced" for rule in hook["rules"])
+
+
+def test_mutating_webhook_only_sees_pod_creation_and_is_reinvoked_if_needed(
+    default: Rendered,
+) -> None:
+    hook = default.webhook(MUTATING)
+    assert _covered(hook) == {("", "pods", "CREATE")}
+    assert hook["reinvocationPolicy"] == "IfNeeded"
+    assert hook["clientConfig"]["service"]["path"] == "/mutate"
+
+
+@pytest.mark.parametrize("kind", BOTH)
+def test_both_webhooks_are_dry_run_safe_v1_and_match_equivalent_versions(
+    default: Rendered, kind: str
+) -> None:
+    hook = default.webhook(kind)
+    assert hook["admissionReviewVersions"] == ["v1"]
+    assert hook["sideEffects"] == "None"
+    assert hook["matchPolicy"] == "Equivalent"
+    assert hook["timeoutSeconds"] == 5
+
+
+def test_webhook_names_are_fully_qualified_and_distinct(default: Rendered) -> None:
+    assert default.webhook(VALIDATING)["name"] == "validate.spacegate.io"
+    assert default.webhook(MUTATING)["name"] == "mutate.spacegate.io"
+
+
+def test_emergency_delete_names_in_notes_are_the_configurations_the_chart_creates(
+    default: Rendered,
+) -> None:
+    names = {kind: default.one(kind)["metadata"]["name"] for kind in BOTH}
+    assert names == {VALIDATING: FULLNAME, MUTATING: FULLNAME}
+    command = (
+        f"kubectl delete validatingwebhookconfiguration/{FULLNAME} "
+        f"mutatingwebhookconfiguration/{FULLNAME}"
+    )
+    assert command in default.notes
+
+
+def test_validating_fails_closed_and_mutating_fails_open_by_default(default: Rendered) -> None:
+    assert default.webhook(VALIDATING)["failurePolicy"] == "Fail"
+    assert default.webhook(MUTATING)["failurePolicy"] == "Ignore"
+
+
+def test_failure_policies_and_timeout_follow_values(rendered_set: Any) -> None:
+    rendered: Rendered = rendered_set("fail-open")
+    assert rendered.webhook(VALIDATING)["failurePolicy"] == "Ignore"
+    assert rendered.webhook(MUTATING)["failurePolicy"] == "Fail"
+    assert rendered.webhook(VALIDATING)["timeoutSeconds"] == 3
+    assert rendered.webhook(MUTATING)["timeoutSeconds"] == 3
+    assert rendered.config["policy"]["mode"] == "warn"
+
+
+@pytest.mark.parametrize("kind", BOTH)
+def test_kube_system_and_the_release_namespace_are_never_sent_to_the_webhook(
+    default: Rendered, kind: str
+) -> None:
+    hook = default.webhook(kind)
+    assert _excluded_namespaces(hook) == ["kube-system", NAMESPACE]
+    # Nothing else narrows the scope: no objectSelector opt-out users could set themselves.
+    assert "objectSelector" not in hook
+    assert set(hook["namespaceSelector"]) == {"matchExpressions"}
+
+
+@pytest.mark.parametrize("kind", BOTH)
+def test_extra_exempt_namespaces_reach_both_webhooks_and_the_server_config(
+    rendered_set: Any, kind: str
+) -> None:
+    rendered: Rendered = rendered_set("extra-exemptions")
+    expected = ["kube-system", NAMESPACE, "monitoring", "istio-system", "legacy-apps"]
+    assert _excluded_namespaces(rendered.webhook(kind)) == expected
+    assert rendered.config["policy"]["exemptNamespaces"] == expected
+
+
+@pytest.mark.parametrize("kind", BOTH)
+def test_webhooks_call_the_charts_service_on_its_port(default: Rendered, kind: str) -> None:
+    service = default.one("Service")
+    target = default.webhook(kind)["clientConfig"]["service"]
+    assert target["name"] == service["metadata"]["name"]
+    assert target["namespace"] == NAMESPACE
+    assert target["port"] in {p["port"] for p in service["spec"]["ports"]}
+    assert "url" not in default.webhook(kind)["clientConfig"]
+
+
+def test_service_routes_to_the_container_port_the_server_listens_on(default: Rendered) -> None:
+    (port,) = default.one("Service")["spec"]["ports"]
+    (container_port,) = default.container["ports"]
+    assert port["targetPort"] == container_port["name"] == "https"
+    assert container_port["containerPort"] == 8443
+    selector = default.one("Service")["spec"]["selector"]
+    pod_labels = default.one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= pod_labels.items()
+
+
+@pytest.mark.parametrize(
+    ("name", "has_bundle", "annotated"),
+    [("default", True, False), ("secret", True, False), ("cert-manager", False, True)],
+)
+def test_ca_bundle_comes_from_the_chart_the_admin_or_cainjector(
+    rendered_set: Any, name: str, has_bundle: bool, annotated: bool
+) -> None:
+    rendered: Rendered = rendered_set(name)
+    for kind in BOTH:
+        client = rendered.webhook(kind)["clientConfig"]
+        assert ("caBundle" in client) is has_bundle
+        annotations = rendered.one(kind)["metadata"].get("annotations", {})
+        assert ("cert-manager.io/inject-ca-from" in annotations) is annotated
