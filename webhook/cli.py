@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot = sub.add_parser("snapshot", help="sync once from live sources, write a config")
     snapshot.add_argument("--config")
     snapshot.add_argument("-o", "--output", help="output file (default: stdout)")
+    snapshot.add_argument(
+        "--no-namespaces",
+        action="store_true",
+        help="keep the config's static namespaces instead of listing them from the cluster",
+    )
     return parser
 
 
@@ -126,7 +131,15 @@ def _serve(args: argparse.Namespace) -> int:
     if bool(args.tls_cert) != bool(args.tls_key):
         print("spacegate serve: --tls-cert and --tls-key go together", file=sys.stderr)
         return EXIT_USAGE
+    state_factory = None
+    if args.config is not None:
+        # A real config: list live registries, watch namespaces when a cluster is reachable,
+        # and reload the file on change. The embedded demo is static and needs none of it.
+        from webhook.live import live_state_factory
+
+        state_factory = live_state_factory(args.config)
     return serve(
+        state_factory=state_factory,
         config=args.config,
         host=args.host,
         port=args.port,
@@ -145,7 +158,7 @@ def _certs(args: argparse.Namespace) -> int:
 def _snapshot_cmd(args: argparse.Namespace) -> int:
     from webhook.snapshot_cmd import run
 
-    return run(args.config, args.output)
+    return run(args.config, args.output, kube=False if args.no_namespaces else None)
 
 
 COMMANDS = {
