@@ -19,7 +19,6 @@ import yaml
 
 from tests.charts.apiserver_rules import webhook_configuration_errors
 from tests.charts.chartlib import CHART_DIR, NAMESPACE, VALUES_SET_NAMES, Rendered
-from tests.charts.conftest import Render
 
 # CRD kinds the Kubernetes schemas cannot know; checked by the structural tests below.
 CRD_KINDS = {
@@ -210,6 +209,6 @@ def test_optional_kinds_are_absent_by_default(default: Rendered) -> None:
     assert default.all("Certificate") == []
 
 
-def test_lint_rejects_an_unknown_key_like_install_would(render: Render) -> None:
+def test_lint_rejects_an_unknown_key_like_install_would() -> None:
     report = helm.lint(CHART_DIR, {"replicas": 3}, strict=True, namespace=NAMESPACE)
     assert any("additional properties 'replicas' not allowed" in e for e in report["errors"])

@@ -207,7 +207,7 @@ def _properties(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dic
 
 
 def test_every_schema_property_has_a_description() -> None:
-    """Helm prints no descriptions, but editors and readers of `helm show values` do."""
+    """Helm prints no descriptions, but editors with JSON-schema support for YAML show them."""
     properties = list(_properties(_schema()))
     assert len(properties) > 60
     for path, node in properties:
