@@ -253,11 +253,14 @@ class ServerThread:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+        # log_config/log_level None: leave the process's logging configuration alone
+        # (uvicorn would otherwise dictConfig its loggers each time a fake starts).
         config = uvicorn.Config(
             self._app,
             http="h11",
             lifespan="off",
-            log_level="critical",
+            log_config=None,
+            log_level=None,
             access_log=False,
             timeout_graceful_shutdown=1,
         )

@@ -33,6 +33,7 @@ there: JWT contents and expiry, refresh tokens, OAuth2 POST, manifests and blobs
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import os
@@ -177,6 +178,7 @@ class RealRegistry:
                 start_new_session=True,
             )
             log.close()
+            atexit.register(self._kill)  # never leave a registry behind a crashed run
             last_error = self._wait_ready(timeout)
             if not last_error:
                 self._client = httpx.Client(
@@ -223,6 +225,7 @@ class RealRegistry:
         return f"no answer on {self.url}/v2/ within {timeout}s"
 
     def _kill(self) -> None:
+        atexit.unregister(self._kill)
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return

@@ -105,10 +105,12 @@ class DockerRegistrySource:
     Args:
         registry: the registry as declared in the config (``type: docker-registry``).
         client: an ``httpx.AsyncClient`` to use; left open on :meth:`aclose`.
-        timeout: connect/read timeouts; a number applies to every phase.
+        timeout: connect/read/write/pool timeouts; a number applies to every phase.
         retries: extra attempts per request after a connection error, timeout, 429 or 5xx.
         backoff: first retry delay in seconds, doubled per retry, with jitter.
+        max_retry_after: the longest ``Retry-After`` waited for; a longer one fails the fetch.
         page_size: catalog entries per page (``n``), 1..1000.
+        sleep, rng: injectable for tests.
     """
 
     def __init__(
@@ -177,13 +179,14 @@ class DockerRegistrySource:
                          self._page_size)
                 fallback_done = True
                 url = f"{self._base}/v2/_catalog"
-                response = await session.get(url, f"GET /v2/_catalog (page {page})")
+                what = f"GET /v2/_catalog (page {page})"
+                response = await session.get(url, what)
             if response.status_code != 200:
                 raise session.status_error(response, what)
             body = parse_json(response, self._label, what)
             repositories = body.get("repositories") if isinstance(body, dict) else None
             if repositories is None and isinstance(body, dict):
-                repositories = []  # 2.8 sends null for an empty catalog page
+                repositories = []  # a missing or null list: an empty page
             if not isinstance(repositories, list) or not all(
                 isinstance(r, str) for r in repositories
             ):

@@ -70,10 +70,19 @@ class HarborSource:
         registry: the registry as declared in the config (``type: harbor``).
         client: an ``httpx.AsyncClient`` to use (tests, shared pools); left open on
             :meth:`aclose`. By default one is created and owned here.
-        timeout: connect/read timeouts; a number applies to every phase.
+        timeout: connect/read/write/pool timeouts; a number applies to every phase; by
+            default :data:`~webhook.sources.http.DEFAULT_TIMEOUT` (or the given client's).
         retries: extra attempts per request after a connection error, timeout, 429 or 5xx.
-        backoff: first retry delay in seconds, doubled per retry, with jitter.
+        backoff: first retry delay in seconds, doubled per retry (up to ``max_backoff``),
+            with jitter.
+        max_retry_after: the longest ``Retry-After`` waited for; a longer one fails the fetch.
         page_size: projects per page, 1..100.
+        sleep, rng: injectable for tests (no real waiting, deterministic jitter).
+
+    With the defaults, refused connections and 5xx fail a fetch after about 3.5 s of
+    backoff; a registry that accepts connections but never answers costs up to four read
+    timeouts (40 s), so the caller's own bound on a fetch (the refresher's fetch timeout)
+    is what ends that case.
     """
 
     def __init__(
@@ -131,7 +140,6 @@ class HarborSource:
         if creds is not None:
             headers["Authorization"] = creds.header
             secrets = creds.secrets
-        if creds is not None:
             await self._check_credentials(headers, secrets)
         seen: dict[str, bool] = {}
         for attempt in range(_LISTING_ATTEMPTS):

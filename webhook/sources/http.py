@@ -16,8 +16,9 @@ Those rules are written once, here:
 - :func:`safe_text` is the only way server-provided text reaches an error message: secrets
   are masked (a server may echo what it was sent), control characters are dropped, the
   length is capped.
-- :class:`HttpClient` sends one GET with all of the above and refuses to follow links to
-  another origin (which would hand the credential to a host the operator never configured).
+- :class:`HttpClient` sends one GET with all of the above; :func:`same_origin_url` refuses
+  pagination links to another origin (which would hand the credential to a host the
+  operator never configured).
 """
 
 from __future__ import annotations
@@ -283,13 +284,26 @@ def same_origin_url(base: str, link: str, origin: str, label: str) -> str:
     would send the registry credential there, so that is an error, not a redirect.
     """
     url = urljoin(base, link)
-    want, got = urlsplit(origin), urlsplit(url)
-    if (got.scheme, got.hostname, got.port) != (want.scheme, want.hostname, want.port):
-        shown = f"{got.scheme}://{got.hostname}" + (f":{got.port}" if got.port else "")
+    scheme, host, port = _origin(url)
+    if (scheme, host, port) != _origin(origin):
+        shown = safe_text(f"{scheme}://{host}:{port}", (), 120)
         raise SourceError(
             f"{label}: refusing to follow a pagination link to another origin ({shown})"
         )
     return url
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # not a port: never equal to a real origin
+    return scheme, parts.hostname, port if port is not None else _DEFAULT_PORTS.get(scheme)
 
 
 def request_path(url: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -239,6 +240,24 @@ def test_a_429_is_retried_after_the_delay_in_retry_after(
     assert waits == [7.0]
 
 
+def test_retries_wait_exponentially_longer_with_jitter(
+    harbor: HarborFake, registry_config: RegistryFactory
+) -> None:
+    harbor.add_project("library", public=True)
+    harbor.faults.fail_next(3, 502)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    source = admin_source(harbor, registry_config, backoff=1.0, sleep=sleep, rng=random.Random(7))
+
+    assert fetch(source) == {"library": True}
+    assert len(waits) == 3
+    for wait, ceiling in zip(waits, (1.0, 2.0, 4.0), strict=True):
+        assert ceiling / 2 <= wait <= ceiling
+
+
 def test_a_retry_after_beyond_the_cap_ends_the_fetch_at_once(
     harbor: HarborFake, registry_config: RegistryFactory
 ) -> None:
@@ -399,6 +418,25 @@ def test_a_server_echoing_the_password_in_an_error_has_it_masked(
 
 
 # --------------------------------------------------------------------------- scripted servers
+
+
+def test_a_redirect_is_reported_with_its_target_instead_of_followed(
+    registry_config: RegistryFactory,
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        target = str(request.url).replace("http://", "https://")
+        return httpx.Response(308, headers={"Location": target})
+
+    registry = registry_config("http://harbor.example.com")
+    source = HarborSource(registry, client=_mock_harbor(handler), **FAST)
+
+    error = fetch_error(source)
+
+    assert str(error) == (
+        "harbor 'main': 308 Permanent Redirect on GET /api/v2.0/projects?page=1&page_size=100"
+        "&with_detail=false (page 1), redirected to https://harbor.example.com/api/v2.0/"
+        "projects?page=1&page_size=100&with_detail=false; put the final URL in the config"
+    )
 
 
 def test_a_pagination_link_to_another_host_is_refused(registry_config: RegistryFactory) -> None:
