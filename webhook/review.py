@@ -293,8 +293,13 @@ def deny(message: str, *, code: int = 403, reason: str = "Forbidden") -> Reply:
 
 
 _REASONS: Final[Mapping[int, str]] = MappingProxyType(
-    {400: "BadRequest", 413: "RequestEntityTooLarge", 415: "UnsupportedMediaType",
-     500: "InternalError"}
+    {
+        400: "BadRequest",
+        408: "Timeout",
+        413: "RequestEntityTooLarge",
+        415: "UnsupportedMediaType",
+        500: "InternalError",
+    }
 )
 
 

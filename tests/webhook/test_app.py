@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -463,6 +464,28 @@ def test_a_streamed_body_over_the_size_cap_is_refused_while_it_arrives(
     assert b"byte limit" in reply
 
 
+def test_a_body_that_stops_arriving_is_refused_with_408_instead_of_waiting_forever(
+    demo_snapshot: Snapshot, shared_server: RunningServer
+) -> None:
+    state = StaticState(demo_snapshot)
+    settings = dataclasses.replace(fixed_state(state), body_timeout=0.3)
+    head = (
+        b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 5000\r\n\r\n"
+    )
+
+    with run_server(settings, shared_server.tls_dir, state) as slow:
+        started = time.monotonic()
+        reply = raw_exchange(slow, head, iter([b'{"apiVersion": "admission.k8s.io/v1"']))
+        waited = time.monotonic() - started
+        with slow.client() as client:  # and the server is fine afterwards
+            assert validate(client, review(pod(ALLOWED_IMAGE)))["allowed"] is True
+
+    assert reply.startswith(b"HTTP/1.1 408 ")
+    assert b"not received within 0.3 s" in reply
+    assert waited < 3
+
+
 def test_a_large_but_legal_review_is_decided(client: httpx.Client) -> None:
     obj = pod(TEAM_B_IMAGE)
     obj["metadata"]["annotations"] = {"big": "x" * (3 * 1024 * 1024)}
@@ -669,3 +692,33 @@ def test_policy_settings_used_by_the_tests_exist() -> None:
     # Guards the dataclasses.replace() calls above against a renamed field.
     fields = {f.name for f in dataclasses.fields(PolicySettings)}
     assert {"mode", "unknown_registry"} <= fields
+
+
+# --------------------------------------------------------------------------- examples
+
+
+EXAMPLE_REVIEWS = Path(__file__).resolve().parents[2] / "examples" / "reviews"
+
+
+def example(name: str) -> dict[str, Any]:
+    data = json.loads((EXAMPLE_REVIEWS / name).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_the_example_reviews_get_the_answers_their_names_promise(client: httpx.Client) -> None:
+    assert validate(client, example("pod-allowed.json"))["allowed"] is True
+    assert validate(client, example("pod-denied.json"))["allowed"] is False
+    assert validate(client, example("deployment-denied.json"))["allowed"] is False
+    needs_secret = example("pod-pull-secret.json")
+    assert validate(client, needs_secret)["allowed"] is True
+    result = patched(needs_secret["request"]["object"], mutate(client, needs_secret))
+    assert result["spec"]["imagePullSecrets"] == [{"name": "registry-secret"}]
+    schema_valid(result)
+
+
+def test_the_log_time_is_iso_8601_utc_with_milliseconds() -> None:
+    record = logging.LogRecord("x", logging.INFO, "", 0, "m", (), None)
+    record.created = 1_800_000_000.25
+
+    assert json.loads(JsonFormatter().format(record))["time"] == "2027-01-15T08:00:00.250Z"
