@@ -10,7 +10,8 @@ so every request whose ``uid`` can be read gets HTTP 200 and a well-formed revie
 when the body is malformed or spacegate itself fails. Only requests without a readable
 uid get a 4xx, with a ``metav1.Status`` body naming the problem. The body size is
 capped while it streams in (:data:`webhook.review.MAX_BODY_BYTES`), so an oversized body
-is refused without being buffered.
+is refused without being buffered, and a body that stops arriving is refused after
+:data:`BODY_TIMEOUT_SECONDS`.
 """
 
 from __future__ import annotations

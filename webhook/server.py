@@ -209,8 +209,8 @@ def serve(
         # uvicorn's loop choice (uvloop when installed) applies to our runner as well.
         with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
             runner.run(_run(server, tls, sockets, watch_interval))
-    except SystemExit as exc:  # uvicorn exits this way when it cannot bind or start
-        return exc.code if isinstance(exc.code, int) and exc.code else EXIT_FAILED
+    except SystemExit:  # uvicorn exits this way when it cannot bind or start (it logged why)
+        return EXIT_FAILED
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -335,3 +335,15 @@ def test_serve_refuses_a_missing_certificate_with_status_2(tmp_path: Path) -> No
 def test_reloading_context_is_what_the_server_hands_out(own_server: RunningServer) -> None:
     assert isinstance(own_server.tls, ReloadingTLSContext)
     assert own_server.server.config.ssl is own_server.tls.context
+
+
+def test_serve_reports_a_busy_port_with_status_1(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        code, _, err = Process(tmp_path, port=port).finish(sig=0)
+
+    assert code == 1
+    assert "address already in use" in err
