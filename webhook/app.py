@@ -84,6 +84,8 @@ class AppSettings:
     state: StateFactory
     max_body_bytes: int = MAX_BODY_BYTES
     body_timeout: float = BODY_TIMEOUT_SECONDS
+    # Unix time the serving certificate expires, read at scrape time (None: no gauge value).
+    tls_not_after: Callable[[], float] | None = None
 
 
 def static_state(snapshot: Snapshot) -> StateFactory:
@@ -443,10 +445,23 @@ async def _healthz(request: Request) -> Response:
     return Response(b"ok\n", media_type="text/plain")
 
 
+READYZ_CHECKS: Final = frozenset({"staleness"})
+
+
 async def _readyz(request: Request) -> Response:
-    """Ready when a snapshot is loaded and fresh enough (the state decides)."""
+    """Ready when a snapshot is loaded and fresh enough (the state decides).
+
+    ``?exclude=staleness`` (the kube-apiserver's ``/readyz?exclude=<check>`` convention)
+    skips the ``maxStaleness`` check; the Helm chart's readiness probe uses it so that a
+    long registry outage cannot take every replica out of the Service at once.
+    """
     state: SnapshotState = request.state.snapshots
-    ready, reason = state.readiness()
+    excluded = set(request.query_params.getlist("exclude"))
+    unknown = excluded - READYZ_CHECKS
+    if unknown:
+        message = f"unknown readiness check(s) {sorted(unknown)}; known: {sorted(READYZ_CHECKS)}"
+        return Response(orjson.dumps({"ready": False, "reason": message}), 400, media_type=JSON)
+    ready, reason = state.readiness(staleness="staleness" not in excluded)
     body = orjson.dumps(
         {
             "ready": ready,
@@ -461,6 +476,7 @@ async def _readyz(request: Request) -> Response:
 def create_app(settings: AppSettings) -> Starlette:
     """Build the admission server's ASGI app (no I/O until the lifespan starts)."""
     metrics = Metrics()
+    metrics.tls_not_after = settings.tls_not_after
 
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(request.state.snapshots), media_type=CONTENT_TYPE)

@@ -188,8 +188,8 @@ class Refresher:
         """Where the refresh metrics are registered, for ``/metrics`` to render too."""
         return None if self._metrics is None else self._metrics.registry
 
-    def readiness(self) -> tuple[bool, str]:
-        """Ready when every gating registry was listed once and none is stale."""
+    def readiness(self, *, staleness: bool = True) -> tuple[bool, str]:
+        """Ready when every gating registry was listed once and (``staleness``) none is stale."""
         statuses = [s for s in self.status() if s.gating]
         waiting = [s for s in statuses if not s.synced]
         if waiting:
@@ -201,6 +201,11 @@ class Refresher:
         if self._feed is not None and not self._namespaces_listed:
             return False, "waiting for the first namespace list from the Kubernetes API"
         limit = self._config.policy.max_staleness
+        if not staleness:
+            return True, (
+                f"snapshot version {self._snapshot.version} loaded "
+                f"(data {int(self.age_seconds())}s old; staleness not checked)"
+            )
         stale = [
             f"registry {s.name!r} is {format_duration(int(s.age_seconds))} old"
             + (f" (last error: {s.last_error})" if s.last_error else "")

@@ -12,6 +12,7 @@ the age is never older than the scrape.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
@@ -66,6 +67,12 @@ class Metrics:
             "1 when /readyz reports ready, else 0.",
             registry=self.registry,
         )
+        self._tls_expiry = Gauge(
+            "spacegate_tls_certificate_expiry_timestamp_seconds",
+            "Unix time at which the serving certificate in use expires (alert well before).",
+            registry=self.registry,
+        )
+        self.tls_not_after: Callable[[], float] | None = None
         # Resolving a labelled child costs a lock and a tuple hash each time; the label
         # space is small and fixed, so children are looked up once and kept.
         self._children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
@@ -89,11 +96,22 @@ class Metrics:
         child[1].observe(seconds)
 
     def render(self, state: SnapshotState | None) -> bytes:
-        """The Prometheus text exposition, with snapshot gauges read from ``state`` now."""
+        """The Prometheus text exposition, with snapshot gauges read from ``state`` now.
+
+        A live state (``webhook.cache.Refresher``) keeps its refresh metrics in a registry
+        of its own (``metrics_registry``); they are appended so one scrape sees both.
+        """
+        if self.tls_not_after is not None:
+            self._tls_expiry.set(self.tls_not_after())
+        extra = None
         if state is not None:
             self._age.set(state.age_seconds())
             self._version.set(state.snapshot.version)
             self._ready.set(1.0 if state.readiness()[0] else 0.0)
+            extra = getattr(state, "metrics_registry", None)
         else:
             self._ready.set(0.0)
-        return generate_latest(self.registry)
+        body = generate_latest(self.registry)
+        if isinstance(extra, CollectorRegistry):
+            body += generate_latest(extra)
+        return body

@@ -187,7 +187,9 @@ def serve(
         def factory() -> AbstractAsyncContextManager[SnapshotState]:
             return live(cfg)
 
-    app = create_app(AppSettings(state=factory))
+    # A lambda, not tls.not_after.timestamp: the certificate (and its expiry) is reloaded.
+    expiry = lambda: tls.not_after.timestamp()  # noqa: E731, PLW0108
+    app = create_app(AppSettings(state=factory, tls_not_after=expiry))
     server = build_server(app, host=bind_host, port=port, tls=tls.context)
     _print_banner(bind_host, port, sockets, files, config)
 

@@ -20,8 +20,14 @@ class SnapshotState(Protocol):
         """The snapshot decisions use now."""
         ...
 
-    def readiness(self) -> tuple[bool, str]:
-        """(ready, human-readable reason) for ``/readyz``."""
+    def readiness(self, *, staleness: bool = True) -> tuple[bool, str]:
+        """(ready, human-readable reason) for ``/readyz``.
+
+        ``staleness=False`` leaves out the ``maxStaleness`` check (``/readyz?exclude=
+        staleness``): the data has been loaded once, however old it is now. Kubernetes
+        readiness probes use that form, because stale data on every replica (a registry
+        outage) must not empty the Service and lock the cluster behind a fail-closed webhook.
+        """
         ...
 
     def age_seconds(self) -> float:
@@ -42,7 +48,7 @@ class StaticState:
     def replace(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
 
-    def readiness(self) -> tuple[bool, str]:
+    def readiness(self, *, staleness: bool = True) -> tuple[bool, str]:
         return True, "static config"
 
     def age_seconds(self) -> float:

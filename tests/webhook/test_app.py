@@ -24,9 +24,11 @@ import httpx
 import jsonpatch
 import kubernetes_validate
 import pytest
+from prometheus_client import CollectorRegistry, Counter
 
 from policy.config import PolicySettings
 from policy.snapshot import NamespaceInfo, Snapshot
+from webhook.app import AppSettings
 from webhook.logs import DECISION_LOGGER, JsonFormatter
 from webhook.state import StaticState
 
@@ -569,7 +571,9 @@ def test_healthz_and_readyz_answer_ok_when_a_snapshot_is_loaded(client: httpx.Cl
 
 
 class StaleState(StaticState):
-    def readiness(self) -> tuple[bool, str]:
+    def readiness(self, *, staleness: bool = True) -> tuple[bool, str]:
+        if not staleness:
+            return True, "snapshot loaded (staleness not checked)"
         return False, "stale data: registry 'harbor' is 15m old"
 
     def age_seconds(self) -> float:
@@ -588,6 +592,19 @@ def test_readyz_is_503_with_the_states_reason_and_metrics_show_the_age(
     assert ready.json()["reason"] == "stale data: registry 'harbor' is 15m old"
     assert "spacegate_snapshot_age_seconds 900.0" in metrics
     assert "spacegate_ready 0.0" in metrics
+
+
+def test_readyz_can_exclude_the_staleness_check_for_kubernetes_probes(
+    demo_snapshot: Snapshot, shared_server: RunningServer
+) -> None:
+    state = StaleState(demo_snapshot)
+    with run_server(fixed_state(state), shared_server.tls_dir, state) as stale, stale.client() as c:
+        probe = c.get("/readyz?exclude=staleness")
+        typo = c.get("/readyz?exclude=stalness")
+    assert probe.status_code == 200
+    assert probe.json()["ready"] is True
+    assert typo.status_code == 400
+    assert "unknown readiness check(s) ['stalness']" in typo.json()["reason"]
 
 
 def sample(metrics: str, prefix: str) -> float:
@@ -722,3 +739,28 @@ def test_the_log_time_is_iso_8601_utc_with_milliseconds() -> None:
     record.created = 1_800_000_000.25
 
     assert json.loads(JsonFormatter().format(record))["time"] == "2027-01-15T08:00:00.250Z"
+
+
+class LiveLikeState(StaticState):
+    """A state that keeps refresh metrics in a registry of its own, like the refresher."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__(snapshot)
+        self.metrics_registry = CollectorRegistry()
+        failures = Counter(
+            "spacegate_refresh_failures", "x", ["registry"], registry=self.metrics_registry
+        )
+        failures.labels("harbor").inc(3)
+
+
+def test_metrics_include_the_refreshers_metrics_and_the_certificate_expiry(
+    demo_snapshot: Snapshot, shared_server: RunningServer
+) -> None:
+    state = LiveLikeState(demo_snapshot)
+    settings = fixed_state(state)
+    settings = AppSettings(state=settings.state, tls_not_after=lambda: 1_900_000_000.0)
+    with run_server(settings, shared_server.tls_dir, state) as live, live.client() as c:
+        metrics = c.get("/metrics").text
+    assert 'spacegate_refresh_failures_total{registry="harbor"} 3.0' in metrics
+    assert "spacegate_tls_certificate_expiry_timestamp_seconds 1.9e+09" in metrics
+    assert "spacegate_admission_requests_total" in metrics

@@ -283,6 +283,8 @@ def test_readiness_fails_once_data_is_older_than_max_staleness_but_decisions_sta
         assert "connection refused" in reason
         assert "10m" in reason
         assert image_allowed(refresher, "team-a-dev", "harbor.example.com/team-a/app")
+        # the probe form (/readyz?exclude=staleness) keeps serving on last-known-good data
+        assert refresher.readiness(staleness=False)[0]
 
         sources.current("harbor").error = None
         assert await refresher.refresh("harbor")
