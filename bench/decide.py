@@ -54,14 +54,25 @@ def pod_spec(containers: int, offset: int = 0) -> dict[str, Any]:
     }
 
 
-def bench_decide(snapshot: Snapshot, containers: int, seconds: float = 2.0) -> float:
+def bench_decide(
+    snapshot: Snapshot, containers: int, *, memo: bool, seconds: float = 2.0
+) -> float:
+    """Decisions/s over 7 pod specs x 4 namespaces.
+
+    ``memo=False`` empties the per-snapshot decision memo before every call, so each
+    decision is computed (per-image verdicts and reference parsing stay cached, as they do
+    in a running webhook); ``memo=True`` is the steady state of Pods that repeat.
+    """
     specs = [pod_spec(containers, i) for i in range(len(IMAGES))]
+    memo_cache = snapshot.decision_cache
     count = 0
     start = time.perf_counter()
     deadline = start + seconds
     while time.perf_counter() < deadline:
         for spec in specs:
             for namespace in NAMESPACES:
+                if not memo:
+                    memo_cache.clear()
                 decide(snapshot, namespace, spec)
         count += len(specs) * len(NAMESPACES)
     return count / (time.perf_counter() - start)
@@ -109,13 +120,15 @@ def main() -> int:
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
     config = read_config(str(DEMO))
     snapshot = Snapshot.from_config(config)
-    rate3 = bench_decide(snapshot, 3)
-    rate20 = bench_decide(snapshot, 20)
+    rate3 = bench_decide(snapshot, 3, memo=False)
+    rate20 = bench_decide(snapshot, 20, memo=False)
+    memo3 = bench_decide(snapshot, 3, memo=True)
     cold = bench_decide_cold(lambda: Snapshot.from_config(config))
     print("policy.decide on one core")
     print(f"  3-container Pod:   {rate3:>10,.0f} decisions/s   (target >= 50,000)")
     print(f"  20-container Pod:  {rate20:>10,.0f} decisions/s")
-    print(f"  3-container Pod, cold snapshot cache: {cold:>8,.0f} decisions/s")
+    print(f"  3-container Pod, repeated (decision memo hit): {memo3:>10,.0f} decisions/s")
+    print(f"  3-container Pod, new snapshot built per call: {cold:>8,.0f} decisions/s")
 
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "workloads.yaml"
@@ -130,7 +143,7 @@ def main() -> int:
         )
         elapsed = time.perf_counter() - start
         summary = "exit code " + str(result.returncode)
-    print(f"spacegate check, 10,000 workloads ({size_mb:.1f} MB YAML)")
+    print(f"spacegate check, 10,000 workloads ({size_mb:.1f} MB YAML)", flush=True)
     print(f"  wall time:         {elapsed:>10.2f} s            (target <= 3 s; {summary})")
     return 0
 

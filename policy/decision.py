@@ -18,7 +18,7 @@ from typing import Any, Literal
 from policy.config import Mode, UnknownAction
 from policy.reference import InvalidReference, parse_reference
 from policy.snapshot import NamespaceInfo, Snapshot
-from policy.workload import containers
+from policy.workload import CONTAINER_SECTIONS, containers
 
 Verdict = Literal["allowed", "denied", "warned", "audited", "exempt", "skipped"]
 
@@ -229,6 +229,48 @@ _REFUSED_VERDICT: Mapping[Mode, Verdict] = {
 }
 
 
+# Bound on memoized decisions per snapshot; the memo is dropped whole when it fills up.
+MAX_MEMO_DECISIONS = 20_000
+
+
+def _signature(pod_spec: Mapping[str, Any], secret: str) -> tuple[Any, ...]:
+    """Everything of a pod spec that a decision depends on, as a hashable key.
+
+    That is each container's section, position, name and image (exactly what
+    :func:`policy.workload.containers` reads) and the state of ``imagePullSecrets`` with
+    respect to the pull secret (absent, present with it, present without it, malformed).
+    """
+    parts: list[Any] = []
+    for section in CONTAINER_SECTIONS:
+        items = pod_spec.get(section)
+        if not isinstance(items, list):
+            continue
+        for item in items:
+            if isinstance(item, Mapping):
+                name = item.get("name")
+                image = item.get("image")
+                parts.append(
+                    (
+                        section,
+                        name if isinstance(name, str) else None,
+                        image if isinstance(image, str) else None,
+                    )
+                )
+            else:
+                parts.append((section, None, None))
+    secrets = pod_spec.get("imagePullSecrets")
+    if secrets is None:
+        state = 0
+    elif not isinstance(secrets, list):
+        state = 3
+    elif any(isinstance(e, Mapping) and e.get("name") == secret for e in secrets):
+        state = 1
+    else:
+        state = 2
+    parts.append(state)
+    return tuple(parts)
+
+
 def decide(
     snapshot: Snapshot,
     namespace: str,
@@ -244,7 +286,48 @@ def decide(
     ``pointer`` is the JSON pointer of ``pod_spec`` in the admitted object; it is used only
     for the pull-secret patch, which is produced for Pod CREATE only (``imagePullSecrets``
     is immutable on existing Pods and the ``ephemeralcontainers`` subresource discards it).
+
+    Decisions are memoized per snapshot on everything they depend on, because the Pods of
+    one workload arrive over and over with identical containers. The returned
+    :class:`Decision` is shared: treat it, and its patch operations, as read-only.
     """
+    key = (
+        namespace,
+        pointer,
+        kind,
+        operation,
+        sub_resource,
+        _signature(pod_spec, snapshot.policy.pull_secret_name),
+    )
+    memo = snapshot.decision_cache
+    hit: Decision | None = memo.get(key)
+    if hit is not None:
+        return hit
+    decision = _decide(
+        snapshot,
+        namespace,
+        pod_spec,
+        pointer=pointer,
+        kind=kind,
+        operation=operation,
+        sub_resource=sub_resource,
+    )
+    if len(memo) >= MAX_MEMO_DECISIONS:
+        memo.clear()
+    memo[key] = decision
+    return decision
+
+
+def _decide(
+    snapshot: Snapshot,
+    namespace: str,
+    pod_spec: Mapping[str, Any],
+    *,
+    pointer: str,
+    kind: str,
+    operation: str,
+    sub_resource: str,
+) -> Decision:
     policy = snapshot.policy
     info: NamespaceInfo = snapshot.namespace(namespace)
     workspace = info.workspace

@@ -61,6 +61,10 @@ class Snapshot:
     verdict_cache: dict[tuple[str, str | None], Any] = field(
         default_factory=dict, repr=False, compare=False
     )
+    # Memo of whole decisions (see policy.decision.decide): Pods of one Deployment repeat.
+    decision_cache: dict[tuple[Any, ...], Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def policy(self) -> PolicySettings:

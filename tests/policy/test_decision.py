@@ -370,6 +370,22 @@ def test_a_malformed_image_pull_secrets_field_is_left_alone() -> None:
     )
 
 
+def test_memoized_decisions_still_tell_namespaces_and_pull_secret_states_apart() -> None:
+    snap = snapshot()
+    spec = pod("harbor.example.com/team-a/x")
+    assert decide(snap, "team-a-dev", spec).allowed
+    assert not decide(snap, "team-b-dev", spec).allowed
+    assert decide(snap, "team-a-dev", spec).patch
+    with_secret = pod("harbor.example.com/team-a/x", imagePullSecrets=[{"name": "registry-secret"}])
+    assert decide(snap, "team-a-dev", with_secret).patch == ()
+    assert decide(snap, "team-a-dev", spec, operation="UPDATE").patch == ()
+    renamed = {"containers": [{"name": "other", "image": "harbor.example.com/team-b/x"}]}
+    assert not decide(snap, "team-a-dev", renamed).allowed
+    assert decide(snap, "team-a-dev", spec) is decide(
+        snap, "team-a-dev", pod("harbor.example.com/team-a/x")
+    )
+
+
 def test_repeated_images_are_answered_from_the_snapshot_cache() -> None:
     snap = snapshot()
     decide(snap, "team-a-dev", pod("harbor.example.com/team-a/x"))
