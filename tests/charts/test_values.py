@@ -89,6 +89,16 @@ def _install_error(chart: helm.Chart, values: dict[str, Any]) -> str:
             id="config-duration",
         ),
         pytest.param(
+            {"readinessProbe": {"checkStaleness": "yes"}},
+            ["/readinessProbe/checkStaleness", "want boolean"],
+            id="checkStaleness-not-boolean",
+        ),
+        pytest.param(
+            {"readinessProbe": {"path": "/readyz"}},
+            ["/readinessProbe", "additional properties 'path' not allowed"],
+            id="readinessProbe-unknown-key",
+        ),
+        pytest.param(
             {"registryCredentials": [{"registry": "harbor", "password": "hunter2"}]},
             ["/registryCredentials/0", "additional properties 'password' not allowed"],
             id="credential-in-values",

@@ -63,11 +63,42 @@ def test_image_defaults_to_the_charts_app_version_and_a_digest_pins_it(render: R
 
 
 @pytest.mark.parametrize(
-    ("path", "probe"), [("/healthz", "livenessProbe"), ("/readyz", "readinessProbe")]
+    ("path", "probe"),
+    [("/healthz", "livenessProbe"), ("/readyz?exclude=staleness", "readinessProbe")],
 )
 def test_probes_use_https_on_the_serving_port(default: Rendered, path: str, probe: str) -> None:
     get = default.container[probe]["httpGet"]
     assert get == {"path": path, "port": "https", "scheme": "HTTPS"}
+
+
+def test_stale_registry_data_does_not_make_pods_unready_by_default(default: Rendered) -> None:
+    """A registry outage makes every replica stale at once; unready, they would empty the
+    Service and a fail-closed webhook would reject every pod write in the cluster."""
+    assert default.container["readinessProbe"]["httpGet"]["path"] == "/readyz?exclude=staleness"
+    assert "checkStaleness" not in default.notes
+
+
+def test_check_staleness_probes_plain_readyz_and_warns_when_a_webhook_fails_closed(
+    render: Render,
+) -> None:
+    strict = render({"readinessProbe": {"checkStaleness": True}})
+    assert strict.container["readinessProbe"]["httpGet"] == {
+        "path": "/readyz",
+        "port": "https",
+        "scheme": "HTTPS",
+    }
+    assert "WARNING: readinessProbe.checkStaleness=true with failurePolicy=Fail" in strict.notes
+    fail_open = render(
+        {
+            "readinessProbe": {"checkStaleness": True},
+            "webhook": {
+                "validating": {"failurePolicy": "Ignore"},
+                "mutating": {"failurePolicy": "Ignore"},
+            },
+        }
+    )
+    assert fail_open.container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert "WARNING" not in fail_open.notes
 
 
 # ------------------------------------------------------------------------- hardening
