@@ -23,9 +23,7 @@ The protocol, as Distribution 2.8 implements it:
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import re
 from dataclasses import dataclass
 from typing import Final
@@ -33,13 +31,11 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 
-from policy.config import Registry
 from webhook.sources import SourceError
 from webhook.sources.http import (
     BasicCredentials,
     HttpClient,
-    RetryPolicy,
-    Sleep,
+    RegistrySource,
     error_detail,
     load_credentials,
     parse_json,
@@ -99,7 +95,7 @@ def parse_challenge(value: str) -> Challenge | None:
     return Challenge(start.group(1).lower(), params)
 
 
-class DockerRegistrySource:
+class DockerRegistrySource(RegistrySource):
     """The spaces of one Docker Registry: first path component -> True (all public).
 
     Args:
@@ -113,47 +109,8 @@ class DockerRegistrySource:
         sleep, rng: injectable for tests.
     """
 
-    def __init__(
-        self,
-        registry: Registry,
-        *,
-        client: httpx.AsyncClient | None = None,
-        timeout: httpx.Timeout | float | None = None,
-        retries: int = 3,
-        backoff: float = 0.5,
-        max_backoff: float = 8.0,
-        max_retry_after: float = 30.0,
-        page_size: int = MAX_PAGE_SIZE,
-        sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
-        self.name = registry.name
-        self._registry = registry
-        self._label = f"docker-registry '{registry.name}'"
-        self._base = registry.url.rstrip("/")
-        self._page_size = page_size
-        self._http = HttpClient(
-            self._label,
-            client=client,
-            timeout=timeout,
-            retry=RetryPolicy(
-                retries=retries,
-                backoff=backoff,
-                max_backoff=max_backoff,
-                max_retry_after=max_retry_after,
-            ),
-            sleep=sleep,
-            rng=rng,
-        )
-
-    def __repr__(self) -> str:
-        return f"DockerRegistrySource(name={self.name!r}, url={self._base!r})"
-
-    async def aclose(self) -> None:
-        """Release connections (only those of a client this source created)."""
-        await self._http.aclose()
+    KIND = "docker-registry"
+    MAX_PAGE_SIZE = MAX_PAGE_SIZE
 
     async def fetch(self) -> dict[str, bool]:
         """Every space in the catalog, each public.

@@ -29,20 +29,15 @@ a space rather than dropping one.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from typing import Final
 from urllib.parse import urlencode
 
 import httpx
 
-from policy.config import Registry
 from webhook.sources import SourceError
 from webhook.sources.http import (
-    HttpClient,
-    RetryPolicy,
-    Sleep,
+    RegistrySource,
     error_detail,
     load_credentials,
     parse_json,
@@ -63,7 +58,7 @@ _LISTING_ATTEMPTS: Final = 3
 _MAX_PAGES: Final = 100_000  # a loop guard far above any real Harbor (10 M projects)
 
 
-class HarborSource:
+class HarborSource(RegistrySource):
     """The spaces of one Harbor registry: project name -> public.
 
     Args:
@@ -85,47 +80,8 @@ class HarborSource:
     is what ends that case.
     """
 
-    def __init__(
-        self,
-        registry: Registry,
-        *,
-        client: httpx.AsyncClient | None = None,
-        timeout: httpx.Timeout | float | None = None,
-        retries: int = 3,
-        backoff: float = 0.5,
-        max_backoff: float = 8.0,
-        max_retry_after: float = 30.0,
-        page_size: int = MAX_PAGE_SIZE,
-        sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
-        self.name = registry.name
-        self._registry = registry
-        self._label = f"harbor '{registry.name}'"
-        self._base = registry.url.rstrip("/")
-        self._page_size = page_size
-        self._http = HttpClient(
-            self._label,
-            client=client,
-            timeout=timeout,
-            retry=RetryPolicy(
-                retries=retries,
-                backoff=backoff,
-                max_backoff=max_backoff,
-                max_retry_after=max_retry_after,
-            ),
-            sleep=sleep,
-            rng=rng,
-        )
-
-    def __repr__(self) -> str:
-        return f"HarborSource(name={self.name!r}, url={self._base!r})"
-
-    async def aclose(self) -> None:
-        """Release connections (only those of a client this source created)."""
-        await self._http.aclose()
+    KIND = "harbor"
+    MAX_PAGE_SIZE = MAX_PAGE_SIZE
 
     async def fetch(self) -> dict[str, bool]:
         """Every project visible to the configured account, name -> public.

@@ -33,6 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -409,3 +410,60 @@ class HttpClient:
             self.label, what, problem, attempt + 1, self.retry.retries, delay,
         )
         await self._sleep(delay)
+
+
+class RegistrySource:
+    """What the Harbor and Docker Registry sources share: one retrying HTTP client per
+    registry, a label for messages, page-size bounds, and closing.
+
+    Subclasses set :attr:`KIND` (the word used in messages) and :attr:`MAX_PAGE_SIZE`, and
+    implement ``fetch``. See the subclasses for the meaning of each argument.
+    """
+
+    KIND: ClassVar[str] = "registry"
+    MAX_PAGE_SIZE: ClassVar[int] = 100
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout: httpx.Timeout | float | None = None,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        max_retry_after: float = 30.0,
+        page_size: int | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        size = self.MAX_PAGE_SIZE if page_size is None else page_size
+        if not 1 <= size <= self.MAX_PAGE_SIZE:
+            raise ValueError(
+                f"page_size must be between 1 and {self.MAX_PAGE_SIZE}, got {size}"
+            )
+        self.name = registry.name
+        self._registry = registry
+        self._label = f"{self.KIND} '{registry.name}'"
+        self._base = registry.url.rstrip("/")
+        self._page_size = size
+        self._http = HttpClient(
+            self._label,
+            client=client,
+            timeout=timeout,
+            retry=RetryPolicy(
+                retries=retries,
+                backoff=backoff,
+                max_backoff=max_backoff,
+                max_retry_after=max_retry_after,
+            ),
+            sleep=sleep,
+            rng=rng,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, url={self._base!r})"
+
+    async def aclose(self) -> None:
+        """Release connections (only those of a client this source created)."""
+        await self._http.aclose()
