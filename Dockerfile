@@ -22,6 +22,8 @@ COPY pyproject.toml README.md ./
 COPY policy ./policy
 COPY webhook ./webhook
 COPY certs ./certs
+# webhook/demo.yaml (the embedded demo config) is a symlink to examples/demo.yaml.
+COPY examples/demo.yaml ./examples/demo.yaml
 # Every dependency ships binary wheels for amd64 and arm64, so nothing is compiled here.
 # pip and setuptools are removed from the virtualenv afterwards: the running server has no
 # use for an installer.
