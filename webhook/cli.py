@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="check manifests offline (exit 0/1/2)")
     check.add_argument(
-        "-f", "--filename", action="append", required=True, metavar="FILE_OR_DIR_OR_-",
-        help="manifest file, directory or - for stdin (repeatable)",
+        "-f", "--filename", action="extend", nargs="+", required=True,
+        metavar="FILE_OR_DIR_OR_-",
+        help="manifest files, directories or - for stdin (repeatable)",
     )
     check.add_argument("--namespace", "-n", help="namespace for objects that name none")
     check.add_argument("--config", help="config file (default: the embedded demo config)")

@@ -42,6 +42,20 @@ def test_check_over_the_examples_reports_each_workload_and_exits_1(
     assert "private space 'team-b' of registry 'harbor' is not bound to workspace 101" in out
 
 
+def test_check_takes_several_files_after_one_flag_or_several_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a.yaml").write_text(ALLOWED_POD)
+    (tmp_path / "b.yaml").write_text(DENIED_POD)
+    code, out, _ = run(capsys, "check", "-f", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml"))
+    assert code == 1
+    assert "2 workloads checked: 1 admitted, 1 denied" in out
+    code, out, _ = run(
+        capsys, "check", "-f", str(tmp_path / "a.yaml"), "-f", str(tmp_path / "b.yaml")
+    )
+    assert "2 workloads checked: 1 admitted, 1 denied" in out
+
+
 def test_check_exits_0_when_everything_is_admitted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
