@@ -1,8 +1,10 @@
 """The ASGI application: HTTP endpoints gluing decode, ``policy.decide`` and encode.
 
-``create_app(settings)`` builds a Starlette app with no module-level state: the snapshot
+``create_app(settings)`` builds the app (:class:`AdmissionApp`: the two admission
+endpoints in front of an ordinary Starlette app) with no module-level state: the snapshot
 state (a static config, or the live refresher) is opened by the lifespan and closed with
-it, and the metrics registry belongs to the app instance.
+it, and the metrics registry, the decision log and the per-decision reply cache belong to
+the app instance.
 
 Robustness rules of the endpoints (``docs/admission-protocol.md`` §3): the apiserver
 treats anything but a 2xx with a decodable AdmissionReview as "failed calling webhook",
@@ -29,15 +31,16 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from policy.decision import Decision, decide
 from policy.snapshot import Snapshot
 from policy.workload import WorkloadError, pod_spec
-from webhook.logs import DECISION_LOGGER
+from webhook.logs import DecisionLog, LogSink
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.review import (
     MAX_BODY_BYTES,
+    EncodedReply,
     MalformedReview,
     Reply,
     ReviewRequest,
@@ -51,7 +54,15 @@ from webhook.review import (
 )
 from webhook.state import SnapshotState, StaticState
 
-__all__ = ["AppSettings", "StateFactory", "admit", "create_app", "static_state"]
+__all__ = [
+    "AdmissionApp",
+    "AppSettings",
+    "StateFactory",
+    "admit",
+    "create_app",
+    "decide_review",
+    "static_state",
+]
 
 StateFactory = Callable[[], AbstractAsyncContextManager[SnapshotState]]
 
@@ -68,7 +79,6 @@ CHECKED_SUBRESOURCES: Final = frozenset({"", "ephemeralcontainers"})
 # (uvicorn itself has no body-read timeout).
 BODY_TIMEOUT_SECONDS: Final = 10.0
 
-_decision_log = logging.getLogger(DECISION_LOGGER)
 _log = logging.getLogger("spacegate.webhook")
 
 
@@ -86,6 +96,9 @@ class AppSettings:
     body_timeout: float = BODY_TIMEOUT_SECONDS
     # Unix time the serving certificate expires, read at scrape time (None: no gauge value).
     tls_not_after: Callable[[], float] | None = None
+    # Where decision lines go (``spacegate serve`` passes the sink of its log
+    # configuration); None: they are ordinary records of the ``spacegate.decision`` logger.
+    log_sink: LogSink | None = None
 
 
 def static_state(snapshot: Snapshot) -> StateFactory:
@@ -107,10 +120,8 @@ class LifespanState(TypedDict):
 # --------------------------------------------------------------------------- deciding
 
 
-def admit(
-    review: ReviewRequest, snapshot: Snapshot, *, mutating: bool
-) -> tuple[Reply, Decision | None]:
-    """The reply to a decoded review, and the policy decision behind it if one was taken.
+def decide_review(review: ReviewRequest, snapshot: Snapshot) -> Decision | None:
+    """The policy decision on a decoded review; None when there is nothing to decide.
 
     Nothing is admitted by DELETE or CONNECT, non-workload kinds are not spacegate's
     business, and status-like subresources are left alone (:data:`CHECKED_SUBRESOURCES`):
@@ -122,7 +133,7 @@ def admit(
         or not review.is_workload
         or review.sub_resource not in CHECKED_SUBRESOURCES
     ):
-        return _ALLOWED, None
+        return None
     try:
         ref = pod_spec(review.object, review.kind)
     except WorkloadError as exc:
@@ -130,8 +141,8 @@ def admit(
             f"request.object: {exc}", uid=review.uid, api_version=review.api_version
         ) from None
     if ref is None:  # pragma: no cover - is_workload guarantees a known kind
-        return _ALLOWED, None
-    decision = decide(
+        return None
+    return decide(
         snapshot,
         review.namespace,
         ref.spec,
@@ -140,6 +151,19 @@ def admit(
         operation=review.operation,
         sub_resource=review.sub_resource,
     )
+
+
+def admit(
+    review: ReviewRequest, snapshot: Snapshot, *, mutating: bool
+) -> tuple[Reply, Decision | None]:
+    """The reply to a decoded review, and the policy decision behind it if one was taken.
+
+    See :func:`decide_review` for what is decided; without a decision the review is
+    allowed untouched.
+    """
+    decision = decide_review(review, snapshot)
+    if decision is None:
+        return _ALLOWED, None
     return reply_for(decision, mutating=mutating), decision
 
 
@@ -161,10 +185,68 @@ def _result(reply: Reply, decision: Decision | None, *, mutating: bool) -> str:
     return "allowed"
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one endpoint makes of one decision: the reply, and the facts it logs."""
+
+    decision: Decision | None
+    reply: Reply
+    encoded: EncodedReply
+    result: str
+    refused: int
+
+    @classmethod
+    def of(cls, decision: Decision | None, *, mutating: bool) -> _Outcome:
+        """The outcome of ``decision`` (None: nothing decided, allowed untouched)."""
+        reply = _ALLOWED if decision is None else reply_for(decision, mutating=mutating)
+        refused = 0 if decision is None else sum(c.refused for c in decision.containers)
+        return cls(
+            decision,
+            reply,
+            EncodedReply(reply, mutating=mutating),
+            _result(reply, decision, mutating=mutating),
+            refused,
+        )
+
+
+# Outcomes remembered per endpoint; dropped whole when full (as policy's decision memo).
+MAX_OUTCOMES: Final = 20_000
+
+
+class _Outcomes:
+    """One endpoint's outcome of each decision, worked out once per decision.
+
+    ``policy.decide`` memoizes decisions per snapshot, so a busy cluster gets the same
+    Decision objects over and over; translating one into a reply, a result label and a
+    refused count each time cost as much as the memoized decision itself. Entries are
+    keyed by ``id()`` because hashing a Decision walks all its fields; an entry holds its
+    decision, so that id cannot be reused by another object while the entry exists.
+    """
+
+    def __init__(self, *, mutating: bool) -> None:
+        self.mutating = mutating
+        self.undecided = _Outcome.of(None, mutating=mutating)
+        self._by_id: dict[int, _Outcome] = {}
+
+    def get(self, decision: Decision | None) -> _Outcome:
+        """The outcome of ``decision`` (None: nothing was decided, allowed untouched)."""
+        if decision is None:
+            return self.undecided
+        outcome = self._by_id.get(id(decision))
+        if outcome is not None and outcome.decision is decision:
+            return outcome
+        outcome = _Outcome.of(decision, mutating=self.mutating)
+        if len(self._by_id) >= MAX_OUTCOMES:
+            self._by_id.clear()
+        self._by_id[id(decision)] = outcome
+        return outcome
+
+
 # --------------------------------------------------------------------------- transport
 #
 # The two admission endpoints are plain ASGI callables rather than Starlette
-# request/response functions: they are the hot path (the benchmark's ceiling is a bare
+# request/response functions, reached before Starlette's middleware and router
+# (:class:`AdmissionApp`): they are the hot path (the benchmark's ceiling is a bare
 # Starlette endpoint), and reading two headers from ``scope`` and sending two messages
 # avoids building a Request, a Headers view, a State and a Response per review. Everything
 # else in the app is ordinary Starlette.
@@ -174,7 +256,7 @@ class _Disconnected(Exception):
     """The client went away before sending the whole body: nobody to answer."""
 
 
-_JSON_HEADERS: Final = ((b"content-type", JSON.encode()),)
+_JSON_CONTENT_TYPE: Final = (b"content-type", JSON.encode())
 
 
 def _request_headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
@@ -204,23 +286,37 @@ class _BodyDeadlines:
     server-side cost of one; registering the reading task in a dict costs next to nothing,
     and a sweeper owned by the lifespan cancels the few reads that overstay. The reader
     turns that cancellation into a 408 (see :func:`_read_body`).
+
+    The loop is remembered when the sweeper starts: ``asyncio.current_task()`` and
+    ``asyncio.get_running_loop()`` without it look the running loop up and, on Python
+    3.11, make a ``getpid`` system call each time, twice per review for nothing.
     """
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.reading: dict[asyncio.Task[Any], float] = {}
         self.expired: set[asyncio.Task[Any]] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def sweep(self) -> None:
         """Cancel reads past their deadline, checking a few times per timeout."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(min(1.0, self.timeout / 4))
-            now = loop.time()
-            for task, deadline in list(self.reading.items()):
-                if deadline <= now and task not in self.expired:
-                    self.expired.add(task)
-                    task.cancel()
+        loop = self.loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await asyncio.sleep(min(1.0, self.timeout / 4))
+                now = loop.time()
+                for task, deadline in list(self.reading.items()):
+                    if deadline <= now and task not in self.expired:
+                        self.expired.add(task)
+                        task.cancel()
+        finally:
+            self.loop = None  # an app served again later runs on another loop
+
+
+def _too_large(limit: int) -> MalformedReview:
+    return MalformedReview(
+        f"request body exceeds the {limit} byte limit for one AdmissionReview", code=413
+    )
 
 
 async def _read_body(
@@ -231,19 +327,21 @@ async def _read_body(
     A declared Content-Length over the limit is refused before any byte is read; a chunked
     body is counted as it streams in, and reading stops at the first byte over the limit
     (the server discards whatever the client still sends). A body not complete within
-    ``deadlines.timeout`` seconds is refused with 408.
+    ``deadlines.timeout`` seconds is refused with 408, and that includes a client that
+    sends its headers and then nothing: the read is registered before the first
+    ``receive()``, whose wait could otherwise last forever.
     """
-    too_large = f"request body exceeds the {limit} byte limit for one AdmissionReview"
     if declared is not None:
         if not declared.isdigit():
             raise MalformedReview(f"invalid Content-Length {declared[:40].decode('latin-1')!r}")
         if int(declared) > limit:
-            raise MalformedReview(too_large, code=413)
+            raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    task = asyncio.current_task()
+    loop = deadlines.loop or asyncio.get_running_loop()
+    task = asyncio.current_task(loop)
     assert task is not None
-    deadlines.reading[task] = asyncio.get_running_loop().time() + deadlines.timeout
+    deadlines.reading[task] = loop.time() + deadlines.timeout
     try:
         while True:
             message = await receive()
@@ -253,7 +351,7 @@ async def _read_body(
             if chunk:
                 size += len(chunk)
                 if size > limit:
-                    raise MalformedReview(too_large, code=413)
+                    raise _too_large(limit)
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -275,7 +373,7 @@ async def _send_json(send: Send, status: int, body: bytes) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+            "headers": [_JSON_CONTENT_TYPE, (b"content-length", b"%d" % len(body))],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -295,14 +393,18 @@ class _AdmissionEndpoint:
         metrics: Metrics,
         max_body_bytes: int,
         deadlines: _BodyDeadlines,
+        decisions: DecisionLog,
     ) -> None:
         self.mutating = mutating
         self.name = "mutate" if mutating else "validate"
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.deadlines = deadlines
+        self.decisions = decisions
+        self.outcomes = _Outcomes(mutating=mutating)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one review (see the class docstring)."""
         started = time.perf_counter()
         review: ReviewRequest | None = None
         try:
@@ -313,7 +415,7 @@ class _AdmissionEndpoint:
             )
             review = parse_review(body)
             state: SnapshotState = scope["state"]["snapshots"]
-            reply, decision = admit(review, state.snapshot, mutating=self.mutating)
+            outcome = self.outcomes.get(decide_review(review, state.snapshot))
         except MalformedReview as error:
             await self._malformed(send, error, started, review)
             return
@@ -325,59 +427,16 @@ class _AdmissionEndpoint:
             _log.exception(
                 "decision failed", extra={"fields": {"uid": review.uid, "endpoint": self.name}}
             )
-            reply, decision = self._failed(review), None
-            result = "error"
-        else:
-            result = _result(reply, decision, mutating=self.mutating)
-        body = encode_review(
-            uid=review.uid, reply=reply, mutating=self.mutating, api_version=review.api_version
-        )
+            outcome = self._failed(review)
+        reply = outcome.reply
+        body = outcome.encoded.encode(review.uid, review.api_version)
         seconds = time.perf_counter() - started
         await _send_json(send, 200, body)
-        self.metrics.observe(
-            endpoint=self.name,
-            kind=review.kind,
-            operation=review.operation,
-            result=result,
-            seconds=seconds,
-        )
-        if _decision_log.isEnabledFor(logging.INFO):
-            fields = self._fields(review, reply, decision, seconds, result)
-            # makeRecord + handle: the same record as .info() without findCaller's stack
-            # walk, which costs as much as the rest of the line and tells nothing here.
-            _decision_log.handle(
-                _decision_log.makeRecord(
-                    DECISION_LOGGER,
-                    logging.INFO,
-                    __file__,
-                    0,
-                    "admission decision",
-                    (),
-                    None,
-                    extra={"fields": fields},
-                )
-            )
-
-    def _failed(self, review: ReviewRequest) -> Reply:
-        """The reply when spacegate itself failed: deny on validate, no patch on mutate."""
-        if self.mutating:
-            return allow()
-        return deny(
-            f"spacegate failed to check this request (internal error, logged with "
-            f"uid {review.uid})",
-            code=500,
-            reason="InternalError",
-        )
-
-    def _fields(
-        self,
-        review: ReviewRequest,
-        reply: Reply,
-        decision: Decision | None,
-        seconds: float,
-        result: str,
-    ) -> Mapping[str, Any]:
-        """The decision log line: who, what, the verdict, how long; never the object."""
+        self.metrics.observe(self.name, review.kind, review.operation, outcome.result, seconds)
+        if not self.decisions.enabled:
+            return
+        decision = outcome.decision
+        # The decision log line: who, what, the verdict, how long; never the object.
         fields: dict[str, Any] = {
             "uid": review.uid,
             "endpoint": self.name,
@@ -386,11 +445,11 @@ class _AdmissionEndpoint:
             "name": review.name,
             "operation": review.operation,
             "allowed": reply.allowed,
-            "result": result,
+            "result": outcome.result,
             "duration_ms": round(seconds * 1000.0, 3),
             "dry_run": review.dry_run,
             "mode": decision.mode if decision is not None else None,
-            "refused": sum(c.refused for c in decision.containers) if decision else 0,
+            "refused": outcome.refused,
             "patched": bool(reply.patch),
         }
         if review.sub_resource:
@@ -399,7 +458,20 @@ class _AdmissionEndpoint:
             fields["workspace"] = decision.workspace
         if not reply.allowed:
             fields["reason"] = reply.message
-        return fields
+        self.decisions.write(fields)
+
+    def _failed(self, review: ReviewRequest) -> _Outcome:
+        """When spacegate itself failed: deny on validate, admit without a patch on mutate."""
+        if self.mutating:
+            reply = allow()
+        else:
+            reply = deny(
+                f"spacegate failed to check this request (internal error, logged with "
+                f"uid {review.uid})",
+                code=500,
+                reason="InternalError",
+            )
+        return _Outcome(None, reply, EncodedReply(reply, mutating=self.mutating), "error", 0)
 
     async def _malformed(
         self, send: Send, error: MalformedReview, started: float, review: ReviewRequest | None
@@ -419,8 +491,8 @@ class _AdmissionEndpoint:
         await _send_json(send, status, body)
         self.metrics.observe(
             endpoint=self.name,
-            kind=review.kind if review else "",
-            operation=review.operation if review else "",
+            kind=review.kind if review is not None else "",
+            operation=review.operation if review is not None else "",
             result="invalid",
             seconds=seconds,
         )
@@ -473,7 +545,34 @@ async def _readyz(request: Request) -> Response:
     return Response(body, 200 if ready else 503, media_type=JSON)
 
 
-def create_app(settings: AppSettings) -> Starlette:
+class AdmissionApp:
+    """The server's ASGI app: the two admission endpoints first, then ordinary Starlette.
+
+    ``POST /validate`` and ``POST /mutate`` are the hot path: a dict lookup sends them
+    straight to their endpoints instead of through Starlette's error and exception
+    middleware and its router (a regex match per route), which took about 6 µs of the
+    ~60 µs a review cost the server. Everything else (``/healthz``,
+    ``/readyz``, ``/metrics``, the lifespan, 404, 405 with its ``Allow`` header, a trailing
+    slash redirect) goes to the Starlette app, where the admission routes are declared too
+    so they still answer there. uvicorn copies the lifespan's state into every request
+    scope itself, so the endpoints find ``scope["state"]`` either way.
+    """
+
+    def __init__(self, admission: Mapping[str, ASGIApp], starlette: Starlette) -> None:
+        self._admission = dict(admission)
+        self.starlette = starlette
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route one ASGI connection (``scope["path"]`` is matched exactly)."""
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self._admission.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.starlette(scope, receive, send)
+
+
+def create_app(settings: AppSettings) -> AdmissionApp:
     """Build the admission server's ASGI app (no I/O until the lifespan starts)."""
     metrics = Metrics()
     metrics.tls_not_after = settings.tls_not_after
@@ -482,6 +581,7 @@ def create_app(settings: AppSettings) -> Starlette:
         return Response(metrics.render(request.state.snapshots), media_type=CONTENT_TYPE)
 
     deadlines = _BodyDeadlines(settings.body_timeout)
+    decisions = DecisionLog(settings.log_sink)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[LifespanState]:
@@ -498,10 +598,11 @@ def create_app(settings: AppSettings) -> Starlette:
             metrics=metrics,
             max_body_bytes=settings.max_body_bytes,
             deadlines=deadlines,
+            decisions=decisions,
         )
         for mutating in (False, True)
     )
-    return Starlette(
+    starlette = Starlette(
         routes=[
             Route("/validate", validate, methods=["POST"]),
             Route("/mutate", mutate, methods=["POST"]),
@@ -511,3 +612,4 @@ def create_app(settings: AppSettings) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    return AdmissionApp({"/validate": validate, "/mutate": mutate}, starlette)

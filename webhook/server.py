@@ -41,7 +41,7 @@ from certs.reload import DEFAULT_WATCH_INTERVAL, ReloadingTLSContext
 from policy.config import Config, ConfigError
 from policy.snapshot import Snapshot
 from webhook.app import AppSettings, StateFactory, create_app, static_state
-from webhook.logs import configure_logging
+from webhook.logs import LogSink, configure_logging
 from webhook.settings import EMBEDDED_DEMO, read_config
 from webhook.state import SnapshotState
 
@@ -126,6 +126,9 @@ def build_server(
         port=port,
         ssl_context_factory=lambda _config, _default: tls,
         lifespan="on",
+        # No proxy stands between the apiserver and a webhook: trusting X-Forwarded-* would
+        # only let a client claim another address, and the middleware costs per request.
+        proxy_headers=False,
         log_config=None,
         access_log=False,
         server_header=False,
@@ -140,10 +143,14 @@ async def _run(
     tls: ReloadingTLSContext,
     sockets: list[socket.socket] | None,
     watch_interval: float,
+    sink: LogSink,
 ) -> None:
     watcher = asyncio.create_task(tls.watch(watch_interval), name="tls-watch")
     try:
-        await server.serve(sockets=sockets)
+        # Log lines are batched while serving and flushed when serving ends, including
+        # after a SIGTERM drain and when uvicorn gives up with SystemExit.
+        async with sink.buffering():
+            await server.serve(sockets=sockets)
     finally:
         watcher.cancel()
 
@@ -168,7 +175,7 @@ def serve(
     tests and socket activation. Returns 0 after a requested stop, 1 when the server
     could not start, 2 for an unusable config or TLS files.
     """
-    configure_logging()
+    sink = configure_logging()
     bind_host = host or DEFAULT_HOST
     try:
         cfg = read_config(config)
@@ -189,7 +196,7 @@ def serve(
 
     # A lambda, not tls.not_after.timestamp: the certificate (and its expiry) is reloaded.
     expiry = lambda: tls.not_after.timestamp()  # noqa: E731, PLW0108
-    app = create_app(AppSettings(state=factory, tls_not_after=expiry))
+    app = create_app(AppSettings(state=factory, tls_not_after=expiry, log_sink=sink))
     server = build_server(app, host=bind_host, port=port, tls=tls.context)
     _print_banner(bind_host, port, sockets, files, config)
 
@@ -210,7 +217,7 @@ def serve(
     try:
         # uvicorn's loop choice (uvloop when installed) applies to our runner as well.
         with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-            runner.run(_run(server, tls, sockets, watch_interval))
+            runner.run(_run(server, tls, sockets, watch_interval, sink))
     except SystemExit:  # uvicorn exits this way when it cannot bind or start (it logged why)
         return EXIT_FAILED
     finally:

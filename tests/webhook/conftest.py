@@ -4,11 +4,16 @@ The server runs in a background thread on a pre-bound loopback socket (free port
 test CA from ``trustme`` and the same ``build_server``/``create_app`` code as
 ``spacegate serve``. One server is shared by the session because a start costs a TLS
 context and a thread; tests that need another policy swap the snapshot of its
-``StaticState`` (the ``server`` fixture puts the demo snapshot back afterwards).
+``StaticState`` (the ``server`` fixture puts the demo snapshot back afterwards). Like
+``spacegate serve``, it writes decision lines into a :class:`~webhook.logs.LogSink`, here
+one over an in-memory buffer that tests read with :meth:`RunningServer.decision_lines`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import json
 import socket
 import ssl
 import threading
@@ -28,6 +33,7 @@ from cryptography import x509
 from certs.reload import ReloadingTLSContext
 from policy.snapshot import Snapshot
 from webhook.app import AppSettings, create_app
+from webhook.logs import DECISION_LOGGER, LogSink
 from webhook.server import build_server
 from webhook.settings import read_config
 from webhook.state import SnapshotState, StaticState
@@ -96,6 +102,7 @@ class RunningServer:
     tls: ReloadingTLSContext
     state: StaticState
     server: uvicorn.Server
+    log: io.BytesIO | None = None  # what the app's log sink wrote, if it has one
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(
@@ -105,6 +112,21 @@ class RunningServer:
     def serial(self) -> int:
         """The serial number of the certificate a *new* connection is served."""
         return served_serial(self.port, self.tls_dir)
+
+    def decision_lines(self, uid: str, *, wait: bool = True) -> list[dict[str, Any]]:
+        """The decision lines of review ``uid``, once there is at least one.
+
+        The line is written after the reply is sent, so a client can see the reply a
+        moment before the line exists; this waits up to 5 s for it (unless not ``wait``).
+        """
+        assert self.log is not None, "this server has no log sink"
+        deadline = time.monotonic() + (5 if wait else 0)
+        while True:
+            lines = [json.loads(line) for line in self.log.getvalue().splitlines()]
+            found = [e for e in lines if e["logger"] == DECISION_LOGGER and e["uid"] == uid]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.01)
 
 
 def served_serial(port: int, tls_dir: TLSDir) -> int:
@@ -126,8 +148,16 @@ def fixed_state(state: SnapshotState) -> AppSettings:
 
 
 @contextmanager
-def run_server(settings: AppSettings, tls_dir: TLSDir, state: StaticState) -> Iterator[RunningServer]:
-    """Start uvicorn in a thread on a free loopback port; stop it on exit."""
+def run_server(
+    settings: AppSettings, tls_dir: TLSDir, state: StaticState, *, log: io.BytesIO | None = None
+) -> Iterator[RunningServer]:
+    """Start uvicorn in a thread on a free loopback port; stop it on exit.
+
+    With ``log``, the app writes its decision lines there through a :class:`LogSink`
+    (unbuffered: outside ``spacegate serve`` nothing runs the sink's flusher).
+    """
+    if log is not None:
+        settings = dataclasses.replace(settings, log_sink=LogSink(log))
     tls = ReloadingTLSContext(tls_dir.cert, tls_dir.key)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -144,7 +174,7 @@ def run_server(settings: AppSettings, tls_dir: TLSDir, state: StaticState) -> It
             raise RuntimeError("admission server did not start")
         time.sleep(0.01)
     try:
-        yield RunningServer(f"https://localhost:{port}", port, tls_dir, tls, state, server)
+        yield RunningServer(f"https://localhost:{port}", port, tls_dir, tls, state, server, log)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -163,7 +193,7 @@ def shared_server(
 ) -> Iterator[RunningServer]:
     tls_dir = make_tls_dir(tmp_path_factory.mktemp("tls"))
     state = StaticState(demo_snapshot)
-    with run_server(fixed_state(state), tls_dir, state) as running:
+    with run_server(fixed_state(state), tls_dir, state, log=io.BytesIO()) as running:
         yield running
 
 

@@ -30,6 +30,7 @@ from policy.config import PolicySettings
 from policy.snapshot import NamespaceInfo, Snapshot
 from webhook.app import AppSettings
 from webhook.logs import DECISION_LOGGER, JsonFormatter
+from webhook.metrics import Metrics
 from webhook.state import StaticState
 
 from .conftest import V1, RunningServer, deployment, fixed_state, pod, review, run_server
@@ -488,6 +489,28 @@ def test_a_body_that_stops_arriving_is_refused_with_408_instead_of_waiting_forev
     assert waited < 3
 
 
+def test_a_client_sending_headers_and_then_nothing_is_refused_with_408(
+    demo_snapshot: Snapshot, shared_server: RunningServer
+) -> None:
+    # The body deadline starts before the first read: a request whose body never starts
+    # would otherwise hold its task (and its connection) forever.
+    state = StaticState(demo_snapshot)
+    settings = dataclasses.replace(fixed_state(state), body_timeout=0.3)
+    head = (
+        b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 5000\r\n\r\n"
+    )
+
+    with run_server(settings, shared_server.tls_dir, state) as slow:
+        started = time.monotonic()
+        reply = raw_exchange(slow, head, iter([]))
+        waited = time.monotonic() - started
+
+    assert reply.startswith(b"HTTP/1.1 408 ")
+    assert b"not received within 0.3 s" in reply
+    assert waited < 3
+
+
 def test_a_large_but_legal_review_is_decided(client: httpx.Client) -> None:
     obj = pod(TEAM_B_IMAGE)
     obj["metadata"]["annotations"] = {"big": "x" * (3 * 1024 * 1024)}
@@ -531,36 +554,108 @@ def test_other_methods_and_paths_are_refused_plainly(client: httpx.Client) -> No
     assert client.post("/nowhere", json={}).status_code == 404
 
 
+def test_a_wrong_method_on_an_admission_path_is_told_to_use_post(client: httpx.Client) -> None:
+    for path in ("/validate", "/mutate"):
+        for method in ("GET", "PUT", "DELETE"):
+            refused = client.request(method, path)
+            assert refused.status_code == 405, (method, path)
+            assert refused.headers["allow"] == "POST"
+
+
 # --------------------------------------------------------------------------- logs, health, metrics
 
 
-def test_each_decision_is_one_json_log_line_without_the_object(
-    client: httpx.Client, caplog: pytest.LogCaptureFixture
-) -> None:
+@pytest.fixture
+def decisions_on(caplog: pytest.LogCaptureFixture) -> None:
+    """Decision lines enabled, as ``spacegate serve`` configures logging (INFO)."""
+    caplog.set_level(logging.INFO, logger=DECISION_LOGGER)
+
+
+@pytest.mark.usefixtures("decisions_on")
+def test_each_decision_is_one_json_log_line_without_the_object(server: RunningServer) -> None:
     data = review(pod(TEAM_B_IMAGE), namespace="sandbox", uid="log-uid", dry_run=True)
     data["request"]["object"]["metadata"]["annotations"] = {"token": "s3cr3t-value"}
+    assert server.log is not None
+    written_before = len(server.log.getvalue())
 
-    with caplog.at_level(logging.INFO, logger=DECISION_LOGGER):
+    with server.client() as client:
         validate(client, data)
 
-    lines = [JsonFormatter().format(r) for r in caplog.records if r.name == DECISION_LOGGER]
-    assert len(lines) == 1
-    assert "\n" not in lines[0]
-    assert "s3cr3t-value" not in lines[0]
-    entry = json.loads(lines[0])
-    assert entry | {"duration_ms": 0} == entry | {
+    [entry] = server.decision_lines("log-uid")
+    written = server.log.getvalue()[written_before:]
+    assert written.count(b"\n") == 1
+    assert b"s3cr3t-value" not in written
+    assert list(entry)[:4] == ["time", "level", "logger", "message"]
+    assert entry | {"duration_ms": 0, "time": ""} == entry | {
+        "time": "",
+        "level": "info",
+        "logger": DECISION_LOGGER,
+        "message": "admission decision",
         "uid": "log-uid",
+        "endpoint": "validate",
         "namespace": "sandbox",
         "kind": "Pod",
         "name": "app",
         "operation": "CREATE",
         "allowed": False,
+        "result": "denied",
         "dry_run": True,
         "mode": "enforce",
         "refused": 1,
+        "patched": False,
+        "workspace": None,
         "duration_ms": 0,
     }
+    assert "team-b" in entry["reason"]
     assert isinstance(entry["duration_ms"], float)
+
+
+@pytest.mark.usefixtures("decisions_on")
+def test_decision_lines_name_the_patch_and_the_workspace_on_mutate(server: RunningServer) -> None:
+    with server.client() as client:
+        mutate(client, review(pod(TEAM_A_IMAGE), uid="mutate-log-uid"))
+
+    [entry] = server.decision_lines("mutate-log-uid")
+    assert entry["endpoint"] == "mutate"
+    assert (entry["allowed"], entry["result"], entry["patched"]) == (True, "patched", True)
+    assert entry["workspace"] == "101"
+    assert "reason" not in entry
+
+
+def test_decision_lines_are_silenced_by_raising_the_decision_loggers_level(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger=DECISION_LOGGER)
+
+    with server.client() as client:
+        validate(client, review(pod(ALLOWED_IMAGE), uid="silenced-uid"))
+        caplog.set_level(logging.INFO, logger=DECISION_LOGGER)
+        validate(client, review(pod(ALLOWED_IMAGE), uid="heard-uid"))
+
+    assert len(server.decision_lines("heard-uid")) == 1  # written after the silenced one
+    assert server.decision_lines("silenced-uid", wait=False) == []
+
+
+def test_without_a_log_sink_decisions_are_ordinary_log_records(
+    demo_snapshot: Snapshot, shared_server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What an app embedded in another process's logging setup gets (AppSettings.log_sink
+    # left at None): the same line, produced by that process's own handlers.
+    state = StaticState(demo_snapshot)
+    data = review(pod(TEAM_B_IMAGE), namespace="sandbox", uid="record-uid")
+
+    with (
+        run_server(fixed_state(state), shared_server.tls_dir, state) as plain,
+        plain.client() as client,
+        caplog.at_level(logging.INFO, logger=DECISION_LOGGER),
+    ):
+        validate(client, data)
+
+    lines = [JsonFormatter().format(r) for r in caplog.records if r.name == DECISION_LOGGER]
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert (entry["uid"], entry["allowed"], entry["refused"]) == ("record-uid", False, 1)
+    assert entry["message"] == "admission decision"
 
 
 def test_healthz_and_readyz_answer_ok_when_a_snapshot_is_loaded(client: httpx.Client) -> None:
@@ -634,6 +729,33 @@ def test_metrics_count_reviews_by_endpoint_kind_operation_and_result(
     assert "spacegate_admission_duration_seconds_bucket" in metrics.text
     assert f"spacegate_snapshot_version {float(server.state.snapshot.version)}" in metrics.text
     assert "spacegate_snapshot_age_seconds 0.0" in metrics.text
+
+
+def test_the_duration_histogram_counts_each_review_in_every_bucket_from_its_duration_up() -> None:
+    metrics = Metrics()
+    for seconds in (0.0004, 0.0005, 0.003, 7.0):
+        metrics.observe("mutate", "Pod", "CREATE", "patched", seconds)
+    metrics.observe("mutate", "Made-Up", "CREATE", "invalid", 0.0001)
+
+    text = metrics.render(None).decode()
+
+    def bucket(le: str) -> float:
+        return sample(text, f'spacegate_admission_duration_seconds_bucket{{endpoint="mutate",le="{le}"}}')
+
+    assert (bucket("0.0005"), bucket("0.0025"), bucket("0.005"), bucket("2.5")) == (3, 3, 4, 4)
+    assert bucket("+Inf") == 5
+    assert sample(text, 'spacegate_admission_duration_seconds_count{endpoint="mutate"}') == 5
+    assert sample(text, 'spacegate_admission_duration_seconds_sum{endpoint="mutate"}') == (
+        pytest.approx(7.004)
+    )
+    patched = (
+        'spacegate_admission_requests_total{endpoint="mutate",kind="Pod",operation="CREATE",'
+        'result="patched"}'
+    )
+    assert sample(text, patched) == 4
+    assert 'kind="other",operation="CREATE",result="invalid"} 1.0' in text
+    assert "spacegate_admission_requests_created{" in text
+    assert "# TYPE spacegate_admission_duration_seconds histogram" in text
 
 
 def test_each_app_has_its_own_metrics(

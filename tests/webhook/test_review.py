@@ -17,6 +17,7 @@ from policy.decision import Decision
 from webhook.review import (
     V1,
     V1BETA1,
+    EncodedReply,
     MalformedReview,
     Reply,
     allow,
@@ -216,6 +217,28 @@ def test_warnings_and_audit_annotations_are_passed_on() -> None:
 
     assert response["warnings"] == ["w1"]
     assert response["auditAnnotations"] == {"decision": "warned"}
+
+
+@pytest.mark.parametrize("mutating", [False, True])
+@pytest.mark.parametrize("api_version", [V1, V1BETA1, "admission.k8s.io/v2alpha0"])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        allow(),
+        Reply(allowed=True, patch=PATCH),
+        Reply(allowed=True, warnings=("w1", 'quote " and \\'), audit_annotations={"d": "warned"}),
+        deny("no way for container \"web\": ünïcode"),
+        deny("spacegate failed", code=500, reason="InternalError"),
+    ],
+)
+def test_a_reply_encoded_ahead_gives_the_same_bytes_as_encoding_it_per_review(
+    reply: Reply, api_version: str, mutating: bool
+) -> None:
+    ahead = EncodedReply(reply, mutating=mutating)
+
+    for uid in ("u", "b6f0e3a2-7c41-4d8e-9a15-2e6c0f4b8d73", 'odd "uid" \u2028'):
+        expected = encode_review(uid=uid, reply=reply, mutating=mutating, api_version=api_version)
+        assert ahead.encode(uid, api_version) == expected
 
 
 def decision(**fields: Any) -> Decision:

@@ -258,6 +258,31 @@ def test_serve_with_defaults_creates_dev_certificates_and_prints_the_ca(tmp_path
     assert [d["uid"] for d in decisions] == [DENIED["request"]["uid"]]
 
 
+def test_decision_lines_reach_stderr_within_a_second_while_serving(tmp_path: Path) -> None:
+    # Lines are batched while serving (webhook.logs), but `kubectl logs -f` must still
+    # show a decision about as soon as it is taken, not at the next restart.
+    server = Process(tmp_path)
+    server.wait_listening()
+    ca = tmp_path / ".dev-certs" / "ca.crt"
+    try:
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(ca))) as client:
+            client.post(
+                f"https://localhost:{server.port}/validate",
+                content=json.dumps(DENIED),
+                headers=JSON_HEADERS,
+            )
+        sent = time.monotonic()
+        while DENIED["request"]["uid"] not in server.err_file.read_text():
+            assert time.monotonic() - sent < 1.0, "no decision line on stderr after 1 s"
+            time.sleep(0.02)
+        running = server.proc.poll() is None
+    finally:
+        code, _, _ = server.finish()
+
+    assert running
+    assert code == 0
+
+
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(tmp_path: Path) -> None:
     server = Process(tmp_path)
     server.wait_listening()
@@ -287,6 +312,9 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(tmp_path: Path) -> 
     assert reply.startswith(b"HTTP/1.1 200 ")
     assert b'"allowed":false' in reply
     assert code == 0, err
+    # Decided during the drain, so its line was still buffered when the stop began.
+    decisions = [json.loads(line) for line in err.splitlines() if "spacegate.decision" in line]
+    assert [d["uid"] for d in decisions] == [DENIED["request"]["uid"]]
 
 
 def test_serve_reloads_rotated_files_on_its_own(tmp_path: Path) -> None:
