@@ -14,6 +14,10 @@ What uvicorn does not do for us, and this module adds:
 - **Development certificates.** With no TLS options it creates (or reuses) a CA and a
   ``localhost`` certificate in ``.dev-certs/`` and prints where the CA is, so ``curl
   --cacert`` works on the first try.
+- **One write per response.** uvicorn writes a response's head and its body with two
+  ``transport.write`` calls; over TLS each becomes a TLS record and a ``send`` system
+  call of its own and wakes the client twice. :class:`StepBatchingTransport` sends what
+  one event-loop step wrote as one record in one call (see there).
 """
 
 from __future__ import annotations
@@ -25,15 +29,16 @@ import socket
 import ssl
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Final
+from typing import Any, Final
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from certs.errors import CertificateError
 from certs.files import DEFAULT_DEV_CERT_DIR, bundle_paths, ensure_dev_certs
@@ -50,6 +55,8 @@ __all__ = [
     "DEFAULT_PORT",
     "GRACEFUL_SHUTDOWN_SECONDS",
     "ConfigStateFactory",
+    "HttpProtocol",
+    "StepBatchingTransport",
     "TLSFiles",
     "build_server",
     "resolve_tls_files",
@@ -107,6 +114,117 @@ def resolve_tls_files(
     return TLSFiles(made.cert, made.key, made.ca_cert)
 
 
+class StepBatchingTransport(asyncio.Transport):
+    """A transport that sends whatever one event-loop step wrote as a single write.
+
+    A review's reply is written by uvicorn as its status line and headers, then its body,
+    in the same step of the endpoint's task. Over TLS each ``write`` is encrypted into a
+    record of its own and sent with a ``send`` system call of its own, and on the client
+    side each one is a wakeup. Holding the writes until the current step ends
+    (``loop.call_soon``) and joining them sends a small reply as one record in one call;
+    on the admission benchmark that was ~14% more reviews per second at 16 connections.
+
+    Nothing is held past the step, so an interim reply (``100 Continue``) still leaves at
+    once, and order is kept. ``close`` sends what is held first; ``abort`` drops it, as
+    an abort drops the transport's own buffer; data held when the connection is already
+    closing is dropped, as the transport itself would. Everything else is the wrapped
+    transport's.
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data`` for the write at the end of this step."""
+        if not data:
+            return
+        if not self._held:
+            self._loop.call_soon(self._send_held)
+        self._held.append(bytes(data))
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Queue each item, like :meth:`write`."""
+        for data in list_of_data:
+            self.write(data)
+
+    def _send_held(self) -> None:
+        held, self._held = self._held, []
+        if held and not self._transport.is_closing():
+            self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def close(self) -> None:
+        """Send what is held, then close (the transport flushes its buffer first)."""
+        self._send_held()
+        self._transport.close()
+
+    def abort(self) -> None:
+        """Close at once, dropping whatever is held or buffered."""
+        self._held = []
+        self._transport.abort()
+
+    def write_eof(self) -> None:
+        """Send what is held, then half-close."""
+        self._send_held()
+        self._transport.write_eof()
+
+    def can_write_eof(self) -> bool:
+        """Whether the wrapped transport can half-close."""
+        return self._transport.can_write_eof()
+
+    def is_closing(self) -> bool:
+        """Whether the wrapped transport is closing or closed."""
+        return self._transport.is_closing()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """The wrapped transport's extra info (socket, peername, sslcontext, ...)."""
+        return self._transport.get_extra_info(name, default)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        """Hand the wrapped transport's events to another protocol."""
+        self._transport.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        """The protocol receiving the wrapped transport's events."""
+        return self._transport.get_protocol()
+
+    def is_reading(self) -> bool:
+        """Whether the wrapped transport is reading."""
+        return self._transport.is_reading()
+
+    def pause_reading(self) -> None:
+        """Stop reading (flow control)."""
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read again (flow control)."""
+        self._transport.resume_reading()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        """Set the wrapped transport's flow-control watermarks."""
+        self._transport.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes buffered, held ones included."""
+        return self._transport.get_write_buffer_size() + sum(map(len, self._held))
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        """The wrapped transport's flow-control watermarks."""
+        return self._transport.get_write_buffer_limits()
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, writing through a :class:`StepBatchingTransport`."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the connection on the batching wrapper of ``transport``."""
+        super().connection_made(StepBatchingTransport(transport, self.loop))
+
+
 def build_server(
     app: ASGIApp,
     *,
@@ -117,8 +235,8 @@ def build_server(
 ) -> uvicorn.Server:
     """A uvicorn server for ``app`` over ``tls`` (one worker, lifespan on, our logging).
 
-    ``http``/``loop`` stay on ``auto``: uvicorn picks httptools and uvloop when they are
-    installed, which is what the benchmark measures.
+    HTTP is parsed by httptools (a runtime dependency) through :class:`HttpProtocol`;
+    ``loop`` stays on ``auto``, which picks uvloop when it is installed.
     """
     config = uvicorn.Config(
         app,
@@ -126,6 +244,7 @@ def build_server(
         port=port,
         ssl_context_factory=lambda _config, _default: tls,
         lifespan="on",
+        http=HttpProtocol,
         # No proxy stands between the apiserver and a webhook: trusting X-Forwarded-* would
         # only let a client claim another address, and the middleware costs per request.
         proxy_headers=False,

@@ -7,6 +7,8 @@ apiserver keeps sending reviews, and not one review may fail. The process tests 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -27,6 +29,7 @@ import pytest
 
 from certs.reload import ReloadingTLSContext
 from policy.snapshot import Snapshot
+from webhook.server import StepBatchingTransport
 from webhook.state import StaticState
 
 from .conftest import (
@@ -192,6 +195,132 @@ def test_a_broken_new_pair_keeps_the_old_certificate_and_says_why(
     assert warnings
     assert all("not reloading the TLS certificate" in w for w in warnings)
     assert all("PRIVATE KEY" not in w for w in warnings)
+
+
+# --------------------------------------------------------------------------- one write per step
+
+
+class RecordingTransport(asyncio.Transport):
+    """A transport that records what reaches it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, bytes]] = []
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.events.append(("write", bytes(data)))
+
+    def close(self) -> None:
+        self.events.append(("close", b""))
+        self.closing = True
+
+    def abort(self) -> None:
+        self.events.append(("abort", b""))
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def test_what_one_loop_step_writes_reaches_the_connection_as_one_write() -> None:
+    inner = RecordingTransport()
+    seen = []
+
+    async def steps() -> None:
+        batching = StepBatchingTransport(inner, asyncio.get_running_loop())
+        batching.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        batching.write(b"")
+        batching.writelines([b'{"a":', bytearray(b"1}")])
+        seen.append((list(inner.events), batching.get_write_buffer_size()))
+        await asyncio.sleep(0)
+        batching.write(b"next")
+        await asyncio.sleep(0)
+
+    asyncio.run(steps())
+
+    assert seen == [([], 26)]
+    assert inner.events == [("write", b'HTTP/1.1 200 OK\r\n\r\n{"a":1}'), ("write", b"next")]
+
+
+def test_closing_sends_what_is_held_first_and_aborting_drops_it() -> None:
+    closed, aborted, gone = RecordingTransport(), RecordingTransport(), RecordingTransport()
+
+    async def steps() -> None:
+        loop = asyncio.get_running_loop()
+        for inner in (closed, aborted, gone):
+            batching = StepBatchingTransport(inner, loop)
+            batching.write(b"last reply")
+            if inner is closed:
+                batching.close()
+            elif inner is aborted:
+                batching.abort()
+            else:
+                inner.closing = True  # the peer went away before the step ended
+        await asyncio.sleep(0)
+
+    asyncio.run(steps())
+
+    assert closed.events == [("write", b"last reply"), ("close", b"")]
+    assert aborted.events == [("abort", b"")]
+    assert gone.events == []
+
+
+def tls_exchange(server: RunningServer, first: bytes, then: bytes = b"") -> tuple[bytes, bytes]:
+    """Send ``first``; what came back within 2 s; then send ``then``; the rest up to EOF."""
+    context = server.tls_dir.client_context()
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as conn,
+    ):
+        conn.sendall(first)
+        early = b""
+        if then:
+            conn.settimeout(2)
+            with contextlib.suppress(TimeoutError):
+                early = conn.recv(65536)
+            conn.settimeout(10)
+            conn.sendall(then)
+        rest = b""
+        while chunk := conn.recv(65536):
+            rest += chunk
+    return early, rest
+
+
+def test_an_expect_100_continue_client_is_told_to_go_on_before_it_sends_the_body(
+    shared_server: RunningServer,
+) -> None:
+    body = json.dumps(DENIED).encode()
+    head = (
+        b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+
+    early, rest = tls_exchange(shared_server, head, body)
+
+    assert early == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b'"allowed":false' in rest
+
+
+def test_a_connection_close_request_gets_its_whole_reply_before_the_close(
+    shared_server: RunningServer,
+) -> None:
+    body = json.dumps(DENIED).encode()
+    head = (
+        b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+
+    _, received = tls_exchange(shared_server, head + body)
+
+    reply_head, _, reply_body = received.partition(b"\r\n\r\n")
+    assert reply_head.startswith(b"HTTP/1.1 200 OK")
+    assert b"connection: close" in reply_head.lower()
+    assert json.loads(reply_body)["response"]["uid"] == DENIED["request"]["uid"]
 
 
 # --------------------------------------------------------------------------- the process
