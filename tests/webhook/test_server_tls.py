@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import pytest
 
 from certs.reload import ReloadingTLSContext
 from policy.snapshot import Snapshot
+from webhook.logs import DECISION_LOGGER, DecisionLog
 from webhook.server import StepBatchingTransport
 from webhook.state import StaticState
 
@@ -267,6 +268,29 @@ def test_closing_sends_what_is_held_first_and_aborting_drops_it() -> None:
     assert closed.events == [("write", b"last reply"), ("close", b"")]
     assert aborted.events == [("abort", b"")]
     assert gone.events == []
+
+
+def test_a_reply_is_not_held_back_by_the_work_its_endpoint_does_after_sending_it(
+    shared_server: RunningServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The endpoint logs a review after sending its reply; the batched reply must leave
+    # when it is complete, not when the endpoint's step ends.
+    def slow_write(self: DecisionLog, fields: Mapping[str, Any]) -> None:
+        time.sleep(1.0)  # blocks the server's loop, as a stuck log pipe would
+
+    caplog.set_level(logging.INFO, logger=DECISION_LOGGER)
+    data = review(pod("harbor.demo.local/library/nginx:1.27"), uid="not-held-uid")
+    with shared_server.client() as client:
+        client.get("/healthz")  # connected and warm
+        monkeypatch.setattr(DecisionLog, "write", slow_write)
+        started = time.monotonic()
+        reply = client.post("/validate", content=json.dumps(data), headers=JSON_HEADERS)
+        waited = time.monotonic() - started
+
+    assert reply.json()["response"]["uid"] == "not-held-uid"
+    assert waited < 0.5
 
 
 def tls_exchange(server: RunningServer, first: bytes, then: bytes = b"") -> tuple[bytes, bytes]:
