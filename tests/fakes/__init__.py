@@ -25,7 +25,8 @@ import collections
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Literal
+from types import TracebackType
+from typing import Literal, Self
 
 import orjson
 import uvicorn
@@ -290,3 +291,37 @@ class ServerThread:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._server = self._thread = None
+
+
+class ServedFake:
+    """Start/stop, ``with`` support and ``url`` for a fake served by a :class:`ServerThread`.
+
+    Subclasses set ``self._server`` in ``__init__``.
+    """
+
+    _server: ServerThread
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>`` once started."""
+        if not self._server.url:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return self._server.url
+
+    def start(self) -> Self:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

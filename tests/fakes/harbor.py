@@ -45,7 +45,6 @@ import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from types import TracebackType
 from urllib.parse import parse_qsl, unquote_plus, urlencode
 
 import orjson
@@ -54,7 +53,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from tests.fakes import FaultMiddleware, Faults, RecordedRequest, ServerThread, basic_auth
+from tests.fakes import (
+    FaultMiddleware,
+    Faults,
+    RecordedRequest,
+    ServedFake,
+    ServerThread,
+    basic_auth,
+)
 
 __all__ = ["ADMIN_PASSWORD", "ADMIN_USER", "HarborFake", "Principal"]
 
@@ -106,7 +112,7 @@ class Principal:
     member_of: frozenset[str] = frozenset()
 
 
-class HarborFake:
+class HarborFake(ServedFake):
     """A Harbor project API on ``127.0.0.1``; use as a context manager or start/stop.
 
     State changes (projects, accounts) are thread-safe and visible to the next request.
@@ -133,31 +139,6 @@ class HarborFake:
         self.reset()
 
     # ------------------------------------------------------------------ lifecycle
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:<port>`` once started."""
-        if not self._server.url:
-            raise RuntimeError("HarborFake is not started")
-        return self._server.url
-
-    def start(self) -> HarborFake:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> HarborFake:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def reset(self) -> None:
         """Back to an empty Harbor with only the admin account; faults and log cleared."""

@@ -58,7 +58,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.fakes import FaultMiddleware, Faults, RecordedRequest, ServerThread, basic_auth
+from tests.fakes import (
+    FaultMiddleware,
+    Faults,
+    RecordedRequest,
+    ServedFake,
+    ServerThread,
+    basic_auth,
+)
 
 __all__ = [
     "REGISTRY_BINARY",
@@ -359,7 +366,7 @@ class RealRegistry:
 # --------------------------------------------------------------------------- token flow
 
 
-class TokenRegistryFake:
+class TokenRegistryFake(ServedFake):
     """A registry behind a bearer-token realm, on ``127.0.0.1`` (see the module docstring).
 
     ``users`` maps username -> password for the token realm; ``catalog_users`` are the
@@ -398,36 +405,12 @@ class TokenRegistryFake:
         self._server = ServerThread(self._middleware, name="token-registry-fake")
 
     @property
-    def url(self) -> str:
-        if not self._server.url:
-            raise RuntimeError("TokenRegistryFake is not started")
-        return self._server.url
-
-    @property
     def realm(self) -> str:
         return f"{self.url}/token"
 
     @property
     def requests(self) -> list[RecordedRequest]:
         return self._middleware.recorded()
-
-    def start(self) -> TokenRegistryFake:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def __enter__(self) -> TokenRegistryFake:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def set_repositories(self, names: Iterable[str]) -> None:
         with self._lock:
