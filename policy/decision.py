@@ -280,8 +280,16 @@ def decide(
     kind: str = "Pod",
     operation: str = "CREATE",
     sub_resource: str = "",
+    unchanged: frozenset[str] = frozenset(),
 ) -> Decision:
     """Decide on every image of a pod spec for a namespace (rules 1-6 of DESIGN.md).
+
+    ``unchanged`` (UPDATE only) holds the images the object already had before the
+    update (``oldObject``). They were admitted when they were introduced and are not
+    judged again: otherwise unbinding a space would make every later write to its running
+    workloads fail — a Deployment's rollout scaling down old ReplicaSets, the Job
+    controller removing its finalizers, the garbage collector editing ownerReferences —
+    although none of them brings in an image. Only images an update introduces are checked.
 
     ``pointer`` is the JSON pointer of ``pod_spec`` in the admitted object; it is used only
     for the pull-secret patch, which is produced for Pod CREATE only (``imagePullSecrets``
@@ -291,14 +299,13 @@ def decide(
     one workload arrive over and over with identical containers. The returned
     :class:`Decision` is shared: treat it, and its patch operations, as read-only.
     """
-    key = (
-        namespace,
-        pointer,
-        kind,
-        operation,
-        sub_resource,
-        _signature(pod_spec, snapshot.policy.pull_secret_name),
-    )
+    signature = _signature(pod_spec, snapshot.policy.pull_secret_name)
+    if unchanged:
+        # Only the images of this spec matter: keeps the memo key small and shared.
+        unchanged = unchanged.intersection(
+            part[2] for part in signature[:-1] if part[2] is not None
+        )
+    key = (namespace, pointer, kind, operation, sub_resource, unchanged, signature)
     memo = snapshot.decision_cache
     hit: Decision | None = memo.get(key)
     if hit is not None:
@@ -311,6 +318,7 @@ def decide(
         kind=kind,
         operation=operation,
         sub_resource=sub_resource,
+        unchanged=unchanged,
     )
     if len(memo) >= MAX_MEMO_DECISIONS:
         memo.clear()
@@ -327,6 +335,7 @@ def _decide(
     kind: str,
     operation: str,
     sub_resource: str,
+    unchanged: frozenset[str],
 ) -> Decision:
     policy = snapshot.policy
     info: NamespaceInfo = snapshot.namespace(namespace)
@@ -362,6 +371,17 @@ def _decide(
                     None,
                     "skipped",
                     "no image set (left to be defaulted); the Pods it creates are checked",
+                )
+            )
+            continue
+        if operation == "UPDATE" and container.image in unchanged:
+            results.append(
+                ContainerVerdict(
+                    container.section,
+                    container.name,
+                    container.image,
+                    "allowed",
+                    "image unchanged by this update (checked when it was introduced)",
                 )
             )
             continue

@@ -31,6 +31,33 @@ POD_SPEC_PATHS: Mapping[str, tuple[str, ...]] = {
 
 WORKLOAD_KINDS = frozenset(POD_SPEC_PATHS)
 
+# kind -> its API group: a custom resource that happens to be called "Job" (Volcano's
+# batch.volcano.sh Job, say) is not a Kubernetes Job and has no pod spec where a Job has.
+WORKLOAD_GROUPS: Mapping[str, str] = {
+    "Pod": "",
+    "PodTemplate": "",
+    "ReplicationController": "",
+    "Deployment": "apps",
+    "ReplicaSet": "apps",
+    "StatefulSet": "apps",
+    "DaemonSet": "apps",
+    "Job": "batch",
+    "CronJob": "batch",
+}
+
+
+def is_workload(kind: object, api_version: object) -> bool:
+    """A pod-producing kind of its own API group (``apiVersion`` as in a manifest).
+
+    An object without ``apiVersion`` (some AdmissionReview captures) is judged by kind.
+    """
+    if not isinstance(kind, str) or kind not in WORKLOAD_GROUPS:
+        return False
+    if not isinstance(api_version, str) or not api_version:
+        return True
+    group = api_version.rpartition("/")[0]
+    return WORKLOAD_GROUPS[kind] == group
+
 CONTAINER_SECTIONS = ("initContainers", "containers", "ephemeralContainers")
 
 
@@ -108,6 +135,11 @@ def containers(spec: Mapping[str, Any]) -> Iterator[ContainerImage]:
                 name=name if isinstance(name, str) and name else f"{section}[{index}]",
                 image=image if isinstance(image, str) and image != "" else None,
             )
+
+
+def images(spec: Mapping[str, Any]) -> frozenset[str]:
+    """Every image a pod spec uses (for telling new images from old ones on UPDATE)."""
+    return frozenset(c.image for c in containers(spec) if c.image is not None)
 
 
 def object_name(obj: Mapping[str, Any]) -> str:

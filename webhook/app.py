@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from policy.decision import Decision, decide
 from policy.snapshot import Snapshot
-from policy.workload import WorkloadError, pod_spec
+from policy.workload import WorkloadError, images, pod_spec
 from webhook.logs import DecisionLog, LogSink
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.review import (
@@ -150,7 +150,22 @@ def decide_review(review: ReviewRequest, snapshot: Snapshot) -> Decision | None:
         kind=review.kind,
         operation=review.operation,
         sub_resource=review.sub_resource,
+        unchanged=_images_before(review),
     )
+
+
+def _images_before(review: ReviewRequest) -> frozenset[str]:
+    """The images of ``oldObject`` on UPDATE: those are not judged again (see ``decide``).
+
+    A malformed old object contributes nothing, so every image is then checked.
+    """
+    if review.old_object is None:
+        return frozenset()
+    try:
+        old = pod_spec(review.old_object, review.kind)
+    except WorkloadError:
+        return frozenset()
+    return frozenset() if old is None else images(old.spec)
 
 
 def admit(

@@ -14,7 +14,13 @@ import orjson
 
 from policy.decision import Decision, decide
 from policy.snapshot import Snapshot
-from policy.workload import WorkloadError, object_name, object_namespace, pod_spec
+from policy.workload import (
+    WorkloadError,
+    is_workload,
+    object_name,
+    object_namespace,
+    pod_spec,
+)
 from webhook.manifests import Manifest
 
 EXIT_ADMITTED = 0
@@ -64,6 +70,9 @@ def check_manifests(
         kind = obj.get("kind")
         namespace = object_namespace(obj) or default_namespace
         name = object_name(obj) or "(unnamed)"
+        if not is_workload(kind, obj.get("apiVersion")):
+            report.skipped += 1
+            continue
         try:
             ref = pod_spec(obj)
         except WorkloadError as exc:

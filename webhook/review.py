@@ -30,7 +30,7 @@ from typing import Any, Final, Literal, NamedTuple, NotRequired, TypedDict
 import orjson
 
 from policy.decision import Decision, single_line
-from policy.workload import object_name, object_namespace
+from policy.workload import WORKLOAD_GROUPS, object_name, object_namespace
 
 __all__ = [
     "API_VERSIONS",
@@ -64,23 +64,6 @@ API_VERSIONS: Final = frozenset({V1, V1BETA1})
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
 
 OPERATIONS: Final = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
-
-# API group of each pod-producing kind (admission-protocol.md §6). A custom resource that
-# happens to be called "Job" (Volcano's batch.volcano.sh/Job) is not a batch/v1 Job and
-# its spec has another shape, so kinds are matched together with their group.
-WORKLOAD_GROUPS: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        "Pod": "",
-        "PodTemplate": "",
-        "ReplicationController": "",
-        "Deployment": "apps",
-        "ReplicaSet": "apps",
-        "StatefulSet": "apps",
-        "DaemonSet": "apps",
-        "Job": "batch",
-        "CronJob": "batch",
-    }
-)
 
 Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
 
@@ -167,6 +150,7 @@ class ReviewRequest(NamedTuple):
     sub_resource: str = ""
     dry_run: bool = False
     object: Mapping[str, Any] | None = None
+    old_object: Mapping[str, Any] | None = None  # UPDATE only: the object before the update
 
     @property
     def is_workload(self) -> bool:
@@ -263,6 +247,9 @@ def parse_review(body: bytes) -> ReviewRequest:
     if not isinstance(name, str) or not name:
         name = object_name(obj) if obj is not None else ""
     sub_resource = request.get("subResource")
+    old_obj = request.get("oldObject") if operation == "UPDATE" else None
+    if not isinstance(old_obj, dict):
+        old_obj = None
     return ReviewRequest(  # positionally: the fields in order, a little cheaper per review
         api_version,
         uid,
@@ -274,6 +261,7 @@ def parse_review(body: bytes) -> ReviewRequest:
         sub_resource if isinstance(sub_resource, str) else "",
         request.get("dryRun") is True,
         obj,
+        old_obj,
     )
 
 

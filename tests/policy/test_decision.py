@@ -9,7 +9,7 @@ import jsonpatch
 import pytest
 
 from policy.config import load_config
-from policy.decision import decide, single_line
+from policy.decision import MAX_MEMO_DECISIONS, decide, pull_secret_patch, single_line
 from policy.snapshot import NamespaceInfo, Snapshot
 
 CONFIG = """
@@ -58,6 +58,13 @@ def snapshot(**policy: str) -> Snapshot:
 
 
 SNAP = snapshot()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> None:
+    """Each test computes its own decisions: a memo hit from another test proves nothing."""
+    SNAP.decision_cache.clear()
+    SNAP.verdict_cache.clear()
 
 
 def pod(*images: str, **spec: Any) -> dict[str, Any]:
@@ -308,6 +315,16 @@ def test_the_pull_secret_patch_applies_to_absent_null_empty_and_present_lists(
     assert patched["spec"]["imagePullSecrets"] == expected
 
 
+@pytest.mark.parametrize("existing", ["absent", None])
+def test_an_absent_or_null_list_gets_the_whole_list_added(existing: Any) -> None:
+    spec: dict[str, Any] = {"containers": []}
+    if existing != "absent":
+        spec["imagePullSecrets"] = existing
+    assert pull_secret_patch(spec, "/spec", "s") == (
+        {"op": "add", "path": "/spec/imagePullSecrets", "value": [{"name": "s"}]},
+    )
+
+
 def test_no_patch_at_all_when_the_secret_is_already_there() -> None:
     obj = _pod_object(imagePullSecrets=[{"name": "registry-secret"}])
     assert decide(SNAP, "team-a-dev", obj["spec"]).patch == ()
@@ -391,3 +408,36 @@ def test_repeated_images_are_answered_from_the_snapshot_cache() -> None:
     decide(snap, "team-a-dev", pod("harbor.example.com/team-a/x"))
     assert ("harbor.example.com/team-a/x", "101") in snap.verdict_cache
     assert decide(snap, "team-b-dev", pod("harbor.example.com/team-a/x")).allowed is False
+
+
+# ----------------------------------------------------------------------------- updates
+
+
+def test_an_update_does_not_judge_again_the_images_the_object_already_had() -> None:
+    spec = pod("harbor.example.com/team-a/app:1")
+    old_images = frozenset({"harbor.example.com/team-a/app:1"})
+    decision = decide(SNAP, "team-b-dev", spec, operation="UPDATE", unchanged=old_images)
+    assert decision.allowed
+    assert "unchanged by this update" in decision.containers[0].reason
+
+
+def test_an_update_judges_the_images_it_introduces() -> None:
+    spec = pod("harbor.example.com/team-a/app:1", "harbor.example.com/team-a/app:2")
+    old_images = frozenset({"harbor.example.com/team-a/app:1"})
+    decision = decide(SNAP, "team-b-dev", spec, operation="UPDATE", unchanged=old_images)
+    assert [c.verdict for c in decision.containers] == ["allowed", "denied"]
+
+
+def test_a_create_ignores_unchanged_images() -> None:
+    spec = pod("harbor.example.com/team-a/app:1")
+    decision = decide(
+        SNAP, "team-b-dev", spec, unchanged=frozenset({"harbor.example.com/team-a/app:1"})
+    )
+    assert not decision.allowed
+
+
+def test_the_decision_memo_is_bounded() -> None:
+    snap = snapshot()
+    for i in range(MAX_MEMO_DECISIONS + 5):
+        decide(snap, f"ns-{i}", pod("harbor.example.com/library/x"))
+    assert len(snap.decision_cache) <= MAX_MEMO_DECISIONS

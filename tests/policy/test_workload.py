@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from policy.workload import WorkloadError, containers, object_name, pod_spec
+from policy.workload import (
+    WorkloadError,
+    containers,
+    images,
+    is_workload,
+    object_name,
+    pod_spec,
+)
 
 SPEC = {"containers": [{"name": "app", "image": "nginx"}]}
 
@@ -89,3 +96,20 @@ def test_generate_name_stands_in_for_a_missing_name() -> None:
     assert object_name({"metadata": {"generateName": "web-7d9f-"}}) == "web-7d9f-*"
     assert object_name({"metadata": {"name": "web"}}) == "web"
     assert object_name({}) == ""
+
+
+def test_workloads_are_recognized_by_kind_and_api_group() -> None:
+    assert is_workload("Deployment", "apps/v1")
+    assert is_workload("Pod", "v1")
+    assert is_workload("Job", None)  # captured objects may lack apiVersion
+    assert not is_workload("Job", "batch.volcano.sh/v1alpha1")
+    assert not is_workload("Deployment", "extensions.example.com/v1")
+    assert not is_workload("Service", "v1")
+
+
+def test_images_lists_each_image_once() -> None:
+    spec = {
+        "initContainers": [{"name": "i", "image": "a"}],
+        "containers": [{"name": "c", "image": "a"}, {"name": "d", "image": "b"}, {"name": "e"}],
+    }
+    assert images(spec) == {"a", "b"}

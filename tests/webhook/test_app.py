@@ -269,6 +269,43 @@ def test_kubectl_debug_with_a_forbidden_image_is_denied_and_not_patched(
     assert "patch" not in mutate(client, data)
 
 
+def test_an_update_that_keeps_its_images_is_admitted_even_after_an_unbinding(
+    client: httpx.Client,
+) -> None:
+    # team-b's image runs in sandbox (admitted before a binding was removed, say); a label
+    # change, a finalizer removal or a scale-down must not be refused for it.
+    old = pod(TEAM_B_IMAGE)
+    new = copy.deepcopy(old)
+    new["metadata"]["labels"] = {"touched": "yes"}
+    data = review(new, namespace="sandbox", operation="UPDATE", old_object=old)
+
+    assert validate(client, data)["allowed"] is True
+
+
+def test_an_update_that_introduces_a_refused_image_is_denied(client: httpx.Client) -> None:
+    old = pod(ALLOWED_IMAGE)
+    new = pod(TEAM_B_IMAGE)
+    data = review(new, namespace="sandbox", operation="UPDATE", old_object=old)
+
+    response = validate(client, data)
+    assert response["allowed"] is False
+    assert TEAM_B_IMAGE in response["status"]["message"]
+
+
+def test_kubectl_debug_on_a_pod_with_old_images_checks_only_the_debug_image(
+    client: httpx.Client,
+) -> None:
+    old = pod(TEAM_B_IMAGE)
+    new = copy.deepcopy(old)
+    new["spec"]["ephemeralContainers"] = [{"name": "debug", "image": ALLOWED_IMAGE}]
+    data = review(
+        new, namespace="sandbox", operation="UPDATE", sub_resource="ephemeralcontainers",
+        old_object=old,
+    )
+
+    assert validate(client, data)["allowed"] is True
+
+
 # --------------------------------------------------------------------------- mutation
 
 

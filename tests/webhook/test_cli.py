@@ -121,6 +121,24 @@ def test_the_namespace_comes_from_the_object_then_the_flag_then_default(
     assert json.loads(out)[0]["namespace"] == "default"
 
 
+def test_custom_resources_named_like_workloads_and_list_kinds_are_handled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "mixed.yaml"
+    file.write_text(
+        "apiVersion: batch.volcano.sh/v1alpha1\nkind: Job\nmetadata: {name: vcjob}\n"
+        "spec: {tasks: [{replicas: 1}]}\n---\n"
+        "apiVersion: v1\nkind: PodList\nitems:\n"
+        "  - {apiVersion: v1, kind: Pod, metadata: {name: listed, namespace: team-b-dev},"
+        "     spec: {containers: [{name: c, image: harbor.demo.local/team-a/x}]}}\n"
+    )
+    code, out, _ = run(capsys, "check", "-f", str(file), "-o", "json")
+    assert code == 1
+    assert [(r["kind"], r["name"], r["allowed"]) for r in json.loads(out)] == [
+        ("Pod", "listed", False)
+    ]
+
+
 def test_a_yaml_syntax_error_names_the_file_and_line_and_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
