@@ -39,7 +39,11 @@ class ConfigWatcher:
     """Polls one config file and calls ``on_change`` with each new valid config.
 
     ``initial_text`` is the text the running config was loaded from (so a poll right after
-    start does not reload it); when omitted the file is read at construction.
+    start does not reload it). ``initial_config`` does the same from the parsed config: the
+    first poll applies the file only if it parses to something else, so an edit made
+    between loading the config and starting the watcher is not missed. With neither, the
+    file is read at construction. Files are read in a worker thread: a slow or hung volume
+    must never stall the event loop that answers admission reviews.
     """
 
     def __init__(
@@ -49,12 +53,16 @@ class ConfigWatcher:
         *,
         interval: float = DEFAULT_POLL_INTERVAL,
         initial_text: str | None = None,
+        initial_config: Config | None = None,
     ) -> None:
         self._path = path
         self._on_change = on_change
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
-        if initial_text is None:
+        self._initial = initial_config
+        if initial_config is not None and initial_text is None:
+            self._digest: str | None = None
+        elif initial_text is None:
             data = self._read()
             self._digest = None if data is None else _digest(data)
         else:
@@ -96,6 +104,9 @@ class ConfigWatcher:
         else:
             self._digest = digest
             self._rejected = None
+            initial, self._initial = self._initial, None
+            if initial is not None and config == initial:
+                return None  # the file still says what is running
             return config
         self._rejected = digest
         log.error("config changed but is invalid, keeping the current config: %s", reason)
@@ -103,7 +114,7 @@ class ConfigWatcher:
 
     async def check(self) -> bool:
         """Poll once and apply a valid change; True when a new config was applied."""
-        config = self.poll()
+        config = await asyncio.to_thread(self.poll)
         if config is None:
             return False
         log.info("config %s changed; applying it", self._path)

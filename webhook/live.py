@@ -227,7 +227,9 @@ async def open_live_state(
         await stack.enter_async_context(refresher)
         if config_path is not None:
             await stack.enter_async_context(
-                ConfigWatcher(config_path, live.reload, interval=poll_interval)
+                ConfigWatcher(
+                    config_path, live.reload, interval=poll_interval, initial_config=config
+                )
             )
         yield refresher
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from policy.config import Config
+from policy.config import Config, load_config
 from webhook.config_watch import ConfigWatcher
 
 ENFORCE = "policy: {mode: enforce}\n"
@@ -143,3 +143,24 @@ def test_the_background_watch_polls_on_its_interval(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert [c.policy.mode for c in applied.configs] == ["warn"]
+
+
+def test_an_edit_made_before_the_watcher_started_is_still_applied(tmp_path: Path) -> None:
+
+    running = load_config(ENFORCE)
+    path = tmp_path / "config.yaml"
+    path.write_text(WARN)  # edited after serve loaded ENFORCE, before the watcher began
+    applied = Applied()
+    watcher = ConfigWatcher(str(path), applied, initial_config=running)
+    assert asyncio.run(watcher.check())
+    assert [c.policy.mode for c in applied.configs] == ["warn"]
+
+
+def test_the_running_config_is_not_applied_again_at_the_first_poll(tmp_path: Path) -> None:
+
+    path = tmp_path / "config.yaml"
+    path.write_text(ENFORCE)
+    applied = Applied()
+    watcher = ConfigWatcher(str(path), applied, initial_config=load_config(ENFORCE))
+    assert not asyncio.run(watcher.check())
+    assert applied.configs == []
