@@ -6,6 +6,10 @@ against a cluster (``helm_python.Config.render``); pointed at this server, ``loo
 the Secrets a test put here. Helm asks discovery (``GET /api/v1``) which resource serves the
 kind, then ``GET``s the object; everything else answers 404 like a real apiserver would for a
 missing object.
+
+What it does not model: authentication and authorization (every request is served), any
+kind but Secret, list/watch, writes (tests put Secrets in directly), API groups other than
+core v1, resourceVersions, and server-side apply.
 """
 
 from __future__ import annotations
