@@ -16,13 +16,18 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 _BLOCK = re.compile(r"```console\n(.*?)```", re.DOTALL)
 
 
-def _examples() -> list[tuple[str, str]]:
-    found = []
+def _examples() -> list[tuple[str, str, int | None]]:
+    """(command, its output, the exit code an ``echo $?`` right after it shows, if any)."""
+    found: list[tuple[str, str, int | None]] = []
     for block in _BLOCK.findall(README):
-        for chunk in re.split(r"^\$ ", block, flags=re.MULTILINE)[1:]:
+        chunks = re.split(r"^\$ ", block, flags=re.MULTILINE)[1:]
+        for i, chunk in enumerate(chunks):
             command, _, output = chunk.partition("\n")
             if command.startswith("spacegate ") and not command.rstrip().endswith("\\"):
-                found.append((command, output.rstrip("\n")))
+                code = None
+                if i + 1 < len(chunks) and chunks[i + 1].startswith("echo $?"):
+                    code = int(chunks[i + 1].partition("\n")[2].strip())
+                found.append((command, output.rstrip("\n"), code))
     return found
 
 
@@ -30,17 +35,21 @@ EXAMPLES = _examples()
 
 
 def test_the_readme_has_offline_command_examples() -> None:
-    assert {c.split()[1] for c, _ in EXAMPLES} >= {"check", "explain", "images"}
+    assert {c.split()[1] for c, _, _ in EXAMPLES} >= {"check", "explain", "images"}
+    assert any(code is not None for _, _, code in EXAMPLES)
 
 
-@pytest.mark.parametrize(("command", "expected"), EXAMPLES, ids=[c for c, _ in EXAMPLES])
+@pytest.mark.parametrize(("command", "expected", "code"), EXAMPLES, ids=[c for c, _, _ in EXAMPLES])
 def test_a_readme_example_prints_what_the_readme_shows(
     command: str,
     expected: str,
+    code: int | None,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(REPO)
-    main(shlex.split(command)[1:])
+    status = main(shlex.split(command)[1:])
     printed = capsys.readouterr().out.rstrip("\n")
     assert printed == expected
+    if code is not None:
+        assert status == code
