@@ -22,6 +22,7 @@ from policy.workload import (
     pod_spec,
 )
 from webhook.manifests import Manifest
+from webhook.table import render_table
 
 EXIT_ADMITTED = 0
 EXIT_DENIED = 1
@@ -147,13 +148,7 @@ def to_table(report: CheckReport) -> str:
             rows.append(
                 (result.namespace, workload, c.name, c.image or "-", c.verdict, c.reason)
             )
-    widths = [
-        max([len(header[i]), *(len(row[i]) for row in rows)]) for i in range(len(header) - 1)
-    ]
-    lines = []
-    for row in [header, *rows]:
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
-        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    lines = render_table(header, rows)
     admitted = sum(1 for r in report.results if r.allowed)
     denied = sum(1 for r in report.results if r.error is None and not r.allowed)
     errors = sum(1 for r in report.results if r.error is not None)

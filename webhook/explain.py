@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from policy.decision import decide
 from policy.reference import InvalidReference, parse_reference
 from policy.snapshot import Snapshot
+from webhook.table import render_table
 
 
 def explain(snapshot: Snapshot, image: str, namespace: str) -> tuple[bool, str]:
@@ -130,10 +131,8 @@ def images_table(snapshot: Snapshot, namespace: str) -> str:
         )
         for s in spaces
     ]
-    widths = [max([len(header[i]), *(len(r[i]) for r in rows)]) for i in range(len(header))]
     lines = [f"namespace {namespace} (workspace {workspace}) may use:"]
-    for row in [header, *rows]:
-        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    lines.extend(render_table(header, rows))
     if not rows:
         lines.append("(nothing: no public space and no space bound to this workspace)")
     return "\n".join(lines)
