@@ -293,8 +293,29 @@ class ServerThread:
         self._server = self._thread = None
 
 
-class ServedFake:
-    """Start/stop, ``with`` support and ``url`` for a fake served by a :class:`ServerThread`.
+class Startable:
+    """``with fake:`` starts it and stops it, for any fake with ``start()``/``stop()``."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ServedFake(Startable):
+    """Start/stop and ``url`` for a fake served by a :class:`ServerThread`.
 
     Subclasses set ``self._server`` in ``__init__``.
     """
@@ -314,14 +335,3 @@ class ServedFake:
 
     def stop(self) -> None:
         self._server.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

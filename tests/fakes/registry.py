@@ -47,7 +47,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -64,6 +63,7 @@ from tests.fakes import (
     RecordedRequest,
     ServedFake,
     ServerThread,
+    Startable,
     basic_auth,
 )
 
@@ -117,7 +117,7 @@ def _free_port() -> int:
         return port
 
 
-class RealRegistry:
+class RealRegistry(Startable):
     """The real Distribution 2.8.2 registry, with basic auth, in ``workdir``.
 
     ``url`` (``http://127.0.0.1:<port>``), ``host`` (``127.0.0.1:<port>``, the image
@@ -248,17 +248,6 @@ class RealRegistry:
             self._client.close()
             self._client = None
         self._kill()
-
-    def __enter__(self) -> RealRegistry:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @classmethod
     @contextlib.contextmanager
