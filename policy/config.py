@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, cast
 from urllib.parse import urlsplit
 
@@ -78,6 +78,23 @@ class Binding:
 
 
 @dataclass(frozen=True, slots=True)
+class NamespaceGuard:
+    """``policy.namespaceGuard``: who may put a namespace into a workspace (opt-in).
+
+    The workspace label decides which private spaces a namespace may use, so whoever may set
+    it holds the keys to every workspace's images. With the guard on, setting, changing or
+    removing the workspace label or the ``spacegate.io/mode`` label, and creating a namespace
+    with an exempt name, are allowed only to these users, groups and service accounts
+    (``namespace/name``).
+    """
+
+    enabled: bool = False
+    users: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset({"system:masters"})
+    service_accounts: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class PolicySettings:
     """The ``policy:`` block: how decisions are enforced."""
 
@@ -87,6 +104,7 @@ class PolicySettings:
     pull_secret_name: str = "registry-secret"  # noqa: S105 - a Secret name
     exempt_namespaces: frozenset[str] = frozenset({"kube-system"})
     max_staleness: float = 600.0
+    namespace_guard: NamespaceGuard = NamespaceGuard()
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +249,34 @@ def normalize_host(host: str) -> str:
     return name.lower() + sep + port
 
 
+_DEFAULT_PORTS = {"https": "443", "http": "80"}
+
+
+def default_port_alias(host: str, scheme: str) -> str:
+    """The other spelling of ``host`` on the registry URL's default port.
+
+    ``harbor.example.com`` and ``harbor.example.com:443`` name the same server (for an
+    ``https`` registry; ``:80`` for ``http``), and a container runtime pulls from either;
+    but the kubelet and this policy compare ports exactly. Each host therefore implies its
+    alias: the bare host its default-port form, and the default-port form the bare host.
+    Otherwise a tenant could write the port to step around the registry's rules.
+    """
+    default_port = _DEFAULT_PORTS[scheme]
+    bracket = host.rfind("]")
+    name, sep, port = host[bracket + 1 :].rpartition(":")
+    if not sep:
+        return f"{host}:{default_port}"
+    if port == default_port:
+        return host[: bracket + 1] + name
+    return host
+
+
+def default_hosts(scheme: str, netloc: str) -> tuple[str, ...]:
+    """The image domains of a registry URL when ``hosts`` is not given: it and its alias."""
+    host = normalize_host(netloc)
+    return tuple(dict.fromkeys((host, default_port_alias(host, scheme))))
+
+
 # --------------------------------------------------------------------------- sections
 
 
@@ -247,6 +293,7 @@ def _parse_policy(value: object) -> PolicySettings:
             "pullSecretName",
             "exemptNamespaces",
             "maxStaleness",
+            "namespaceGuard",
         ),
     )
     defaults = PolicySettings()
@@ -283,6 +330,42 @@ def _parse_policy(value: object) -> PolicySettings:
             if "maxStaleness" in data
             else defaults.max_staleness
         ),
+        namespace_guard=(
+            _parse_namespace_guard(data["namespaceGuard"], f"{path}.namespaceGuard")
+            if data.get("namespaceGuard") is not None
+            else defaults.namespace_guard
+        ),
+    )
+
+
+_SERVICE_ACCOUNT = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+
+
+def _strings(data: Mapping[str, object], key: str, path: str) -> frozenset[str] | None:
+    if key not in data:
+        return None
+    items = _list(data[key], f"{path}.{key}")
+    return frozenset(_str(item, f"{path}.{key}[{i}]") for i, item in enumerate(items))
+
+
+def _parse_namespace_guard(value: object, path: str) -> NamespaceGuard:
+    data = _mapping(value, path)
+    _check_keys(data, path, ("enabled", "users", "groups", "serviceAccounts"))
+    defaults = NamespaceGuard()
+    accounts = _strings(data, "serviceAccounts", path)
+    for account in sorted(accounts or ()):
+        if not _SERVICE_ACCOUNT.fullmatch(account):
+            raise ConfigError(
+                f"{path}.serviceAccounts: expected namespace/name such as "
+                f"ghippo-system/ghippo-apiserver, got {_describe(account)}"
+            )
+    users = _strings(data, "users", path)
+    groups = _strings(data, "groups", path)
+    return NamespaceGuard(
+        enabled=_bool(data.get("enabled", True), f"{path}.enabled"),
+        users=defaults.users if users is None else users,
+        groups=defaults.groups if groups is None else groups,
+        service_accounts=defaults.service_accounts if accounts is None else accounts,
     )
 
 
@@ -339,7 +422,6 @@ def _parse_registry(value: object, path: str) -> Registry:
         raise ConfigError(
             f"{path}.url: credentials in the URL are not allowed; use credentials.passwordFile"
         )
-    default_host = normalize_host(parts.netloc)
     if "hosts" in data:
         items = _list(data["hosts"], f"{path}.hosts")
         if not items:
@@ -355,7 +437,7 @@ def _parse_registry(value: object, path: str) -> Registry:
             hosts.append(normalize_host(host))
         host_tuple = tuple(dict.fromkeys(hosts))
     else:
-        host_tuple = (default_host,)
+        host_tuple = (normalize_host(parts.netloc),)
     workspace = data.get("workspace")
     spaces: tuple[Space, ...] | None = None
     if "spaces" in data and data["spaces"] is not None:
@@ -404,6 +486,25 @@ def _parse_binding(value: object, path: str) -> Binding:
     )
 
 
+def _with_default_port_aliases(registries: tuple[Registry, ...]) -> tuple[Registry, ...]:
+    """Each registry's hosts plus their default-port aliases (:func:`default_port_alias`).
+
+    An alias another registry lists itself stays that registry's: ``hosts`` says otherwise.
+    """
+    claimed = {host for registry in registries for host in registry.hosts}
+    out = []
+    for registry in registries:
+        scheme = urlsplit(registry.url).scheme
+        aliases = [
+            alias
+            for alias in (default_port_alias(host, scheme) for host in registry.hosts)
+            if alias not in claimed
+        ]
+        hosts = tuple(dict.fromkeys((*registry.hosts, *aliases)))
+        out.append(registry if hosts == registry.hosts else replace(registry, hosts=hosts))
+    return tuple(out)
+
+
 _TOP_KEYS = ("workspaceLabel", "policy", "registries", "bindings", "namespaces")
 
 
@@ -417,6 +518,7 @@ def parse_config(data: object) -> Config:
         _parse_registry(item, f"registries[{i}]")
         for i, item in enumerate(_list(top.get("registries") or [], "registries"))
     )
+    registries = _with_default_port_aliases(registries)
     names: dict[str, int] = {}
     hosts: dict[str, tuple[int, str]] = {}
     for i, registry in enumerate(registries):

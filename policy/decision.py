@@ -7,6 +7,11 @@ through the same function.
 Per-image verdicts depend only on (image, registry data, namespace workspace), so they are
 memoized per snapshot: a busy cluster sees the same few hundred images over and over, and a
 repeated image then costs a dict lookup. The cache lives on the snapshot and dies with it.
+
+Everything in a pod spec is written by a tenant and may be hostile, so the work per review and
+what it leaves behind are bounded: an image longer than any pullable reference is refused
+before it is parsed and quoted only by its first characters; only bounded images and pod specs
+are memoized, in caches of bounded size; messages, warnings and annotations are clipped.
 """
 
 from __future__ import annotations
@@ -16,9 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from policy.config import Mode, UnknownAction
-from policy.reference import InvalidReference, parse_reference
+from policy.reference import (
+    MAX_REFERENCE_LENGTH,
+    InvalidReference,
+    is_local_image_id,
+    parse_reference,
+)
 from policy.snapshot import NamespaceInfo, Snapshot
-from policy.workload import CONTAINER_SECTIONS, containers
+from policy.workload import IMAGE_SOURCES, pulled_images
 
 Verdict = Literal["allowed", "denied", "warned", "audited", "exempt", "skipped"]
 
@@ -26,6 +36,14 @@ Verdict = Literal["allowed", "denied", "warned", "audited", "exempt", "skipped"]
 MAX_WARNING_CHARS = 256
 # Audit annotation values are free text but end up in every audit event; keep them short.
 MAX_ANNOTATION_CHARS = 1024
+# The denial message goes back to the user in a Status and into the apiserver's logs.
+MAX_MESSAGE_CHARS = 4096
+# Warnings past this count are folded into one; the apiserver cuts them at 4096 runes anyway.
+MAX_WARNINGS = 16
+# How much of an image string a message quotes when the image itself is too long to show.
+QUOTED_IMAGE_CHARS = 64
+# Per-image verdicts remembered per snapshot; the cache is dropped whole when it fills up.
+MAX_CACHED_VERDICTS = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +71,12 @@ class ContainerVerdict:
     space: str | None = None
     needs_secret: bool = False
     refused: bool = False  # the rules refuse this image, whatever the mode made of it
+    noun: str = "container"  # or "init container", "ephemeral container", "volume"
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``container "app"``, ``volume "data"``."""
+        return f'{self.noun} "{self.name}"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +93,8 @@ class Decision:
     audit_annotations: Mapping[str, str] = field(default_factory=dict)
     patch: tuple[dict[str, Any], ...] = ()
     exempt: bool = False
+    # Kept in the snapshot's memo: bounded in size, and shared by every equal pod spec.
+    memoized: bool = False
 
 
 # --------------------------------------------------------------------------- text helpers
@@ -81,8 +107,38 @@ def single_line(text: str) -> str:
     return " ".join(text.translate(_CONTROL).split())
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked with an ellipsis."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def joined(parts: list[str], limit: int) -> str:
+    """``parts`` joined with "; " on one line, at most ``limit`` characters.
+
+    Stops reading parts once the limit is reached, so a pod spec with thousands of refused
+    images costs no more text than one with a few, and says how many were left out.
+    """
+    out: list[str] = []
+    size = 0
+    for part in parts:
+        if size >= limit:
+            break
+        text = single_line(part[: limit + 1])
+        out.append(text)
+        size += len(text) + 2
+    text = "; ".join(out)
+    left_out = len(parts) - len(out)
+    if not left_out and len(text) <= limit:
+        return text
+    suffix = f" (and {left_out} more)" if left_out else ""
+    return clip(text, limit - len(suffix)) + suffix
+
+
+def quote_image(image: str) -> str:
+    """An image for a message: whole when it could be a real reference, else its start."""
+    if len(image) <= MAX_REFERENCE_LENGTH:
+        return image
+    return f"{image[:QUOTED_IMAGE_CHARS]}… ({len(image)} characters)"
 
 
 def _ws(workspace: str | None) -> str:
@@ -105,20 +161,41 @@ def _unknown(action: UnknownAction, reason: str, **where: str | None) -> ImageVe
 
 
 def evaluate_image(snapshot: Snapshot, image: str, workspace: str | None) -> ImageVerdict:
-    """Rules 1-4 for one image and one workspace (memoized on the snapshot)."""
+    """Rules 1-4 for one image and one workspace (memoized on the snapshot).
+
+    An image longer than :data:`~policy.reference.MAX_REFERENCE_LENGTH` is refused at once,
+    before parsing and without being remembered: no registry could serve it, and a tenant
+    must not be able to make the server parse megabytes or keep them.
+    """
+    if len(image) > MAX_REFERENCE_LENGTH:
+        return ImageVerdict(
+            False,
+            f"image reference is {len(image)} characters long, longer than any pullable "
+            f"reference can be ({MAX_REFERENCE_LENGTH})",
+        )
     key = (image, workspace)
     cache = snapshot.verdict_cache
     hit: ImageVerdict | None = cache.get(key)
     if hit is not None:
         return hit
     verdict = _evaluate(snapshot, image, workspace)
-    if len(cache) < 100_000:
-        cache[key] = verdict
+    if len(cache) >= MAX_CACHED_VERDICTS:
+        cache.clear()
+    cache[key] = verdict
     return verdict
 
 
 def _evaluate(snapshot: Snapshot, image: str, workspace: str | None) -> ImageVerdict:
     policy = snapshot.policy
+    if is_local_image_id(image):
+        return ImageVerdict(
+            False,
+            "a bare digest is resolved by the container runtime as the ID of an image already "
+            "on the node, which runs without any pull or check; name the image by its "
+            "registry and repository instead, e.g. harbor.example.com/space/app@"
+            + image.split(":", 1)[0]
+            + ":<digest>",
+        )
     try:
         ref = parse_reference(image)
     except InvalidReference as exc:
@@ -230,34 +307,43 @@ _REFUSED_VERDICT: Mapping[Mode, Verdict] = {
 
 
 # Bound on memoized decisions per snapshot; the memo is dropped whole when it fills up.
-MAX_MEMO_DECISIONS = 20_000
+MAX_MEMO_DECISIONS = 8_192
+# Only pod specs whose names and images add up to at most this many characters are memoized,
+# so the memo's size is bounded by count times this, whatever tenants send.
+MAX_MEMO_KEY_CHARS = 4_096
 
 
-def _signature(pod_spec: Mapping[str, Any], secret: str) -> tuple[Any, ...]:
+def _signature(pod_spec: Mapping[str, Any], secret: str) -> tuple[Any, ...] | None:
     """Everything of a pod spec that a decision depends on, as a hashable key.
 
-    That is each container's section, position, name and image (exactly what
-    :func:`policy.workload.containers` reads) and the state of ``imagePullSecrets`` with
-    respect to the pull secret (absent, present with it, present without it, malformed).
+    That is each image source's section, name and image (exactly what
+    :func:`policy.workload.pulled_images` reads, in its order) and the state of
+    ``imagePullSecrets`` with respect to the pull secret (absent, present with it, present
+    without it, malformed). None when the names and images are too long to remember
+    (:data:`MAX_MEMO_KEY_CHARS`): such a spec is decided afresh each time.
     """
     parts: list[Any] = []
-    for section in CONTAINER_SECTIONS:
-        items = pod_spec.get(section)
+    budget = MAX_MEMO_KEY_CHARS
+    for source in IMAGE_SOURCES:
+        items = pod_spec.get(source.section)
         if not isinstance(items, list):
             continue
         for item in items:
             if isinstance(item, Mapping):
+                if source.optional and source.path[0] not in item:
+                    continue
                 name = item.get("name")
-                image = item.get("image")
-                parts.append(
-                    (
-                        section,
-                        name if isinstance(name, str) else None,
-                        image if isinstance(image, str) else None,
-                    )
-                )
-            else:
-                parts.append((section, None, None))
+                node: Any = item
+                for key in source.path:
+                    node = node.get(key) if isinstance(node, Mapping) else None
+                name = name if isinstance(name, str) else None
+                image = node if isinstance(node, str) else None
+                budget -= len(name or "") + len(image or "") + 1
+                if budget < 0:
+                    return None
+                parts.append((source.section, name, image))
+            elif not source.optional:
+                parts.append((source.section, None, None))
     secrets = pod_spec.get("imagePullSecrets")
     if secrets is None:
         state = 0
@@ -300,6 +386,17 @@ def decide(
     :class:`Decision` is shared: treat it, and its patch operations, as read-only.
     """
     signature = _signature(pod_spec, snapshot.policy.pull_secret_name)
+    if signature is None:
+        return _decide(
+            snapshot,
+            namespace,
+            pod_spec,
+            pointer=pointer,
+            kind=kind,
+            operation=operation,
+            sub_resource=sub_resource,
+            unchanged=unchanged,
+        )
     if unchanged:
         # Only the images of this spec matter: keeps the memo key small and shared.
         unchanged = unchanged.intersection(
@@ -319,6 +416,7 @@ def decide(
         operation=operation,
         sub_resource=sub_resource,
         unchanged=unchanged,
+        memoized=True,
     )
     if len(memo) >= MAX_MEMO_DECISIONS:
         memo.clear()
@@ -336,6 +434,7 @@ def _decide(
     operation: str,
     sub_resource: str,
     unchanged: frozenset[str],
+    memoized: bool = False,
 ) -> Decision:
     policy = snapshot.policy
     info: NamespaceInfo = snapshot.namespace(namespace)
@@ -350,10 +449,13 @@ def _decide(
             namespace=namespace,
             workspace=workspace,
             containers=tuple(
-                ContainerVerdict(c.section, c.name, c.image, "exempt", exempt_reason)
-                for c in containers(pod_spec)
+                ContainerVerdict(
+                    c.section, c.name, c.image, "exempt", exempt_reason, noun=c.noun
+                )
+                for c in pulled_images(pod_spec)
             ),
             exempt=True,
+            memoized=memoized,
         )
 
     results: list[ContainerVerdict] = []
@@ -362,7 +464,8 @@ def _decide(
     needs_secret = False
     refused_verdict = _REFUSED_VERDICT[mode]
 
-    for container in containers(pod_spec):
+    for container in pulled_images(pod_spec):
+        noun = container.noun
         if container.image is None:
             results.append(
                 ContainerVerdict(
@@ -371,6 +474,7 @@ def _decide(
                     None,
                     "skipped",
                     "no image set (left to be defaulted); the Pods it creates are checked",
+                    noun=noun,
                 )
             )
             continue
@@ -382,6 +486,7 @@ def _decide(
                     container.image,
                     "allowed",
                     "image unchanged by this update (checked when it was introduced)",
+                    noun=noun,
                 )
             )
             continue
@@ -398,17 +503,18 @@ def _decide(
                     verdict.registry,
                     verdict.space,
                     verdict.needs_secret,
+                    noun=noun,
                 )
             )
             if verdict.warn:
                 warnings.append(
-                    f'spacegate: container "{container.name}" image "{container.image}": '
+                    f'spacegate: {container.label} image "{quote_image(container.image)}": '
                     f"{verdict.reason}"
                 )
             continue
         remedy = _remedy(verdict, namespace, workspace)
         text = (
-            f'container "{container.name}" image "{container.image}" is not allowed in '
+            f'{container.label} image "{quote_image(container.image)}" is not allowed in '
             f"namespace {namespace} ({_ws(workspace)}): {verdict.reason}"
             + (f"; {remedy}" if remedy else "")
         )
@@ -423,6 +529,7 @@ def _decide(
                 verdict.registry,
                 verdict.space,
                 refused=True,
+                noun=noun,
             )
         )
         if mode == "warn":
@@ -432,9 +539,7 @@ def _decide(
     annotations: dict[str, str] = {}
     if denials:
         annotations["decision"] = refused_verdict
-        annotations["refused"] = _clip(
-            single_line("; ".join(denials)), MAX_ANNOTATION_CHARS
-        )
+        annotations["refused"] = joined(denials, MAX_ANNOTATION_CHARS)
 
     patch: tuple[dict[str, Any], ...] = ()
     if (
@@ -452,11 +557,24 @@ def _decide(
         namespace=namespace,
         workspace=workspace,
         containers=tuple(results),
-        message=single_line("; ".join(denials)) if denials and mode == "enforce" else "",
-        warnings=tuple(_clip(single_line(w), MAX_WARNING_CHARS) for w in warnings),
+        message=(
+            joined(denials, MAX_MESSAGE_CHARS)
+            if denials and mode == "enforce"
+            else ""
+        ),
+        warnings=_bounded_warnings(warnings),
         audit_annotations=annotations,
         patch=patch,
+        memoized=memoized,
     )
+
+
+def _bounded_warnings(warnings: list[str]) -> tuple[str, ...]:
+    """At most :data:`MAX_WARNINGS` single-line warnings, each clipped."""
+    if len(warnings) > MAX_WARNINGS:
+        more = len(warnings) - (MAX_WARNINGS - 1)
+        warnings = [*warnings[: MAX_WARNINGS - 1], f"spacegate: {more} more images refused"]
+    return tuple(clip(single_line(w), MAX_WARNING_CHARS) for w in warnings)
 
 
 def pull_secret_patch(

@@ -29,7 +29,13 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["InvalidReference", "Reference", "parse_reference"]
+__all__ = [
+    "MAX_REFERENCE_LENGTH",
+    "InvalidReference",
+    "Reference",
+    "is_local_image_id",
+    "parse_reference",
+]
 
 # --- regexp.go -----------------------------------------------------------------------------------
 
@@ -84,10 +90,22 @@ _ERR_DIGEST_INVALID_FORMAT: Final = "invalid checksum digest format"
 _ERR_DIGEST_INVALID_LENGTH: Final = "invalid checksum digest length"
 _ERR_DIGEST_UNSUPPORTED: Final = "unsupported digest algorithm"
 
+# The longest string that can name a pullable image: a DNS name (at most 253 characters) with a
+# port (":" and 5 digits), "/", the path (upstream's limit), ":" and a 128-character tag, "@" and
+# a sha512 digest ("sha512:" and 128 hex digits). The grammar itself puts no bound on the
+# domain, but no longer host resolves, so a longer string can never be pulled from a registry;
+# callers refuse it before parsing, which would cost time linear in its length.
+MAX_REFERENCE_LENGTH: Final = 253 + 6 + 1 + _NAME_TOTAL_LENGTH_MAX + 1 + 128 + 1 + 7 + 128
+
+# ``<algorithm>:<hex>`` with no "/": the kubelet reads it as Docker Hub's ``library/sha256`` with a
+# tag, but containerd's CRI first tries the string as a digest, then as a (possibly shortened)
+# image ID of an image already on the node, and runs that image without pulling anything.
+_LOCAL_IMAGE_ID_RE: Final = re.compile(r"(?:sha256|sha384|sha512):[0-9a-fA-F]+", re.ASCII)
+
 # Inputs longer than this are parsed but not memoized: every real image fits (path <= 255,
 # tag <= 128, sha512 digest 135), and it bounds what hostile pod specs can pin in the cache.
 _CACHE_MAX_INPUT: Final = 512
-_CACHE_SIZE: Final = 65536
+_CACHE_SIZE: Final = 16384
 
 
 class InvalidReference(ValueError):
@@ -168,6 +186,16 @@ def parse_reference(image: str) -> Reference:
         return result
     # A fresh exception each time: re-raising a cached instance would grow its traceback.
     raise InvalidReference(result, image)
+
+
+def is_local_image_id(image: str) -> bool:
+    """``sha256:<hex>`` and the like: an image ID the runtime resolves locally, not a pull.
+
+    The parser accepts it (upstream does too); the decision refuses it, because the container
+    runtime would start whatever image with that ID (or ID prefix) is cached on the node, with
+    no registry, space or pull secret involved.
+    """
+    return _LOCAL_IMAGE_ID_RE.fullmatch(image) is not None
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)

@@ -3,11 +3,16 @@
 The validating webhook checks workloads as well as Pods so that ``kubectl apply`` of a
 Deployment fails at once instead of its Pods failing later inside a ReplicaSet. This module
 knows, for every pod-producing kind, the JSON pointer of its pod spec
-(``docs/admission-protocol.md`` §6) and lists every image of ``initContainers``,
-``containers`` and ``ephemeralContainers``.
+(``docs/admission-protocol.md`` §6) and keeps the one list of places in a pod spec where the
+kubelet finds an image to pull (:data:`IMAGE_SOURCES`): ``initContainers``, ``containers``,
+``ephemeralContainers`` and image volumes (``volumes[].image.reference``, pulled with the
+Pod's pull secrets like a container image). The decision, its memo key, the UPDATE
+"introduced images" set, the pull-secret patch, the CLI reports and the metrics all read
+images through :func:`pulled_images`, so a new place cannot be judged in one and missed in
+another.
 
-A template container without an image is legal (higher-level tools default it), so it is
-reported as such rather than crashed on.
+A template container (or image volume) without an image is legal (higher-level tools default
+it), so it is reported as such rather than crashed on.
 """
 
 from __future__ import annotations
@@ -58,7 +63,31 @@ def is_workload(kind: object, api_version: object) -> bool:
     group = api_version.rpartition("/")[0]
     return WORKLOAD_GROUPS[kind] == group
 
-CONTAINER_SECTIONS = ("initContainers", "containers", "ephemeralContainers")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSource:
+    """One list of a pod spec whose items name an image the kubelet pulls.
+
+    ``path`` leads from a list item to the image string; ``noun`` names an item in messages
+    (``container "app"``, ``volume "data"``); ``optional`` sources hold an image only in
+    the items that have the path's first key (most volumes are ConfigMaps and the like).
+    """
+
+    section: str
+    path: tuple[str, ...]
+    noun: str
+    optional: bool = False
+
+
+# Every place in a pod spec where an image is pulled from, in the order the kubelet starts them.
+IMAGE_SOURCES: tuple[ImageSource, ...] = (
+    ImageSource("initContainers", ("image",), "init container"),
+    ImageSource("containers", ("image",), "container"),
+    ImageSource("ephemeralContainers", ("image",), "ephemeral container"),
+    ImageSource("volumes", ("image", "reference"), "volume", optional=True),
+)
+IMAGE_SECTIONS = tuple(source.section for source in IMAGE_SOURCES)
 
 
 class WorkloadError(ValueError):
@@ -75,18 +104,27 @@ class PodSpecRef:
 
 
 @dataclass(frozen=True, slots=True)
-class ContainerImage:
-    """One container of a pod spec; ``image`` is None when the template leaves it unset."""
+class PulledImage:
+    """One image a pod spec makes the kubelet pull; ``image`` is None when left unset.
+
+    ``name`` is the container's or the volume's name; ``noun`` says which it is.
+    """
 
     section: str
     index: int
     name: str
     image: str | None
+    noun: str = "container"
 
     @property
     def pointer(self) -> str:
-        """JSON pointer of the container relative to the pod spec."""
+        """JSON pointer of the container or volume relative to the pod spec."""
         return f"/{self.section}/{self.index}"
+
+    @property
+    def label(self) -> str:
+        """How messages name it: ``container "app"``, ``volume "data"``."""
+        return f'{self.noun} "{self.name}"'
 
 
 def pod_spec(obj: Mapping[str, Any], kind: str | None = None) -> PodSpecRef | None:
@@ -113,33 +151,42 @@ def pod_spec(obj: Mapping[str, Any], kind: str | None = None) -> PodSpecRef | No
     return PodSpecRef(kind=kind, pointer="/" + "/".join(POD_SPEC_PATHS[kind]), spec=node)
 
 
-def containers(spec: Mapping[str, Any]) -> Iterator[ContainerImage]:
-    """Every container of a pod spec, init containers first, in API order.
+def pulled_images(spec: Mapping[str, Any]) -> Iterator[PulledImage]:
+    """Every image of a pod spec (:data:`IMAGE_SOURCES`), init containers first, in API order.
 
     Entries that are not objects, and images that are not strings, are reported with
-    ``image=None`` (or their text) so the decision can name them instead of crashing.
+    ``image=None`` so the decision can name them instead of crashing. A volume is an image
+    source only when it has an ``image`` key; one whose ``image`` is malformed is reported
+    like a container without an image.
     """
-    for section in CONTAINER_SECTIONS:
-        items = spec.get(section)
+    for source in IMAGE_SOURCES:
+        items = spec.get(source.section)
         if not isinstance(items, list):
             continue
         for index, item in enumerate(items):
+            fallback = f"{source.section}[{index}]"
             if not isinstance(item, Mapping):
-                yield ContainerImage(section, index, f"{section}[{index}]", None)
+                if not source.optional:
+                    yield PulledImage(source.section, index, fallback, None, source.noun)
                 continue
+            if source.optional and source.path[0] not in item:
+                continue
+            node: Any = item
+            for key in source.path:
+                node = node.get(key) if isinstance(node, Mapping) else None
             name = item.get("name")
-            image = item.get("image")
-            yield ContainerImage(
-                section=section,
+            yield PulledImage(
+                section=source.section,
                 index=index,
-                name=name if isinstance(name, str) and name else f"{section}[{index}]",
-                image=image if isinstance(image, str) and image != "" else None,
+                name=name if isinstance(name, str) and name else fallback,
+                image=node if isinstance(node, str) and node != "" else None,
+                noun=source.noun,
             )
 
 
 def images(spec: Mapping[str, Any]) -> frozenset[str]:
     """Every image a pod spec uses (for telling new images from old ones on UPDATE)."""
-    return frozenset(c.image for c in containers(spec) if c.image is not None)
+    return frozenset(p.image for p in pulled_images(spec) if p.image is not None)
 
 
 def object_name(obj: Mapping[str, Any]) -> str:

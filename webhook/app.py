@@ -12,15 +12,23 @@ so every request whose ``uid`` can be read gets HTTP 200 and a well-formed revie
 when the body is malformed or spacegate itself fails. Only requests without a readable
 uid get a 4xx, with a ``metav1.Status`` body naming the problem. The body size is
 capped while it streams in (:data:`webhook.review.MAX_BODY_BYTES`), so an oversized body
-is refused without being buffered, and a body that stops arriving is refused after
-:data:`BODY_TIMEOUT_SECONDS`.
+is refused without being buffered; it is still answered with a well-formed review when its
+``uid`` can be read from its first bytes (the apiserver writes it first). A body that stops
+arriving is refused after :data:`BODY_TIMEOUT_SECONDS`.
+
+Large bodies must not stall small ones: a review over :data:`LARGE_BODY_BYTES` is read,
+decoded and decided by at most :data:`LARGE_BODY_CONCURRENCY` worker threads at a time, so
+the event loop keeps answering ordinary reviews meanwhile (the interpreter hands it the GIL
+every few milliseconds), and the memory held by large reviews is bounded by that count.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -34,12 +42,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from policy.decision import Decision, decide
+from policy.namespace_guard import guard_namespace
 from policy.snapshot import Snapshot
 from policy.workload import WorkloadError, images, pod_spec
 from webhook.logs import DecisionLog, LogSink
 from webhook.metrics import CONTENT_TYPE, Metrics
 from webhook.review import (
+    API_VERSIONS,
     MAX_BODY_BYTES,
+    V1,
     EncodedReply,
     MalformedReview,
     Reply,
@@ -79,6 +90,13 @@ CHECKED_SUBRESOURCES: Final = frozenset({"", "ephemeralcontainers"})
 # (uvicorn itself has no body-read timeout).
 BODY_TIMEOUT_SECONDS: Final = 10.0
 
+# Bodies above this size (or of unknown size) are decoded and decided off the event loop, by
+# at most LARGE_BODY_CONCURRENCY threads at once. Ordinary reviews are a few kilobytes.
+LARGE_BODY_BYTES: Final = 256 * 1024
+LARGE_BODY_CONCURRENCY: Final = 2
+# How much of an oversized body is read to find its uid (the apiserver writes it first).
+UID_PREFIX_BYTES: Final = 16 * 1024
+
 _log = logging.getLogger("spacegate.webhook")
 
 
@@ -94,6 +112,7 @@ class AppSettings:
     state: StateFactory
     max_body_bytes: int = MAX_BODY_BYTES
     body_timeout: float = BODY_TIMEOUT_SECONDS
+    large_body_bytes: int = LARGE_BODY_BYTES
     # Unix time the serving certificate expires, read at scrape time (None: no gauge value).
     tls_not_after: Callable[[], float] | None = None
     # Where decision lines go (``spacegate serve`` passes the sink of its log
@@ -138,7 +157,11 @@ def decide_review(review: ReviewRequest, snapshot: Snapshot) -> Decision | None:
         ref = pod_spec(review.object, review.kind)
     except WorkloadError as exc:
         raise MalformedReview(
-            f"request.object: {exc}", uid=review.uid, api_version=review.api_version
+            f"request.object: {exc}",
+            uid=review.uid,
+            api_version=review.api_version,
+            kind=review.kind,
+            operation=review.operation,
         ) from None
     if ref is None:  # pragma: no cover - is_workload guarantees a known kind
         return None
@@ -225,7 +248,7 @@ class _Outcome:
 
 
 # Outcomes remembered per endpoint; dropped whole when full (as policy's decision memo).
-MAX_OUTCOMES: Final = 20_000
+MAX_OUTCOMES: Final = 8_192
 
 
 class _Outcomes:
@@ -236,25 +259,65 @@ class _Outcomes:
     refused count each time cost as much as the memoized decision itself. Entries are
     keyed by ``id()`` because hashing a Decision walks all its fields; an entry holds its
     decision, so that id cannot be reused by another object while the entry exists.
+
+    Only memoized decisions are remembered (the others are bounded by nothing but the
+    review), and the whole table belongs to the snapshot it was computed from: it is
+    dropped when another snapshot is served, as the decisions it keeps alive are.
     """
 
     def __init__(self, *, mutating: bool) -> None:
         self.mutating = mutating
         self.undecided = _Outcome.of(None, mutating=mutating)
         self._by_id: dict[int, _Outcome] = {}
+        self._snapshot: Snapshot | None = None
 
-    def get(self, decision: Decision | None) -> _Outcome:
+    def get(self, decision: Decision | None, snapshot: Snapshot) -> _Outcome:
         """The outcome of ``decision`` (None: nothing was decided, allowed untouched)."""
         if decision is None:
             return self.undecided
+        if not decision.memoized:
+            return _Outcome.of(decision, mutating=self.mutating)
+        if snapshot is not self._snapshot:
+            self._by_id = {}
+            self._snapshot = snapshot
         outcome = self._by_id.get(id(decision))
         if outcome is not None and outcome.decision is decision:
             return outcome
         outcome = _Outcome.of(decision, mutating=self.mutating)
-        if len(self._by_id) >= MAX_OUTCOMES:
-            self._by_id.clear()
-        self._by_id[id(decision)] = outcome
+        by_id = self._by_id
+        if len(by_id) >= MAX_OUTCOMES:
+            by_id.clear()
+        by_id[id(decision)] = outcome
         return outcome
+
+
+def _guarded(review: ReviewRequest, snapshot: Snapshot, *, mutating: bool) -> _Outcome:
+    """The namespace guard's answer to a Namespace review (``/validate`` only judges)."""
+    if mutating:
+        return _Outcome(None, _ALLOWED, _ENCODED_ALLOWED[mutating], "allowed", 0)
+    old = review.old_object
+    verdict = guard_namespace(
+        snapshot.config,
+        operation=review.operation,
+        name=review.name,
+        labels=_labels(review.object),
+        old_labels=_labels(old),
+        user=review.user,
+        groups=review.groups,
+    )
+    if verdict.allowed:
+        return _Outcome(None, _ALLOWED, _ENCODED_ALLOWED[mutating], "allowed", 0)
+    reply = deny(verdict.message)
+    return _Outcome(None, reply, EncodedReply(reply, mutating=False), "denied", 1)
+
+
+def _labels(obj: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    meta = obj.get("metadata") if obj is not None else None
+    labels = meta.get("labels") if isinstance(meta, Mapping) else None
+    return labels if isinstance(labels, Mapping) else None
+
+
+_ENCODED_ALLOWED: Final = {m: EncodedReply(_ALLOWED, mutating=m) for m in (False, True)}
 
 
 # --------------------------------------------------------------------------- transport
@@ -328,9 +391,32 @@ class _BodyDeadlines:
             self.loop = None  # an app served again later runs on another loop
 
 
-def _too_large(limit: int) -> MalformedReview:
+_PREFIX_UID: Final = re.compile(rb'"request"\s*:\s*\{\s*"uid"\s*:\s*"([!#-\[\]-~]{1,128})"')
+_PREFIX_API_VERSION: Final = re.compile(rb'"apiVersion"\s*:\s*"(admission\.k8s\.io/v1(?:beta1)?)"')
+
+
+def _too_large(limit: int, size: int | None, prefix: bytes) -> MalformedReview:
+    """The refusal of a body over the limit, answerable as a review if its uid is in front.
+
+    The apiserver serializes ``kind``, ``apiVersion`` and then ``request`` with ``uid`` as its
+    first field, so the first bytes of a genuine review name its uid; a denial (``/validate``)
+    or an unpatched admission (``/mutate``) can then be sent instead of a bare 413, which
+    would hand the verdict to ``failurePolicy``.
+    """
+    what = f"{size} bytes" if size is not None else "more bytes"
+    message = (
+        f"the AdmissionReview has {what}, over spacegate's limit of {limit} bytes for one "
+        "review (see docs/limits.md); it was not checked"
+    )
+    uid = _PREFIX_UID.search(prefix)
+    if uid is None:
+        return MalformedReview(message, code=413)
+    version = _PREFIX_API_VERSION.search(prefix, 0, uid.start())
+    api_version = version.group(1).decode("ascii") if version is not None else V1
+    if api_version not in API_VERSIONS:  # pragma: no cover - the pattern allows only these
+        api_version = V1
     return MalformedReview(
-        f"request body exceeds the {limit} byte limit for one AdmissionReview", code=413
+        message, code=413, uid=uid.group(1).decode("ascii"), api_version=api_version
     )
 
 
@@ -339,18 +425,20 @@ async def _read_body(
 ) -> bytes:
     """The body, refused as soon as it is known to exceed ``limit`` bytes.
 
-    A declared Content-Length over the limit is refused before any byte is read; a chunked
-    body is counted as it streams in, and reading stops at the first byte over the limit
-    (the server discards whatever the client still sends). A body not complete within
+    A declared Content-Length over the limit is refused after reading only its first
+    :data:`UID_PREFIX_BYTES` (to find the uid); a chunked body is counted as it streams in,
+    and reading stops at the first chunk over the limit (the server discards whatever the
+    client still sends). A body not complete within
     ``deadlines.timeout`` seconds is refused with 408, and that includes a client that
     sends its headers and then nothing: the read is registered before the first
     ``receive()``, whose wait could otherwise last forever.
     """
+    size_declared: int | None = None
     if declared is not None:
         if not declared.isdigit():
             raise MalformedReview(f"invalid Content-Length {declared[:40].decode('latin-1')!r}")
-        if int(declared) > limit:
-            raise _too_large(limit)
+        size_declared = int(declared)
+    over = size_declared is not None and size_declared > limit
     chunks: list[bytes] = []
     size = 0
     loop = deadlines.loop or asyncio.get_running_loop()
@@ -363,12 +451,15 @@ async def _read_body(
             if message["type"] == "http.disconnect":
                 raise _Disconnected
             chunk: bytes = message.get("body", b"")
+            more = message.get("more_body", False)
             if chunk:
                 size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit)
-                chunks.append(chunk)
-            if not message.get("more_body", False):
+                if size <= limit or size - len(chunk) < UID_PREFIX_BYTES:
+                    chunks.append(chunk)
+                if size > limit or (over and (size >= UID_PREFIX_BYTES or not more)):
+                    prefix = b"".join(chunks)[:UID_PREFIX_BYTES]
+                    raise _too_large(limit, size_declared, prefix)
+            if not more:
                 break
     except asyncio.CancelledError:
         if task not in deadlines.expired:
@@ -381,6 +472,48 @@ async def _read_body(
     finally:
         del deadlines.reading[task]
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class _LargeBodies:
+    """Reviews over :data:`LARGE_BODY_BYTES`: read and decided a few at a time, off the loop.
+
+    A permit is taken before the body is read, so waiting reviews stay in the server's
+    socket buffers (uvicorn stops reading a request the app does not consume) rather than
+    in memory; decoding and deciding run in a worker thread, so the event loop keeps
+    answering ordinary reviews while a multi-megabyte one is parsed.
+    """
+
+    def __init__(self, threshold: int, concurrency: int = LARGE_BODY_CONCURRENCY) -> None:
+        self.threshold = threshold
+        self.concurrency = concurrency
+        self._permits: asyncio.Semaphore | None = None
+
+    def start(self) -> None:
+        """Fresh permits for a serving loop (the lifespan calls this at start-up)."""
+        self._permits = asyncio.Semaphore(self.concurrency)
+
+    def is_large(self, content_length: bytes | None) -> bool:
+        """A declared length over the threshold, or none declared (a chunked body)."""
+        if content_length is None:
+            return True
+        return content_length.isdigit() and int(content_length) > self.threshold
+
+    async def answer(
+        self,
+        endpoint: _AdmissionEndpoint,
+        receive: Receive,
+        content_length: bytes | None,
+        state: SnapshotState,
+    ) -> tuple[ReviewRequest, _Outcome]:
+        """Read, decode and decide one large review under a permit."""
+        if self._permits is None:  # served without a lifespan (some tests)
+            self.start()
+        assert self._permits is not None
+        async with self._permits:
+            body = await _read_body(
+                receive, content_length, endpoint.max_body_bytes, endpoint.deadlines
+            )
+            return await asyncio.to_thread(endpoint._answer, body, state.snapshot)
 
 
 async def _send_json(send: Send, status: int, body: bytes) -> None:
@@ -407,6 +540,7 @@ class _AdmissionEndpoint:
         mutating: bool,
         metrics: Metrics,
         max_body_bytes: int,
+        large_bodies: _LargeBodies,
         deadlines: _BodyDeadlines,
         decisions: DecisionLog,
     ) -> None:
@@ -414,40 +548,57 @@ class _AdmissionEndpoint:
         self.name = "mutate" if mutating else "validate"
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.large_bodies = large_bodies
         self.deadlines = deadlines
         self.decisions = decisions
         self.outcomes = _Outcomes(mutating=mutating)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer one review (see the class docstring)."""
-        started = time.perf_counter()
-        review: ReviewRequest | None = None
+    def _answer(self, body: bytes, snapshot: Snapshot) -> tuple[ReviewRequest, _Outcome]:
+        """Decode and decide one body. Raises MalformedReview; a failed decision is answered."""
+        review = parse_review(body)
         try:
-            content_type, content_length = _request_headers(scope)
-            _check_content_type(content_type)
-            body = await _read_body(
-                receive, content_length, self.max_body_bytes, self.deadlines
-            )
-            review = parse_review(body)
-            state: SnapshotState = scope["state"]["snapshots"]
-            outcome = self.outcomes.get(decide_review(review, state.snapshot))
-        except MalformedReview as error:
-            await self._malformed(send, error, started, review)
-            return
-        except _Disconnected:
-            return
+            if review.is_namespace:
+                return review, _guarded(review, snapshot, mutating=self.mutating)
+            return review, self.outcomes.get(decide_review(review, snapshot), snapshot)
+        except MalformedReview:
+            raise
         except Exception:
-            if review is None:  # pragma: no cover - decoding raises MalformedReview only
-                raise
             _log.exception(
                 "decision failed", extra={"fields": {"uid": review.uid, "endpoint": self.name}}
             )
-            outcome = self._failed(review)
+            return review, self._failed(review)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one review (see the class docstring)."""
+        started = time.perf_counter()
+        try:
+            content_type, content_length = _request_headers(scope)
+            _check_content_type(content_type)
+            state: SnapshotState = scope["state"]["snapshots"]
+            if self.large_bodies.is_large(content_length):
+                review, outcome = await self.large_bodies.answer(
+                    self, receive, content_length, state
+                )
+            else:
+                body = await _read_body(
+                    receive, content_length, self.max_body_bytes, self.deadlines
+                )
+                review, outcome = self._answer(body, state.snapshot)
+        except MalformedReview as error:
+            await self._malformed(send, error, started)
+            return
+        except _Disconnected:
+            return
         reply = outcome.reply
         body = outcome.encoded.encode(review.uid, review.api_version)
         seconds = time.perf_counter() - started
         await _send_json(send, 200, body)
         self.metrics.observe(self.name, review.kind, review.operation, outcome.result, seconds)
+        if outcome.refused and not self.mutating and outcome.decision is not None:
+            for source, count in Counter(
+                c.noun for c in outcome.decision.containers if c.refused
+            ).items():
+                self.metrics.refused_images(source, count)
         if not self.decisions.enabled:
             return
         decision = outcome.decision
@@ -488,9 +639,7 @@ class _AdmissionEndpoint:
             )
         return _Outcome(None, reply, EncodedReply(reply, mutating=self.mutating), "error", 0)
 
-    async def _malformed(
-        self, send: Send, error: MalformedReview, started: float, review: ReviewRequest | None
-    ) -> None:
+    async def _malformed(self, send: Send, error: MalformedReview, started: float) -> None:
         """A 4xx Status without a uid; a well-formed review (HTTP 200) with one."""
         if error.uid is None:
             status, body = error.code, encode_status(error.code, error.message)
@@ -506,8 +655,8 @@ class _AdmissionEndpoint:
         await _send_json(send, status, body)
         self.metrics.observe(
             endpoint=self.name,
-            kind=review.kind if review is not None else "",
-            operation=review.operation if review is not None else "",
+            kind=error.kind,
+            operation=error.operation,
             result="invalid",
             seconds=seconds,
         )
@@ -595,11 +744,13 @@ def create_app(settings: AppSettings) -> AdmissionApp:
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(request.state.snapshots), media_type=CONTENT_TYPE)
 
+    large_bodies = _LargeBodies(settings.large_body_bytes)
     deadlines = _BodyDeadlines(settings.body_timeout)
     decisions = DecisionLog(settings.log_sink)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[LifespanState]:
+        large_bodies.start()
         sweeper = asyncio.create_task(deadlines.sweep(), name="body-deadlines")
         try:
             async with settings.state() as state:
@@ -612,6 +763,7 @@ def create_app(settings: AppSettings) -> AdmissionApp:
             mutating=mutating,
             metrics=metrics,
             max_body_bytes=settings.max_body_bytes,
+            large_bodies=large_bodies,
             deadlines=deadlines,
             decisions=decisions,
         )

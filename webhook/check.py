@@ -110,6 +110,7 @@ def to_json(report: CheckReport) -> str:
             entry["workspace"] = result.decision.workspace
             entry["containers"] = [
                 {
+                    "source": c.noun,
                     "name": c.name,
                     "image": c.image,
                     "verdict": c.verdict,
@@ -145,9 +146,8 @@ def to_table(report: CheckReport) -> str:
             continue
         assert result.decision is not None
         for c in result.decision.containers:
-            rows.append(
-                (result.namespace, workload, c.name, c.image or "-", c.verdict, c.reason)
-            )
+            name = c.name if c.noun != "volume" else f"{c.name} (volume)"
+            rows.append((result.namespace, workload, name, c.image or "-", c.verdict, c.reason))
     lines = render_table(header, rows)
     admitted = sum(1 for r in report.results if r.allowed)
     denied = sum(1 for r in report.results if r.error is None and not r.allowed)

@@ -26,7 +26,9 @@ most Go webhooks, makes the same trade in its ``BufferedWriteSyncer`` (by defaul
 
 Only what the server derives from the review is logged: never the request body, never
 ``userInfo`` or the object's content, and never registry credentials (the admission path
-does not hold any).
+does not hold any). Names and messages come from objects tenants write, and reach the
+mutating webhook before the apiserver has validated them, so every string field is clipped
+to :data:`MAX_FIELD_CHARS`: a hostile object cannot grow the log by more than a line's worth.
 """
 
 from __future__ import annotations
@@ -46,10 +48,12 @@ __all__ = [
     "DECISION_LOGGER",
     "FLUSH_BYTES",
     "FLUSH_INTERVAL_SECONDS",
+    "MAX_FIELD_CHARS",
     "DecisionLog",
     "JsonFormatter",
     "LogSink",
     "SinkHandler",
+    "clipped",
     "configure_logging",
     "log_fields",
 ]
@@ -62,6 +66,19 @@ DECISION_MESSAGE: Final = "admission decision"
 FLUSH_INTERVAL_SECONDS: Final = 0.2
 # Bounds the memory held and the size of one write (16 pipe pages).
 FLUSH_BYTES: Final = 64 * 1024
+# Longest string field value written to a line; longer ones are cut and marked.
+MAX_FIELD_CHARS: Final = 1024
+
+
+def clipped(fields: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``fields`` with every string value cut to :data:`MAX_FIELD_CHARS` (same object if none)."""
+    if not any(isinstance(v, str) and len(v) > MAX_FIELD_CHARS for v in fields.values()):
+        return fields
+    limit = MAX_FIELD_CHARS
+    return {
+        k: (v[: limit - 1] + "…" if isinstance(v, str) and len(v) > limit else v)
+        for k, v in fields.items()
+    }
 
 
 class _IsoTime:
@@ -103,7 +120,7 @@ class JsonFormatter(logging.Formatter):
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, Mapping):
-            entry.update(fields)
+            entry.update(clipped(fields))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode("utf-8")
@@ -221,6 +238,7 @@ class DecisionLog:
 
     def write(self, fields: Mapping[str, Any]) -> None:
         """Log one decision with its ``fields`` (which must not be empty)."""
+        fields = clipped(fields)
         if self.sink is None:
             # makeRecord + handle: the same record as .info() without findCaller's stack
             # walk, which costs as much as the rest of the line and tells nothing here.

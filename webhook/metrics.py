@@ -24,7 +24,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Final
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 
@@ -179,11 +179,22 @@ class Metrics:
             "Unix time at which the serving certificate in use expires (alert well before).",
             registry=self.registry,
         )
+        self._refused_images = Counter(
+            "spacegate_refused_images",
+            "Images the rules refused on /validate, by where the pod spec names them "
+            "(container, init container, ephemeral container, volume).",
+            ["source"],
+            registry=self.registry,
+        )
         self.tls_not_after: Callable[[], float] | None = None
         # Count one answered review: observe(endpoint, kind, operation, result, seconds),
         # from the event loop's thread only. The collector's bound method itself, not a
         # wrapper: it runs for every review.
         self.observe = self._admission.observe
+
+    def refused_images(self, source: str, count: int) -> None:
+        """Count ``count`` refused images named in ``source`` (a kind of image source)."""
+        self._refused_images.labels(source=source).inc(count)
 
     def render(self, state: SnapshotState | None) -> bytes:
         """The Prometheus text exposition, with snapshot gauges read from ``state`` now.

@@ -56,12 +56,11 @@ V1: Final = "admission.k8s.io/v1"
 V1BETA1: Final = "admission.k8s.io/v1beta1"
 API_VERSIONS: Final = frozenset({V1, V1BETA1})
 
-# The apiserver refuses objects over 3 MiB (etcd's request limit, 1.5 MiB by default, is
-# lower still); the review wraps the object in a small envelope, and an UPDATE carries the
-# old object too. 4 MiB leaves room for a maximal CREATE while bounding what one request can
-# make us buffer. A legitimate UPDATE of a >2 MiB object could exceed it; such pods are
-# unheard of, and the mutating webhook only acts on CREATE.
-MAX_BODY_BYTES: Final = 4 * 1024 * 1024
+# The largest review the apiserver can legitimately send, with room to spare: an UPDATE carries
+# the object (decoded from a request body of at most 3 MiB) and the stored old object (at most
+# 1.5 MiB in etcd's protobuf, about twice that as JSON), each re-encoded as JSON, plus a small
+# envelope. The arithmetic, and what happens above the limit, is in docs/limits.md.
+MAX_BODY_BYTES: Final = 8 * 1024 * 1024
 
 OPERATIONS: Final = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
 
@@ -107,7 +106,8 @@ class MalformedReview(ValueError):
     """The review request cannot be decided on; ``code`` is the HTTP-style status code.
 
     ``uid`` is set when it could be read, so the caller can still answer with a
-    well-formed AdmissionReview.
+    well-formed AdmissionReview; ``kind`` and ``operation`` when the request got that far
+    (for the metrics' labels).
     """
 
     def __init__(
@@ -117,11 +117,15 @@ class MalformedReview(ValueError):
         code: int = 400,
         uid: str | None = None,
         api_version: str = V1,
+        kind: str = "",
+        operation: str = "",
     ) -> None:
-        super().__init__(single_line(message))
+        super().__init__(single_line(message[:4096]))
         self.code = code
         self.uid = uid
         self.api_version = api_version
+        self.kind = kind
+        self.operation = operation
 
     @property
     def message(self) -> str:
@@ -151,6 +155,13 @@ class ReviewRequest(NamedTuple):
     dry_run: bool = False
     object: Mapping[str, Any] | None = None
     old_object: Mapping[str, Any] | None = None  # UPDATE only: the object before the update
+    user: str = ""  # request.userInfo.username: who made the request
+    groups: tuple[str, ...] = ()  # request.userInfo.groups
+
+    @property
+    def is_namespace(self) -> bool:
+        """A core Namespace: what the namespace guard judges."""
+        return self.kind == "Namespace" and self.group == ""
 
     @property
     def is_workload(self) -> bool:
@@ -250,6 +261,7 @@ def parse_review(body: bytes) -> ReviewRequest:
     old_obj = request.get("oldObject") if operation == "UPDATE" else None
     if not isinstance(old_obj, dict):
         old_obj = None
+    user, groups = _user_info(request.get("userInfo"))
     return ReviewRequest(  # positionally: the fields in order, a little cheaper per review
         api_version,
         uid,
@@ -262,6 +274,20 @@ def parse_review(body: bytes) -> ReviewRequest:
         request.get("dryRun") is True,
         obj,
         old_obj,
+        user,
+        groups,
+    )
+
+
+def _user_info(value: object) -> tuple[str, tuple[str, ...]]:
+    """``userInfo`` username and groups; anything malformed counts as nobody."""
+    if not isinstance(value, dict):
+        return "", ()
+    user = value.get("username")
+    groups = value.get("groups")
+    return (
+        user if isinstance(user, str) else "",
+        tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else (),
     )
 
 

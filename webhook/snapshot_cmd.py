@@ -98,6 +98,18 @@ def config_document(
             "pullSecretName": policy.pull_secret_name,
             "exemptNamespaces": sorted(policy.exempt_namespaces),
             "maxStaleness": format_duration(policy.max_staleness),
+            **(
+                {
+                    "namespaceGuard": {
+                        "enabled": True,
+                        "users": sorted(policy.namespace_guard.users),
+                        "groups": sorted(policy.namespace_guard.groups),
+                        "serviceAccounts": sorted(policy.namespace_guard.service_accounts),
+                    }
+                }
+                if policy.namespace_guard.enabled
+                else {}
+            ),
         },
         "registries": registries,
         "bindings": [

@@ -74,9 +74,17 @@ class Rendered:
         loaded: Manifest = yaml.safe_load(text)
         return loaded
 
-    def webhook(self, kind: str) -> Manifest:
-        """The single webhook entry of the Validating/MutatingWebhookConfiguration."""
-        (hook,) = self.one(kind)["webhooks"]
+    def webhook(self, kind: str, name: str | None = None) -> Manifest:
+        """A webhook entry of the Validating/MutatingWebhookConfiguration.
+
+        By ``name``; without one, the pod and workload webhook (``validate.``/``mutate.``),
+        the only entry besides the optional namespace guard.
+        """
+        hooks = self.one(kind)["webhooks"]
+        if name is None:
+            (hook,) = [h for h in hooks if h["name"] != "namespaces.spacegate.io"]
+        else:
+            (hook,) = [h for h in hooks if h["name"] == name]
         return dict(hook)
 
 
@@ -191,6 +199,16 @@ def values_sets(admin_ca_pem: str) -> dict[str, dict[str, Any]]:
             },
             "config": {"policy": {"mode": "warn"}},
         },
+        "namespace-guard": {
+            "config": {
+                "policy": {
+                    "namespaceGuard": {
+                        "enabled": True,
+                        "serviceAccounts": ["ghippo-system/ghippo-apiserver"],
+                    }
+                }
+            },
+        },
         "credentials": {
             "config": HARBOR_AND_REGISTRY,
             "registryCredentials": [
@@ -214,5 +232,6 @@ VALUES_SET_NAMES = (
     "replicas-3",
     "extra-exemptions",
     "fail-open",
+    "namespace-guard",
     "credentials",
 )

@@ -159,3 +159,25 @@ def test_ca_bundle_comes_from_the_chart_the_admin_or_cainjector(
         assert ("caBundle" in client) is has_bundle
         annotations = rendered.one(kind)["metadata"].get("annotations", {})
         assert ("cert-manager.io/inject-ca-from" in annotations) is annotated
+
+
+GUARD = "namespaces.spacegate.io"
+
+
+def test_the_namespace_guard_webhook_is_rendered_only_when_the_guard_is_enabled(
+    default: Rendered, named_values: dict[str, dict[str, Any]], render: Any
+) -> None:
+    guarded = render(named_values["namespace-guard"])
+
+    names = [h["name"] for h in default.one(VALIDATING)["webhooks"]]
+    hook = guarded.webhook(VALIDATING, GUARD)
+
+    assert names == ["validate.spacegate.io"]
+    assert _covered(hook) == {("", "namespaces", "CREATE"), ("", "namespaces", "UPDATE")}
+    assert hook["rules"][0]["scope"] == "Cluster"
+    assert hook["clientConfig"]["service"]["path"] == "/validate"
+    assert hook["failurePolicy"] == "Fail"
+    assert _excluded_namespaces(hook) == ["kube-system", NAMESPACE]
+    guard = guarded.config["policy"]["namespaceGuard"]
+    assert guard["serviceAccounts"] == ["ghippo-system/ghippo-apiserver"]
+    assert guard["groups"] == ["system:masters"]

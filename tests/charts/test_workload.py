@@ -269,6 +269,12 @@ def test_default_config_matches_the_documented_defaults(default: Rendered) -> No
             "pullSecretName": "registry-secret",
             "exemptNamespaces": ["kube-system", NAMESPACE],
             "maxStaleness": "10m",
+            "namespaceGuard": {
+                "enabled": False,
+                "users": [],
+                "groups": ["system:masters"],
+                "serviceAccounts": [],
+            },
         },
         "registries": [],
         "bindings": [],

@@ -53,8 +53,54 @@ def test_defaults_follow_the_design() -> None:
     assert registry.refresh_interval == 30.0
 
 
-def test_hosts_default_to_the_url_host_lowercased() -> None:
-    assert load_config(MINIMAL).registries[0].hosts == ("harbor.example.com",)
+def test_hosts_default_to_the_url_host_lowercased_with_and_without_its_default_port() -> None:
+    assert load_config(MINIMAL).registries[0].hosts == (
+        "harbor.example.com",
+        "harbor.example.com:443",
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "hosts"),
+    [
+        ("https://h.example.com", ("h.example.com", "h.example.com:443")),
+        ("https://h.example.com:443", ("h.example.com:443", "h.example.com")),
+        ("http://h.example.com", ("h.example.com", "h.example.com:80")),
+        ("http://h.example.com:80/", ("h.example.com:80", "h.example.com")),
+        ("https://h.example.com:5000", ("h.example.com:5000",)),
+        ("http://h.example.com:443", ("h.example.com:443",)),
+        ("https://[::1]", ("[::1]", "[::1]:443")),
+    ],
+)
+def test_a_url_on_its_default_port_is_reachable_with_and_without_the_port(
+    url: str, hosts: tuple[str, ...]
+) -> None:
+    text = f"registries:\n- {{name: r, type: docker-registry, url: '{url}'}}\n"
+    assert load_config(text).registries[0].hosts == hosts
+
+
+def test_listed_hosts_also_imply_their_default_port_alias() -> None:
+    text = (
+        "registries:\n- {name: r, type: harbor, url: 'https://h.example.com',"
+        " hosts: [h.example.com, mirror.example.com:443, other.example.com:8443]}\n"
+    )
+    assert load_config(text).registries[0].hosts == (
+        "h.example.com",
+        "mirror.example.com:443",
+        "other.example.com:8443",
+        "h.example.com:443",
+        "mirror.example.com",
+    )
+
+
+def test_a_default_port_alias_listed_by_another_registry_stays_with_that_registry() -> None:
+    config = load_config(
+        "registries:\n"
+        "  - {name: a, type: harbor, url: https://h.example.com}\n"
+        "  - {name: b, type: docker-registry, url: https://h.example.com:443,"
+        " hosts: ['h.example.com:443']}\n"
+    )
+    assert [r.hosts for r in config.registries] == [("h.example.com",), ("h.example.com:443",)]
 
 
 def test_numeric_workspace_ids_become_strings_like_label_values() -> None:
@@ -118,7 +164,10 @@ def test_the_same_host_on_another_port_is_another_registry() -> None:
         "  - {name: a, type: harbor, url: https://h.example.com}\n"
         "  - {name: b, type: docker-registry, url: https://h.example.com:5000}\n"
     )
-    assert [r.hosts for r in config.registries] == [("h.example.com",), ("h.example.com:5000",)]
+    assert [r.hosts for r in config.registries] == [
+        ("h.example.com", "h.example.com:443"),
+        ("h.example.com:5000",),
+    ]
 
 
 def test_bad_modes_and_actions_list_the_choices() -> None:

@@ -441,3 +441,147 @@ def test_the_decision_memo_is_bounded() -> None:
     for i in range(MAX_MEMO_DECISIONS + 5):
         decide(snap, f"ns-{i}", pod("harbor.example.com/library/x"))
     assert len(snap.decision_cache) <= MAX_MEMO_DECISIONS
+
+
+# --------------------------------------------------------------------------- attacks
+#
+# Each test below is a pod spec a tenant of workspace 101 (namespace team-a-dev) would write to
+# run workspace 102's private images (harbor team-b), and the answer it must get.
+
+TEAM_B = "harbor.example.com/team-b/api:1.0"
+PUBLIC = "harbor.example.com/library/nginx:1.27"
+
+
+def image_volume(name: str, reference: str) -> dict[str, Any]:
+    return {"name": name, "image": {"reference": reference, "pullPolicy": "IfNotPresent"}}
+
+
+def test_an_image_volume_from_another_workspaces_space_is_denied_naming_the_volume() -> None:
+    spec = pod(PUBLIC, volumes=[{"name": "cfg", "configMap": {"name": "x"}},
+                               image_volume("models", TEAM_B)])
+
+    decision = decide(SNAP, "team-a-dev", spec)
+
+    assert not decision.allowed
+    assert [(c.noun, c.name, c.verdict) for c in decision.containers] == [
+        ("container", "c0", "allowed"),
+        ("volume", "models", "denied"),
+    ]
+    assert f'volume "models" image "{TEAM_B}" is not allowed' in decision.message
+
+
+def test_an_image_volume_is_denied_under_unknown_registry_deny() -> None:
+    spec = pod(PUBLIC, volumes=[image_volume("v", "evil.example.net/x:1")])
+    assert not decide(snapshot(unknownRegistry="deny"), "team-a-dev", spec).allowed
+
+
+def test_a_workload_template_with_a_foreign_image_volume_is_denied() -> None:
+    spec = pod(PUBLIC, volumes=[image_volume("v", TEAM_B)])
+    decision = decide(SNAP, "team-a-dev", spec, pointer="/spec/template/spec", kind="Deployment")
+    assert not decision.allowed
+
+
+def test_an_allowed_private_image_volume_gets_the_pull_secret() -> None:
+    spec = pod(PUBLIC, volumes=[image_volume("v", "harbor.example.com/team-a/data:1")])
+    decision = decide(SNAP, "team-a-dev", spec)
+    assert decision.allowed
+    assert decision.patch == (
+        {"op": "add", "path": "/spec/imagePullSecrets", "value": [{"name": "registry-secret"}]},
+    )
+
+
+def test_an_update_judges_an_image_volume_it_introduces() -> None:
+    old = pod(PUBLIC)
+    new = pod(PUBLIC, volumes=[image_volume("v", TEAM_B)])
+    from policy.workload import images
+
+    decision = decide(
+        SNAP, "team-a-dev", new, operation="UPDATE", kind="Deployment",
+        pointer="/spec/template/spec", unchanged=images(old),
+    )
+    assert not decision.allowed
+    assert images(new) == {PUBLIC, TEAM_B}
+
+
+def test_memoized_decisions_tell_image_volumes_apart() -> None:
+    assert decide(SNAP, "team-a-dev", pod(PUBLIC)).allowed
+    assert not decide(SNAP, "team-a-dev", pod(PUBLIC, volumes=[image_volume("v", TEAM_B)])).allowed
+
+
+def test_an_image_longer_than_any_reference_is_denied_unparsed_and_quoted_by_its_start() -> None:
+    from policy.reference import MAX_REFERENCE_LENGTH
+
+    huge = "harbor.example.com/library/" + "a" * 2_500_000
+    decision = decide(SNAP, "team-a-dev", pod(huge))
+
+    assert not decision.allowed
+    assert f"2500027 characters long, longer than any pullable reference can be " \
+        f"({MAX_REFERENCE_LENGTH})" in decision.message
+    assert len(decision.message) < 1000
+    assert huge[:64] in decision.message
+    assert not SNAP.verdict_cache
+    assert not SNAP.decision_cache  # a spec this large is decided afresh, never remembered
+
+
+def test_the_longest_pullable_reference_is_still_parsed() -> None:
+    from policy.reference import MAX_REFERENCE_LENGTH
+
+    domain = ".".join(["a" * 63] * 3) + "." + "a" * 61  # 253 characters
+    image = f"{domain}:65535/{'/'.join(['b' * 127, 'c' * 127])}:{'t' * 128}@sha512:{'0' * 128}"
+    assert len(image) == MAX_REFERENCE_LENGTH
+    [verdict] = decide(SNAP, "team-a-dev", pod(image)).containers
+    assert "registry" in verdict.reason and "not managed by spacegate" in verdict.reason
+
+
+def test_many_distinct_images_cannot_grow_the_caches_without_bound() -> None:
+    from policy.decision import MAX_CACHED_VERDICTS
+
+    for i in range(MAX_CACHED_VERDICTS + 10):
+        decide(SNAP, "team-a-dev", pod(f"harbor.example.com/library/x{i}:1"))
+    assert len(SNAP.verdict_cache) <= MAX_CACHED_VERDICTS
+    assert len(SNAP.decision_cache) <= MAX_MEMO_DECISIONS
+
+
+def test_a_pod_with_thousands_of_refused_images_gets_bounded_text() -> None:
+    from policy.decision import MAX_ANNOTATION_CHARS, MAX_MESSAGE_CHARS, MAX_WARNINGS
+
+    images = [f"{TEAM_B}-{i}" for i in range(3000)]
+    enforced = decide(SNAP, "team-a-dev", pod(*images))
+    warned = decide(snapshot(mode="warn"), "team-a-dev", pod(*images))
+
+    assert len(enforced.message) <= MAX_MESSAGE_CHARS
+    assert enforced.message.endswith("more)")
+    assert len(enforced.audit_annotations["refused"]) <= MAX_ANNOTATION_CHARS
+    assert len(warned.warnings) == MAX_WARNINGS
+    assert warned.warnings[-1] == f"spacegate: {3000 - MAX_WARNINGS + 1} more images refused"
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "sha256:" + "ab" * 32,
+        "sha256:abcdef0123",  # a short ID prefix resolves too
+        "sha512:" + "cd" * 64,
+        "SHA256:" + "ab" * 32,
+    ],
+)
+def test_a_bare_digest_that_the_runtime_would_resolve_locally_is_refused(image: str) -> None:
+    decision = decide(SNAP, "team-a-dev", pod(image))
+    if image.startswith("SHA"):  # uppercase is no repository name: refused by the parser
+        assert "invalid image reference" in decision.message
+        return
+    assert not decision.allowed
+    assert "ID of an image already on the node" in decision.message
+    assert "name the image by its registry and repository instead" in decision.message
+
+
+def test_a_digest_after_a_real_repository_name_is_not_a_local_id() -> None:
+    assert decide(SNAP, "team-a-dev", pod(f"{PUBLIC}@sha256:{'ab' * 32}")).allowed
+
+
+def test_the_registrys_default_port_cannot_be_used_to_step_around_it() -> None:
+    # harbor.example.com is https on 443: harbor.example.com:443 is the same server
+    decision = decide(snapshot(unknownRegistry="allow"), "team-a-dev",
+                      pod("harbor.example.com:443/team-b/api:1.0"))
+    assert not decision.allowed
+    assert "private space 'team-b' of registry 'harbor' is not bound" in decision.message

@@ -35,7 +35,9 @@ def test_registries_are_found_by_any_of_their_hosts_case_insensitively() -> None
     for domain in ("harbor.example.com", "Harbor.Example.COM", "10.0.0.5:443"):
         state = snap.registry_for_domain(domain)
         assert state is not None and state.name == "harbor", domain
-    assert snap.registry_for_domain("10.0.0.5") is None
+    # 10.0.0.5:443 on an https registry is the bare 10.0.0.5 too; another port is not
+    assert snap.registry_for_domain("10.0.0.5") is snap.registry_for_domain("10.0.0.5:443")
+    assert snap.registry_for_domain("10.0.0.5:8443") is None
 
 
 def test_bindings_of_one_space_accumulate() -> None:

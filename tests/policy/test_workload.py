@@ -8,11 +8,11 @@ import pytest
 
 from policy.workload import (
     WorkloadError,
-    containers,
     images,
     is_workload,
     object_name,
     pod_spec,
+    pulled_images,
 )
 
 SPEC = {"containers": [{"name": "app", "image": "nginx"}]}
@@ -75,7 +75,7 @@ def test_containers_lists_init_then_main_then_ephemeral_containers() -> None:
         "containers": [{"name": "app", "image": "app:1"}],
         "initContainers": [{"name": "init", "image": "init:1"}],
     }
-    assert [(c.section, c.name, c.image, c.pointer) for c in containers(spec)] == [
+    assert [(c.section, c.name, c.image, c.pointer) for c in pulled_images(spec)] == [
         ("initContainers", "init", "init:1", "/initContainers/0"),
         ("containers", "app", "app:1", "/containers/0"),
         ("ephemeralContainers", "debug", "busybox", "/ephemeralContainers/0"),
@@ -84,7 +84,7 @@ def test_containers_lists_init_then_main_then_ephemeral_containers() -> None:
 
 def test_missing_names_images_and_junk_entries_are_reported() -> None:
     spec = {"containers": [{"image": "x"}, {"name": "noimage"}, 42, {"name": "n", "image": 7}]}
-    assert [(c.name, c.image) for c in containers(spec)] == [
+    assert [(c.name, c.image) for c in pulled_images(spec)] == [
         ("containers[0]", "x"),
         ("noimage", None),
         ("containers[2]", None),

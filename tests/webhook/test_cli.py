@@ -79,6 +79,7 @@ def test_check_json_has_one_object_per_workload_with_per_container_verdicts(
     assert cron["allowed"] is False
     assert cron["containers"] == [
         {
+            "source": "container",
             "name": "report",
             "image": "harbor.demo.local/team-b/report:3.0",
             "verdict": "denied",
@@ -86,6 +87,39 @@ def test_check_json_has_one_object_per_workload_with_per_container_verdicts(
         }
     ]
     assert by_name["web"]["allowed"] is True
+
+
+VOLUME_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: team-a-dev}
+spec:
+  containers: [{name: app, image: harbor.demo.local/library/app:1}]
+  volumes:
+    - {name: models, image: {reference: harbor.demo.local/team-b/models:1}}
+"""
+
+
+def test_check_lists_image_volumes_as_rows_naming_the_volume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text(VOLUME_POD)
+
+    code, table, _ = run(capsys, "check", "-f", str(manifest))
+    _, out, _ = run(capsys, "check", "-f", str(manifest), "-o", "json")
+
+    assert code == 1
+    [row] = [line for line in table.splitlines() if "models" in line]
+    assert row.split()[:5] == [
+        "team-a-dev", "Pod/p", "models", "(volume)", "harbor.demo.local/team-b/models:1"
+    ]
+    assert "denied" in row
+    [result] = json.loads(out)
+    assert [(c["source"], c["name"], c["verdict"]) for c in result["containers"]] == [
+        ("container", "app", "allowed"),
+        ("volume", "models", "denied"),
+    ]
 
 
 def test_check_reads_stdin_lists_and_multi_document_helm_output(
