@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 DEBS := docker-registry apache2-utils wrk
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint typecheck unit bench system-deps clean
+.PHONY: run test lint typecheck unit bench fuzz system-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/decide.py
 	$(BIN)/python bench/refresh.py
 	$(BIN)/python bench/admission.py
+	$(BIN)/python bench/abuse.py
+
+# The property-based fuzz of /validate and /mutate, longer than the bounded run in `make test`.
+fuzz: $(STAMP)
+	SPACEGATE_FUZZ_EXAMPLES=5000 $(BIN)/pytest -q -p no:logging tests/webhook/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

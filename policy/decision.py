@@ -99,7 +99,8 @@ class Decision:
 
 # --------------------------------------------------------------------------- text helpers
 
-_CONTROL = dict.fromkeys(range(32), " ") | {127: " "}
+# C0 and C1 control characters (Go's unicode.IsControl) and the Unicode line separators.
+_CONTROL = dict.fromkeys([*range(32), *range(127, 160), 0x2028, 0x2029], " ")
 
 
 def single_line(text: str) -> str:
