@@ -7,7 +7,7 @@ Kubernetes API fake with 10,000 labelled namespaces (list pages of 500). The fak
 **separate process** (this script re-invoked with ``--serve-fakes``), so their memory is not
 counted in the figures; they still share the machine's two cores with the measured process.
 
-Measured in this process, with the same code ``spacegate serve`` runs (``webhook.live``):
+Measured in this process, with the same code ``spacegate serve`` runs (``webhook.live.mode``):
 
 - *cold sync*: from opening the live state (sources built, namespace watch started) until
   it is ready with every source listed once and the snapshot rebuilt — best and median of
@@ -153,9 +153,9 @@ async def measure(config_path: str, kube_url: str, runs: int) -> dict[str, Any]:
     import kubernetes.client
 
     from policy.snapshot import Snapshot
-    from webhook.live import open_live_state
+    from webhook.live.mode import open_live_state
+    from webhook.live.sources.namespaces import fetch_namespaces
     from webhook.settings import read_config
-    from webhook.sources.namespaces import fetch_namespaces
 
     config = read_config(config_path)
 
@@ -214,12 +214,12 @@ def main() -> int:
         return 0
 
     # The imports the live webhook needs, before the baseline RSS is read.
-    for module in ("kubernetes.client", "webhook.live", "webhook.sources.factory",
-                   "webhook.sources.namespaces"):
+    for module in ("kubernetes.client", "webhook.live.mode", "webhook.live.sources.factory",
+                   "webhook.live.sources.namespaces"):
         importlib.import_module(module)
 
     # The fakes are plain http on loopback; their warning about it is not news here.
-    logging.getLogger("webhook.sources").setLevel(logging.ERROR)
+    logging.getLogger("webhook.live.sources").setLevel(logging.ERROR)
     baseline = current_rss_mb()
     # The registry's storage is 5,000 repositories of small files: on tmpfs it is written
     # in seconds, on a disk-backed /tmp it can take a minute.

@@ -1,6 +1,6 @@
 """``spacegate certs generate``: write a CA and serving certificate for an in-cluster Service.
 
-The argument parsing lives in ``webhook.cli``; this module does the work and tells the user
+The argument parsing lives in ``webhook.cli.main``; this module does the work and tells the user
 what was written and what to do with it (a TLS Secret from ``tls.crt``/``tls.key``, and
 ``ca.crt`` as the webhook configuration's ``caBundle``).
 """

@@ -1,7 +1,7 @@
 """The snapshot: everything a decision needs, frozen at one moment.
 
 Admission must never wait on a registry or the Kubernetes API, so decisions read a plain
-immutable object that the refresher (``webhook.cache``) rebuilds in the background and swaps
+immutable object that the refresher (``webhook.live.refresher``) rebuilds in the background and swaps
 in atomically. The same object is built from a static config for offline checks, so the CLI
 and the webhook decide with one code path.
 

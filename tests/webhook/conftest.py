@@ -5,7 +5,7 @@ test CA from ``trustme`` and the same ``build_server``/``create_app`` code as
 ``spacegate serve``. One server is shared by the session because a start costs a TLS
 context and a thread; tests that need another policy swap the snapshot of its
 ``StaticState`` (the ``server`` fixture puts the demo snapshot back afterwards). Like
-``spacegate serve``, it writes decision lines into a :class:`~webhook.logs.LogSink`, here
+``spacegate serve``, it writes decision lines into a :class:`~webhook.admission.logs.LogSink`, here
 one over an in-memory buffer that tests read with :meth:`RunningServer.decision_lines`.
 """
 
@@ -32,9 +32,9 @@ from cryptography import x509
 
 from certs.reload import ReloadingTLSContext
 from policy.snapshot import Snapshot
-from webhook.app import AppSettings, create_app
-from webhook.logs import DECISION_LOGGER, LogSink
-from webhook.server import build_server
+from webhook.admission.app import AppSettings, create_app
+from webhook.admission.logs import DECISION_LOGGER, LogSink
+from webhook.admission.server import build_server
 from webhook.settings import read_config
 from webhook.state import SnapshotState, StaticState
 

@@ -1,0 +1,524 @@
+"""The namespace source against a fake API server, through the real ``kubernetes`` client.
+
+Each test drives the fake the way a cluster would behave (labels changing, watches cut,
+history compacted, the API server down or failing) and checks what the webhook would act
+on: the namespace map, how quickly it changes, and what it cost in requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import urllib3
+import yaml
+from kubernetes import client as k8s_client
+from kubernetes.config import kube_config
+
+from policy.config import MODE_LABEL
+from policy.snapshot import NamespaceInfo
+from tests.fakes.kubernetes import FakeKubernetes
+from webhook.live.sources import SourceError
+from webhook.live.sources.namespaces import NamespaceSource, fetch_namespaces, load_api_client
+
+WS = "workspace.ghippo.io/id"
+MakeSource = Callable[..., NamespaceSource]
+
+
+def eventually(check: Callable[[], bool], timeout: float = 2.0, what: str = "") -> None:
+    """Poll until ``check()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout}s: {what or check}")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeKubernetes]:
+    server = FakeKubernetes()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_source() -> Iterator[MakeSource]:
+    """Sources with test-sized timings, stopped at teardown."""
+    sources: list[NamespaceSource] = []
+
+    def make(server: FakeKubernetes, **overrides: Any) -> NamespaceSource:
+        options: dict[str, Any] = {
+            "api_client": server.api_client(),
+            "watch_timeout": 30,
+            "connect_timeout": 1.0,
+            "read_timeout": 2.0,
+            "backoff_initial": 0.01,
+            "backoff_max": 0.05,
+            "jitter": 0.0,
+            "stop_timeout": 2.0,
+        }
+        options.update(overrides)
+        source = NamespaceSource(WS, **options)
+        sources.append(source)
+        return source
+
+    yield make
+    for source in sources:
+        source.stop_sync()
+
+
+def synced(source: NamespaceSource, fake: FakeKubernetes) -> NamespaceSource:
+    """Start the source and wait for its list and its first watch."""
+    source.start_sync()
+    eventually(lambda: source.has_synced, what="initial list")
+    assert fake.wait_for_watches(1)
+    return source
+
+
+# --------------------------------------------------------------------------- the map
+
+
+def test_the_initial_list_maps_every_namespace_to_its_workspace_and_mode(
+    fake: FakeKubernetes, make_source: MakeSource
+) -> None:
+    fake.create_namespace("team-a-dev", {WS: "101", MODE_LABEL: "warn"})
+    fake.create_namespace("team-b-dev", {WS: "102"})
+    fake.create_namespace("sandbox")
+    source = make_source(fake, clock=lambda: 1234.5)
+    assert not source.has_synced
+    assert source.last_sync_time is None
+
+    synced(source, fake)
+
+    assert dict(source.namespaces) == {
+        "team-a-dev": NamespaceInfo(workspace="101", mode="warn"),
+        "team-b-dev": NamespaceInfo(workspace="102"),
+        "sandbox": NamespaceInfo(),
+    }
+    assert source.last_sync_time == 1234.5  # the caller's clock, not the wall clock
+
+
+def test_a_large_list_is_fetched_in_pages_and_arrives_complete(
+    fake: FakeKubernetes, make_source: MakeSource
+) -> None:
+    for i in range(5):
+        fake.create_namespace(f"ns-{i}", {WS: str(100 + i)})
+    source = synced(make_source(fake, page_size=2), fake)
+
+    assert source.namespaces["ns-4"] == NamespaceInfo(workspace="104")
+    assert len(source.namespaces) == 5
+    lists = [r for r in fake.requests if r.is_namespace_list]
+    assert [r.params.get("limit") for r in lists] == ["2", "2", "2"]
+    assert "continue" not in lists[0].params
+    assert all("continue" in r.params for r in lists[1:])
+
+
+def test_the_published_map_is_an_immutable_copy(
+    fake: FakeKubernetes, make_source: MakeSource
+) -> None:
+    fake.create_namespace("team-a", {WS: "101"})
+    source = synced(make_source(fake), fake)
+    before = source.namespaces
+
+    with pytest.raises(TypeError):
+        before["intruder"] = NamespaceInfo(workspace="666")  # type: ignore[index]
+    fake.label_namespace("team-a", {WS: "102"})
+    eventually(lambda: source.namespaces["team-a"].workspace == "102")
+
+    assert before["team-a"].workspace == "101"  # a reader's copy never changes under it
+    assert source.namespaces is source.namespaces  # unchanged map: no copy per read
+
+
+def test_label_changes_and_deletions_show_up_promptly(
+    fake: FakeKubernetes, make_source: MakeSource
+) -> None:
+    fake.create_namespace("team-a", {})
+    fake.create_namespace("team-b", {WS: "102"})
+    source = synced(make_source(fake), fake)
+
+    fake.label_namespace("team-a", {WS: "101"})
+    eventually(lambda: source.namespaces["team-a"] == NamespaceInfo("101"), what="label added")
+
+    fake.label_namespace("team-a", {WS: "103", MODE_LABEL: "audit"})
+    eventually(
+        lambda: source.namespaces["team-a"] == NamespaceInfo("103", "audit"),
+        what="label changed",
+    )
+
+    fake.label_namespace("team-a", {WS: None, MODE_LABEL: None})
+    eventually(lambda: source.namespaces["team-a"] == NamespaceInfo(), what="label removed")
+
+    fake.delete_namespace("team-b")
+    eventually(lambda: "team-b" not in source.namespaces, what="namespace deleted")
+
+    fake.create_namespace("team-c", {WS: "104"})
+    eventually(lambda: source.namespaces.get("team-c") == NamespaceInfo("104"), what="created")
+    assert source.errors == 0
+    assert source.relists == 0
+
+
+def test_an_empty_workspace_label_means_no_workspace(
+    fake: FakeKubernetes, make_source: MakeSource
+) -> None:
+    fake.create_namespace("team-a", {WS: ""})
+    source = synced(make_source(fake), fake)
+
+    assert source.namespaces["team-a"] == NamespaceInfo(workspace=None)
+
+
+def test_an_invalid_mode_label_is_ignored_with_one_warning(
+    fake: FakeKubernetes, make_source: MakeSource, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="webhook.live.sources.namespaces")
+    fake.create_namespace("team-a", {WS: "101", MODE_LABEL: "strict"})
+    source = synced(make_source(fake), fake)
+
+    assert source.namespaces["team-a"] == NamespaceInfo(workspace="101", mode=None)
+    fake.label_namespace("team-a", {"owner": "alice"})  # still "strict": no second warning
+    fake.label_namespace("team-a", {WS: "102"})
+    eventually(lambda: source.namespaces["team-a"].workspace == "102")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "team-a" in warnings[0]
+    assert "'strict'" in warnings[0]
+    assert "enforce, warn, audit" in warnings[0]
+
+    fake.label_namespace("team-a", {MODE_LABEL: "Warn"})  # a different bad value: warned
+    fake.label_namespace("team-a", {MODE_LABEL: "warn"})
+    eventually(lambda: source.namespaces["team-a"].mode == "warn")
+    assert sum("'Warn'" in r.getMessage() for r in caplog.records) == 1
+
+
+# --------------------------------------------------------------------------- change callback
+
+
+def test_on_change_runs_on_the_event_loop_with_the_latest_map(fake: FakeKubernetes) -> None:
+    fake.create_namespace("team-a", {WS: "101"})
+    calls: list[tuple[int, Mapping[str, NamespaceInfo]]] = []
+
+    async def until(check: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 2.0
+        while not check():
+            assert time.monotonic() < deadline, "callback did not come"
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> int:
+        source = NamespaceSource(
+            WS,
+            api_client=fake.api_client(),
+            on_change=lambda namespaces: calls.append((threading.get_ident(), namespaces)),
+            backoff_initial=0.01,
+        )
+        await source.start()
+        try:
+            assert await source.wait_synced(2.0)
+            await until(lambda: len(calls) == 1)  # the first list is announced
+            fake.label_namespace("team-a", {WS: "102"})
+            await until(lambda: calls[-1][1].get("team-a") == NamespaceInfo("102"))
+        finally:
+            await source.stop()
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(scenario())
+
+    assert calls[0][1] == {"team-a": NamespaceInfo("101")}
+    assert {thread for thread, _ in calls} == {loop_thread}
+
+
+def test_a_label_change_outside_workspace_and_mode_does_not_trigger_a_rebuild(
+    fake: FakeKubernetes, make_source: MakeSource
+) -> None:
+    fake.create_namespace("team-a", {WS: "101"})
+    calls: list[Mapping[str, NamespaceInfo]] = []
+    source = synced(make_source(fake, on_change=calls.append), fake)
+    eventually(lambda: len(calls) == 1)
+
+    fake.label_namespace("team-a", {"owner": "alice"})
+    fake.label_namespace("team-a", {WS: "102"})
+    eventually(lambda: source.namespaces["team-a"].workspace == "102")
+
+    assert len(calls) == 2
+    assert calls[-1]["team-a"] == NamespaceInfo("102")
+
+
+# --------------------------------------------------------------------------- resilience
+
+
+def test_a_dropped_watch_resumes_from_the_last_resource_version_without_a_relist(
+    fake: FakeKubernetes, make_source: MakeSource
+) -> None:
+    fake.create_namespace("team-a", {WS: "101"})
+    source = synced(make_source(fake), fake)
+    fake.create_namespace("team-b", {WS: "102"})
+    eventually(lambda: "team-b" in source.namespaces)
+    last_seen = fake.namespace("team-b")["metadata"]["resourceVersion"]  # type: ignore[index]
+    fake.clear_requests()
+
+    assert fake.drop_watches() == 1
+    fake.create_namespace("team-c", {WS: "103"})
+    eventually(lambda: "team-c" in source.namespaces, what="event after the drop")
+
+    assert not [r for r in fake.requests if r.is_namespace_list], "no relist"
+    watches = [r for r in fake.requests if r.is_watch]
+    assert watches[0].params["resourceVersion"] == last_seen
+    assert watches[0].params["allowWatchBookmarks"] == "true"
+    assert source.reconnects == 1
+    assert source.relists == 0
+
+
+def test_a_watch_that_times_out_is_renewed_from_where_it_stopped(
+    fake: FakeKubernetes, make_source: MakeSource
+) -> None:
+    fake.create_namespace("team-a", {WS: "101"})
+    source = synced(make_source(fake, watch_timeout=1), fake)
+    fake.label_namespace("team-a", {WS: "102"})
+    resumed_at = fake.namespace("team-a")["metadata"]["resourceVersion"]  # type: ignore[index]
+
+    eventually(lambda: len([r for r in fake.requests if r.is_watch]) >= 2, timeout=3.0)
+
+    second = [r for r in fake.requests if r.is_watch][1]
+    assert second.params["resourceVersion"] == resumed_at
+    assert second.params["timeoutSeconds"] == "1"
+    assert source.errors == 0
+    assert source.reconnects == 0
+
+
+def test_a_bookmark_moves_the_resume_point_past_a_compaction(
+    fake: FakeKubernetes, make_source: MakeSource
+) -> None:
+    fake.create_namespace("team-a", {WS: "101"})
+    source = synced(make_source(fake), fake)
+    for i in range(3):  # writes to other kinds move the global resourceVersion on
+        fake.create_secret("team-a", f"secret-{i}")
+    assert fake.send_bookmark() == 1
+    bookmark = str(fake.resource_version)
+    eventually(lambda: source.resource_version == bookmark, what="bookmark applied")
+    fake.compact()  # without the bookmark, the source would resume from a compacted version
+    fake.clear_requests()
+
+    fake.drop_watches()
+    fake.create_namespace("team-b", {WS: "102"})
+    eventually(lambda: "team-b" in source.namespaces)
+
+    watches = [r for r in fake.requests if r.is_watch]
+    assert watches[0].params["resourceVersion"] == bookmark
+    assert not [r for r in fake.requests if r.is_namespace_list]
+    assert source.relists == 0
+
+
+@pytest.mark.parametrize("expired_as_http", [False, True], ids=["error-event", "http-410"])
+def test_compaction_during_an_outage_relists_and_loses_no_change(
+    fake: FakeKubernetes, make_source: MakeSource, expired_as_http: bool
+) -> None:
+    fake.expired_as_http = expired_as_http
+    fake.create_namespace("team-a", {WS: "101"})
+    fake.create_namespace("team-b", {WS: "102"})
+    source = synced(make_source(fake), fake)
+    resume_from = source.resource_version
+
+    fake.stop()  # the API server goes away, cutting the watch
+    fake.delete_namespace("team-a")
+    fake.label_namespace("team-b", {WS: "202"})
+    fake.create_namespace("team-c", {WS: "103"})
+    fake.compact()  # ...and comes back without the history of what happened meanwhile
+    fake.clear_requests()
+    fake.start()
+
+    eventually(
+        lambda: (
+            dict(source.namespaces)
+            == {"team-b": NamespaceInfo("202"), "team-c": NamespaceInfo("103")}
+        ),
+        what="the state after the outage",
+    )
+    first_watch = next(r for r in fake.requests if r.is_watch)
+    assert first_watch.params["resourceVersion"] == resume_from
+    assert first_watch.status == (410 if expired_as_http else 200)
+    assert len([r for r in fake.requests if r.is_namespace_list]) == 1
+    assert source.relists == 1
+
+
+def test_an_api_server_down_at_start_is_retried_until_it_comes_up(
+    make_source: MakeSource,
+) -> None:
+    fake = FakeKubernetes(start=False)
+    fake.create_namespace("team-a", {WS: "101"})
+    try:
+        source = make_source(fake)
+        source.start_sync()
+        eventually(lambda: source.errors >= 2, what="failed attempts")
+        assert not source.has_synced
+        assert source.namespaces == {}
+        assert source.last_sync_time is None
+        assert source.last_error is not None
+
+        fake.start()
+
+        eventually(lambda: source.has_synced, what="sync after the API server came up")
+        assert dict(source.namespaces) == {"team-a": NamespaceInfo("101")}
+    finally:
+        fake.stop()
+
+
+def test_server_errors_are_retried_with_exponential_backoff(
+    fake: FakeKubernetes, make_source: MakeSource
+) -> None:
+    fake.create_namespace("team-a", {WS: "101"})
+    fake.fail_next(3, status=500)
+    source = make_source(fake, backoff_initial=0.05, backoff_factor=2.0, backoff_max=1.0)
+
+    source.start_sync()
+    eventually(lambda: source.has_synced)
+
+    lists = [r for r in fake.requests if r.is_namespace_list]
+    assert [r.status for r in lists] == [500, 500, 500, 200]
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(lists)]
+    assert gaps[0] >= 0.05
+    assert gaps[1] >= 0.10
+    assert gaps[2] >= 0.20
+    assert source.errors == 3
+    assert source.last_error == "HTTP 500 Internal Server Error"
+
+
+def test_a_failing_watch_is_retried_from_the_same_resource_version(
+    fake: FakeKubernetes, make_source: MakeSource
+) -> None:
+    fake.create_namespace("team-a", {WS: "101"})
+    source = synced(make_source(fake), fake)
+    resume_from = source.resource_version
+    fake.clear_requests()
+
+    fake.fail_next(2, status=503)
+    fake.drop_watches()
+    fake.label_namespace("team-a", {WS: "102"})
+    eventually(lambda: source.namespaces["team-a"].workspace == "102")
+
+    watches = [r for r in fake.requests if r.is_watch]
+    assert [r.status for r in watches] == [503, 503, 200]
+    assert {r.params["resourceVersion"] for r in watches} == {resume_from}
+    assert source.relists == 0
+    assert source.errors == 3  # the drop and two refused watches
+
+
+# --------------------------------------------------------------------------- stopping
+
+
+def test_stop_returns_promptly_while_a_watch_is_open(
+    fake: FakeKubernetes, make_source: MakeSource
+) -> None:
+    source = synced(make_source(fake, watch_timeout=300, read_timeout=30), fake)
+
+    started = time.monotonic()
+    assert source.stop_sync()
+
+    assert time.monotonic() - started < 2.0
+    assert not source.running
+    eventually(lambda: fake.open_watches == 0, what="the server saw the disconnect")
+    assert source.errors == 0
+
+
+def test_stop_returns_promptly_while_waiting_to_retry(make_source: MakeSource) -> None:
+    fake = FakeKubernetes(start=False)
+    source = make_source(fake, backoff_initial=60.0, backoff_max=60.0)
+    source.start_sync()
+    eventually(lambda: source.errors == 1)
+
+    started = time.monotonic()
+    assert source.stop_sync()
+
+    assert time.monotonic() - started < 2.0
+    assert not source.running
+
+
+# --------------------------------------------------------------------------- one-shot list
+
+
+def test_fetch_namespaces_lists_once(fake: FakeKubernetes) -> None:
+    fake.create_namespace("team-a", {WS: "101", MODE_LABEL: "audit"})
+
+    namespaces = fetch_namespaces(fake.api_client(), WS)
+
+    assert dict(namespaces) == {"team-a": NamespaceInfo("101", "audit")}
+    assert not [r for r in fake.requests if r.is_watch]
+
+
+def test_fetch_namespaces_reports_an_unreachable_api_server() -> None:
+    fake = FakeKubernetes(start=False)
+
+    with pytest.raises(SourceError, match="listing namespaces failed"):
+        fetch_namespaces(fake.api_client(), WS, timeout=1.0)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_a_kubeconfig_is_enough_to_reach_the_api_server_for_local_runs(
+    fake: FakeKubernetes, tmp_path: Path
+) -> None:
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": fake.url}}],
+                "users": [{"name": "dev", "user": {"token": "not-checked"}}],
+                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "dev"}}],
+                "current-context": "fake",
+            }
+        )
+    )
+    fake.create_namespace("team-a", {WS: "101"})
+
+    namespaces = fetch_namespaces(load_api_client(str(kubeconfig)), WS)
+
+    assert dict(namespaces) == {"team-a": NamespaceInfo("101")}
+
+
+def test_starting_outside_a_cluster_without_a_kubeconfig_fails_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "none"))
+    source = NamespaceSource(WS)
+
+    with pytest.raises(SourceError, match="no Kubernetes API configuration"):
+        asyncio.run(source.start())
+    assert not source.running
+
+
+# --------------------------------------------------------------------------- the fake itself
+
+
+def test_the_fake_watch_reports_objects_leaving_and_entering_a_label_selector(
+    fake: FakeKubernetes,
+) -> None:
+    start = str(fake.resource_version)
+    fake.create_namespace("a", {"tier": "gold"})
+    fake.create_namespace("b", {"tier": "silver"})
+    fake.label_namespace("a", {"tier": "silver"})  # leaves the selector
+    fake.label_namespace("b", {"tier": "gold"})  # enters it
+    fake.delete_namespace("b")
+    api = k8s_client.CoreV1Api(fake.api_client())
+
+    response: urllib3.HTTPResponse = api.list_namespace(  # type: ignore[assignment]
+        watch=True,
+        label_selector="tier=gold",
+        resource_version=start,
+        timeout_seconds=1,
+        _preload_content=False,
+    )
+    lines = response.data.decode().splitlines()  # the whole stream, until the timeout
+    events = [
+        (event["type"], event["object"]["metadata"]["name"]) for event in map(json.loads, lines)
+    ]
+
+    assert events == [("ADDED", "a"), ("DELETED", "a"), ("ADDED", "b"), ("DELETED", "b")]

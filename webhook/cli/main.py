@@ -1,0 +1,189 @@
+"""The ``spacegate`` command line (also ``python -m webhook``).
+
+Subcommands follow DESIGN.md "CLI". Exit codes of the offline checks are part of the
+contract CI pipelines rely on: 0 all admitted, 1 something denied, 2 bad input or usage.
+Heavy imports (uvicorn, kubernetes, httpx) happen inside the subcommands that need them, so
+``spacegate check`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from policy.config import ConfigError
+from policy.snapshot import Snapshot
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors already; keep the message on one clear line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="spacegate",
+        description="Admission webhook and offline checks for registry-space visibility.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = sub.add_parser("serve", help="run the HTTPS admission webhook")
+    serve.add_argument("--config", help="config file (default: the embedded demo config)")
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8443)
+    tls = serve.add_mutually_exclusive_group()
+    tls.add_argument("--cert-dir", help="folder with tls.crt and tls.key (reloaded on change)")
+    tls.add_argument("--tls-cert", help="serving certificate file (use with --tls-key)")
+    serve.add_argument("--tls-key", help="serving key file (use with --tls-cert)")
+
+    check = sub.add_parser("check", help="check manifests offline (exit 0/1/2)")
+    check.add_argument(
+        "-f", "--filename", action="extend", nargs="+", required=True,
+        metavar="FILE_OR_DIR_OR_-",
+        help="manifest files, directories or - for stdin (repeatable)",
+    )
+    check.add_argument("--namespace", "-n", help="namespace for objects that name none")
+    check.add_argument("--config", help="config file (default: the embedded demo config)")
+    check.add_argument("--output", "-o", choices=("table", "json"), default="table")
+
+    explain = sub.add_parser("explain", help="explain the decision for one image")
+    explain.add_argument("image")
+    explain.add_argument("--namespace", "-n", required=True)
+    explain.add_argument("--config")
+
+    images = sub.add_parser("images", help="list what a namespace may use")
+    images.add_argument("--namespace", "-n", required=True)
+    images.add_argument("--config")
+    images.add_argument("--output", "-o", choices=("table", "json"), default="table")
+
+    certs = sub.add_parser("certs", help="TLS material")
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True, parser_class=_Parser)
+    generate = certs_sub.add_parser("generate", help="write ca.crt, tls.crt, tls.key")
+    generate.add_argument("--service", required=True)
+    generate.add_argument("--namespace", required=True)
+    generate.add_argument("--out", required=True)
+    generate.add_argument("--dns", action="append", default=[], help="extra DNS SAN")
+    generate.add_argument("--ip", action="append", default=[], help="extra IP SAN")
+
+    snapshot = sub.add_parser("snapshot", help="sync once from live sources, write a config")
+    snapshot.add_argument("--config")
+    snapshot.add_argument("-o", "--output", help="output file (default: stdout)")
+    snapshot.add_argument(
+        "--no-namespaces",
+        action="store_true",
+        help="keep the config's static namespaces instead of listing them from the cluster",
+    )
+    return parser
+
+
+def _snapshot(config_path: str | None) -> Snapshot:
+    from webhook.settings import read_config
+
+    return Snapshot.from_config(read_config(config_path))
+
+
+def _check(args: argparse.Namespace) -> int:
+    from webhook.cli.check import check_manifests, to_json, to_table
+    from webhook.cli.manifests import ManifestError, load_manifests
+
+    snapshot = _snapshot(args.config)
+    try:
+        manifests = list(load_manifests(args.filename))
+    except ManifestError as exc:
+        print(f"spacegate check: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    report = check_manifests(snapshot, manifests, args.namespace or "default")
+    if args.output == "json":
+        print(to_json(report))
+    else:
+        print(to_table(report))
+    for result in report.results:
+        if result.error:
+            print(f"spacegate check: {result.source}: {result.error}", file=sys.stderr)
+    return report.exit_code
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from webhook.cli.explain import explain
+
+    allowed, text = explain(_snapshot(args.config), args.image, args.namespace)
+    print(text)
+    return 0 if allowed else 1
+
+
+def _images(args: argparse.Namespace) -> int:
+    from webhook.cli.explain import images_json, images_table
+
+    snapshot = _snapshot(args.config)
+    render = images_json if args.output == "json" else images_table
+    print(render(snapshot, args.namespace))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from webhook.admission.server import serve
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("spacegate serve: --tls-cert and --tls-key go together", file=sys.stderr)
+        return EXIT_USAGE
+    state_factory = None
+    if args.config is not None:
+        # A real config: list live registries, watch namespaces when a cluster is reachable,
+        # and reload the file on change. The embedded demo is static and needs none of it.
+        from webhook.live.mode import live_state_factory
+
+        state_factory = live_state_factory(args.config)
+    return serve(
+        state_factory=state_factory,
+        config=args.config,
+        host=args.host,
+        port=args.port,
+        cert_dir=args.cert_dir,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from certs.cli import generate_command
+
+    return generate_command(args.service, args.namespace, args.out, args.dns, args.ip)
+
+
+def _snapshot_cmd(args: argparse.Namespace) -> int:
+    from webhook.cli.snapshot import run
+
+    return run(args.config, args.output, kube=False if args.no_namespaces else None)
+
+
+COMMANDS = {
+    "check": _check,
+    "explain": _explain,
+    "images": _images,
+    "serve": _serve,
+    "certs": _certs,
+    "snapshot": _snapshot_cmd,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"spacegate {args.command}: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `spacegate check ... | head`
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

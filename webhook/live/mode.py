@@ -1,0 +1,266 @@
+"""Live mode: the snapshot state ``spacegate serve`` runs on in a cluster.
+
+``serve`` hands a loaded config to a state factory and serves whatever state it yields.
+:func:`live_state_factory` returns the factory for live mode, which, for the lifetime of the
+server:
+
+- lists the spaces of every registry without static ``spaces:`` (``webhook.live.refresher``);
+- mirrors namespace labels from the Kubernetes API when there is one to talk to (in a
+  cluster, or with a kubeconfig), and otherwise uses the config's static ``namespaces:``
+  map, with a warning, since namespaces created later would have no workspace;
+- watches the config file and applies a valid change without a restart
+  (``webhook.live.config_watch``): unchanged registries keep their spaces, a changed
+  ``workspaceLabel`` starts a new namespace watch and swaps it in once it has listed.
+
+Everything that talks to the network is injectable (``source_factory``, ``api_client``) so
+tests run the same code against fakes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+
+from policy.config import Config
+from webhook.live.config_watch import DEFAULT_POLL_INTERVAL, ConfigWatcher
+from webhook.live.refresh_metrics import CacheMetrics
+from webhook.live.refresher import (
+    DEFAULT_FETCH_TIMEOUT,
+    Refresher,
+    SourceFactory,
+    gates_readiness,
+    is_listed,
+)
+from webhook.live.sources import SourceError
+from webhook.state import SnapshotState
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from webhook.live.sources.namespaces import NamespaceSource
+
+log = logging.getLogger("spacegate.live")
+
+StateFactory = Callable[[Config], AbstractAsyncContextManager[SnapshotState]]
+ApiClientFactory = Callable[[], "ApiClient"]
+
+# How long a reload waits for a new namespace watch (new workspaceLabel) to list before
+# giving up and keeping the old one.
+NAMESPACE_SWAP_TIMEOUT = 30.0
+
+
+def is_live(config: Config) -> bool:
+    """Whether serving this config needs live registry data.
+
+    True when a Harbor declares no static ``spaces:``: its projects decide public/private,
+    so they must be listed from Harbor. A Docker Registry without ``spaces:`` does not make a
+    config live: every Docker Registry space is public, so its catalog changes no decision.
+    """
+    return any(gates_readiness(registry) for registry in config.registries)
+
+
+def kube_configured(env: Mapping[str, str] | None = None, home: Path | None = None) -> bool:
+    """Whether a Kubernetes API is reachable in principle: in a cluster, or a kubeconfig.
+
+    In a Pod the kubelet sets ``KUBERNETES_SERVICE_HOST``; elsewhere ``KUBECONFIG`` (a
+    path list) or ``~/.kube/config`` must name an existing file.
+    """
+    env = os.environ if env is None else env
+    if env.get("KUBERNETES_SERVICE_HOST"):
+        return True
+    listed = env.get("KUBECONFIG")
+    if listed:
+        return any(Path(p).expanduser().is_file() for p in listed.split(os.pathsep) if p)
+    return ((home or Path.home()) / ".kube" / "config").is_file()
+
+
+def _default_source_factory() -> SourceFactory:
+    from webhook.live.sources.factory import make_source
+
+    return make_source
+
+
+def _watch_timeout(config: Config) -> int:
+    """Seconds one namespace watch stays open: well inside ``maxStaleness``.
+
+    A quiet watch proves it is alive only when renewed (or by a bookmark), and a watch older
+    than ``maxStaleness`` would make readiness fail on a healthy cluster.
+    """
+    return int(max(10.0, min(300.0, config.policy.max_staleness / 3)))
+
+
+def _new_namespace_source(
+    config: Config,
+    refresher: Refresher,
+    api_client: ApiClientFactory | None,
+    clock: Callable[[], float],
+) -> NamespaceSource:
+    from webhook.live.sources.namespaces import NamespaceSource
+
+    return NamespaceSource(
+        config.workspace_label,
+        api_client=None if api_client is None else api_client(),
+        on_change=lambda _namespaces: refresher.namespaces_changed(),
+        clock=clock,
+        watch_timeout=_watch_timeout(config),
+    )
+
+
+class _LiveState:
+    """The pieces of one live state and how a config reload flows through them."""
+
+    def __init__(
+        self,
+        refresher: Refresher,
+        feed: NamespaceSource | None,
+        api_client: ApiClientFactory | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.refresher = refresher
+        self.feed = feed
+        self._api_client = api_client
+        self._clock = clock
+
+    async def reload(self, config: Config) -> None:
+        old = self.refresher.config
+        if config == old:
+            return
+        await self.refresher.apply_config(config)
+        if self.feed is not None and config.workspace_label != old.workspace_label:
+            await self._swap_namespace_source(config)
+
+    async def _swap_namespace_source(self, config: Config) -> None:
+        """Watch with the new label; switch once it has listed, so decisions never see an
+        empty namespace map in between."""
+        fresh = _new_namespace_source(config, self.refresher, self._api_client, self._clock)
+        await fresh.start()
+        if not await fresh.wait_synced(NAMESPACE_SWAP_TIMEOUT):
+            await fresh.stop()
+            log.error(
+                "workspaceLabel changed to %s but the new namespace list did not arrive "
+                "within %ds; keeping the old label's namespace map",
+                config.workspace_label,
+                int(NAMESPACE_SWAP_TIMEOUT),
+            )
+            return
+        old, self.feed = self.feed, fresh
+        self.refresher.set_namespace_feed(fresh)
+        if old is not None:
+            await old.stop()
+        log.info("namespaces now read from label %s", config.workspace_label)
+
+    async def stop(self) -> None:
+        if self.feed is not None:
+            await self.feed.stop()
+
+
+@asynccontextmanager
+async def open_live_state(
+    config: Config,
+    *,
+    config_path: str | None = None,
+    kube: bool | None = None,
+    metrics_registry: CollectorRegistry | None = None,
+    source_factory: SourceFactory | None = None,
+    api_client: ApiClientFactory | None = None,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
+    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[Refresher]:
+    """The live state for ``config`` while the block runs; see :func:`live_state_factory`.
+
+    ``clock`` (monotonic seconds) times staleness for both registries and namespaces.
+    """
+    use_kube = kube_configured() if kube is None else kube
+    metrics = CacheMetrics(metrics_registry or CollectorRegistry(auto_describe=True))
+    refresher = Refresher(
+        config,
+        source_factory=source_factory or _default_source_factory(),
+        metrics=metrics,
+        clock=clock,
+        fetch_timeout=fetch_timeout,
+    )
+    feed: NamespaceSource | None = None
+    if use_kube:
+        feed = _new_namespace_source(config, refresher, api_client, clock)
+        try:
+            await feed.start()
+        except SourceError as exc:
+            if kube:  # asked for explicitly: a broken setup must not pass silently
+                raise
+            log.error("cannot watch namespaces, using the config's namespaces map: %s", exc)
+            feed = None
+        else:
+            refresher.set_namespace_feed(feed)
+            if config.namespaces:
+                log.info(
+                    "namespaces are read from the %s label; the config's namespaces map "
+                    "is ignored",
+                    config.workspace_label,
+                )
+    if feed is None:
+        why = "namespace watch disabled" if kube is False else (
+            "no Kubernetes API (not in a cluster, no kubeconfig)" if not use_kube
+            else "namespace watch failed to start"
+        )
+        log.warning(
+            "%s: using the config's static namespaces map (%d namespaces); "
+            "other namespaces have no workspace",
+            why,
+            len(config.namespaces),
+        )
+    listed = [r.name for r in config.registries if is_listed(r)]
+    log.info(
+        "live mode: listing spaces of %s",
+        ", ".join(listed) if listed else "no registry (all spaces are static)",
+    )
+    live = _LiveState(refresher, feed, api_client, clock)
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(live.stop)
+        await stack.enter_async_context(refresher)
+        if config_path is not None:
+            await stack.enter_async_context(
+                ConfigWatcher(
+                    config_path, live.reload, interval=poll_interval, initial_config=config
+                )
+            )
+        yield refresher
+
+
+def live_state_factory(
+    config_path: str | None,
+    *,
+    kube: bool | None = None,
+    metrics_registry: CollectorRegistry | None = None,
+    source_factory: SourceFactory | None = None,
+    api_client: ApiClientFactory | None = None,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
+) -> StateFactory:
+    """The ``state_factory`` for ``serve`` in live mode.
+
+    ``config_path`` is the file to watch for changes (None: no watching, e.g. the embedded
+    demo). ``kube``: True forces the namespace watch (and fails when no API config loads),
+    False disables it, None detects it (:func:`kube_configured`). ``metrics_registry`` is
+    where the refresh metrics go (a fresh registry when None; the state's
+    ``metrics_registry`` names it either way).
+    """
+
+    def factory(config: Config) -> AbstractAsyncContextManager[SnapshotState]:
+        return open_live_state(
+            config,
+            config_path=config_path,
+            kube=kube,
+            metrics_registry=metrics_registry,
+            source_factory=source_factory,
+            api_client=api_client,
+            poll_interval=poll_interval,
+        )
+
+    return factory

@@ -1,0 +1,210 @@
+"""Lists the projects of a Harbor instance: Harbor's spaces, each public or private.
+
+Harbor answers ``GET /api/v2.0/projects`` a page at a time (at most 100 per page) with the
+total in ``X-Total-Count`` and the next page in a ``Link: <...>; rel="next"`` header; this
+source follows those until the listing is complete. ``metadata.public`` is the *string*
+``"true"`` or ``"false"``. Proxy-cache projects (``registry_id`` set) are spaces like any
+other: their visibility follows ``metadata.public`` too.
+
+What the listing contains depends on the account (Harbor's ``ListProjects`` handler):
+
+- a system admin, or a system-level robot account with ``project:list``
+  (``robot$lister``), sees every project — use one of these;
+- a plain user or a project-level robot sees public projects plus its own, so private
+  projects it is not a member of would be missing (and their images denied as unknown);
+- with no credentials at all (anonymous), Harbor shows **public projects only**. That is a
+  valid setup for a registry whose private projects are not meant to be used from the
+  cluster: their images are then refused as unknown spaces.
+
+Harbor treats *wrong* credentials like none at all on this endpoint (200, public projects
+only). So when credentials are configured, the source first asks
+``/api/v2.0/users/current/permissions``, which answers 401 to an unauthenticated caller,
+and fails with that 401 instead of silently losing the private projects.
+
+Offset pagination can skip a project when another is deleted between two page requests.
+When ``X-Total-Count`` changes during a listing it is restarted (twice at most); if the
+registry keeps changing, the union of what was seen is returned, which errs towards keeping
+a space rather than dropping one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+from urllib.parse import urlencode
+
+import httpx
+
+from webhook.live.sources import SourceError
+from webhook.live.sources.http import (
+    RegistrySource,
+    error_detail,
+    load_credentials,
+    parse_json,
+    parse_link_header,
+    request_path,
+    safe_text,
+    same_origin_url,
+)
+
+__all__ = ["PROJECTS_PATH", "HarborSource"]
+
+log = logging.getLogger("webhook.live.sources")
+
+PROJECTS_PATH: Final = "/api/v2.0/projects"
+PERMISSIONS_PATH: Final = "/api/v2.0/users/current/permissions"
+MAX_PAGE_SIZE: Final = 100  # swagger: page_size maximum 100
+_LISTING_ATTEMPTS: Final = 3
+_MAX_PAGES: Final = 100_000  # a loop guard far above any real Harbor (10 M projects)
+
+
+class HarborSource(RegistrySource):
+    """The spaces of one Harbor registry: project name -> public.
+
+    Args:
+        registry: the registry as declared in the config (``type: harbor``).
+        client: an ``httpx.AsyncClient`` to use (tests, shared pools); left open on
+            :meth:`aclose`. By default one is created and owned here.
+        timeout: connect/read/write/pool timeouts; a number applies to every phase; by
+            default :data:`~webhook.live.sources.http.DEFAULT_TIMEOUT` (or the given client's).
+        retries: extra attempts per request after a connection error, timeout, 429 or 5xx.
+        backoff: first retry delay in seconds, doubled per retry (up to ``max_backoff``),
+            with jitter.
+        max_retry_after: the longest ``Retry-After`` waited for; a longer one fails the fetch.
+        page_size: projects per page, 1..100.
+        sleep, rng: injectable for tests (no real waiting, deterministic jitter).
+
+    With the defaults, refused connections and 5xx fail a fetch after about 3.5 s of
+    backoff; a registry that accepts connections but never answers costs up to four read
+    timeouts (40 s), so the caller's own bound on a fetch (the refresher's fetch timeout)
+    is what ends that case.
+    """
+
+    KIND = "harbor"
+    MAX_PAGE_SIZE = MAX_PAGE_SIZE
+
+    async def fetch(self) -> dict[str, bool]:
+        """Every project visible to the configured account, name -> public.
+
+        Raises:
+            SourceError: the registry could not be listed; the message names the registry
+                and is free of credentials.
+        """
+        creds = load_credentials(self._registry, self._label)
+        headers = {"Accept": "application/json"}
+        secrets: tuple[str, ...] = ()
+        if creds is not None:
+            headers["Authorization"] = creds.header
+            secrets = creds.secrets
+            await self._check_credentials(headers, secrets)
+        seen: dict[str, bool] = {}
+        for attempt in range(_LISTING_ATTEMPTS):
+            projects, consistent = await self._list_once(headers, secrets)
+            if consistent:
+                return projects
+            seen.update(projects)
+            if attempt < _LISTING_ATTEMPTS - 1:
+                log.info("%s: projects changed during listing; listing again", self._label)
+        log.warning(
+            "%s: projects kept changing during %d listings; using the union of what was seen",
+            self._label, _LISTING_ATTEMPTS,
+        )
+        return seen
+
+    async def _check_credentials(self, headers: dict[str, str], secrets: tuple[str, ...]) -> None:
+        """Fail with 401 when Harbor did not accept the credentials.
+
+        Harbor does not reject wrong basic credentials on ``/projects``: its security
+        middleware falls back to the anonymous context, and the listing silently shrinks to
+        public projects (so every private space would vanish from the snapshot).
+        ``/users/current/permissions`` requires an authenticated principal, works for users
+        and robot accounts alike, and answers 401 when the credentials were not accepted.
+        """
+        url = f"{self._base}{PERMISSIONS_PATH}"
+        what = f"GET {PERMISSIONS_PATH}"
+        response = await self._http.get(url, what=what, headers=headers, secrets=secrets)
+        if response.status_code != 200:
+            raise self._status_error(response, what, secrets)
+
+    async def _list_once(
+        self, headers: dict[str, str], secrets: tuple[str, ...]
+    ) -> tuple[dict[str, bool], bool]:
+        """One pass over all pages: (projects, whether the total stayed the same)."""
+        query = urlencode({"page": 1, "page_size": self._page_size, "with_detail": "false"})
+        url = f"{self._base}{PROJECTS_PATH}?{query}"
+        projects: dict[str, bool] = {}
+        first_total: int | None = None
+        consistent = True
+        for page in range(1, _MAX_PAGES + 1):
+            what = f"GET {request_path(url)} (page {page})"
+            response = await self._http.get(url, what=what, headers=headers, secrets=secrets)
+            if response.status_code != 200:
+                raise self._status_error(response, what, secrets)
+            items = parse_json(response, self._label, what)
+            count = self._collect(items, what, projects)
+            total = _total_count(response)
+            if first_total is None:
+                first_total = total
+            elif total is not None and total != first_total:
+                consistent = False
+            log.debug("%s: page %d: %d projects (total %s)", self._label, page, count, total)
+            links = parse_link_header(response.headers.get_list("link"))
+            if "next" in links:
+                url = same_origin_url(str(response.url), links["next"], self._base, self._label)
+            elif total is not None and count and page * self._page_size < total:
+                # No Link (a proxy may strip it), but the total says there is more.
+                query = urlencode(
+                    {"page": page + 1, "page_size": self._page_size, "with_detail": "false"}
+                )
+                url = f"{self._base}{PROJECTS_PATH}?{query}"
+            else:
+                return projects, consistent
+            if count == 0:
+                # An empty page that still links onwards would loop for ever.
+                return projects, False
+        raise SourceError(f"{self._label}: more than {_MAX_PAGES} pages of projects")
+
+    def _collect(self, items: object, what: str, into: dict[str, bool]) -> int:
+        """Add one page's projects to ``into``; returns how many the page held."""
+        if not isinstance(items, list):
+            raise SourceError(
+                f"{self._label}: expected a JSON array of projects in the response to {what}, "
+                f"got {type(items).__name__}"
+            )
+        for index, item in enumerate(items):
+            name = item.get("name") if isinstance(item, dict) else None
+            if not isinstance(name, str) or not name:
+                raise SourceError(
+                    f"{self._label}: project #{index} in the response to {what} has no name"
+                )
+            metadata = item.get("metadata") if isinstance(item, dict) else None
+            public = metadata.get("public") if isinstance(metadata, dict) else None
+            # "true"/"false" per the swagger; a missing value is taken as private, the
+            # answer that never lets an image through by mistake.
+            into[name] = public is True or (
+                isinstance(public, str) and public.strip().lower() == "true"
+            )
+        return len(items)
+
+    def _status_error(
+        self, response: httpx.Response, what: str, secrets: tuple[str, ...]
+    ) -> SourceError:
+        detail = error_detail(response, secrets)
+        status = response.status_code
+        if status in (401, 403):
+            return SourceError(f"{self._label}: {detail}")
+        if 300 <= status < 400:
+            target = safe_text(response.headers.get("location", "?"), secrets, 200)
+            return SourceError(
+                f"{self._label}: {detail} on {what}, redirected to {target}; "
+                "put the final URL in the config"
+            )
+        return SourceError(f"{self._label}: {detail} on {what}")
+
+
+def _total_count(response: httpx.Response) -> int | None:
+    value = response.headers.get("x-total-count")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,469 @@
+"""HTTP plumbing shared by the registry sources: timeouts, retries, credentials, safe errors.
+
+Every registry source must fail the same way: in bounded time, after a bounded number of
+polite retries, with an error message that can be logged as it is. The refresher keeps the
+last-known-good spaces when a source fails, so a source should give up cleanly rather than
+stall, and it must never put a credential into an exception, a log line or a metric label.
+Those rules are written once, here:
+
+- :data:`DEFAULT_TIMEOUT` sets connect/read/write/pool timeouts explicitly (httpx's default
+  of 5 s for everything hides which phase was slow).
+- :class:`RetryPolicy` retries connection failures, timeouts, dropped connections, 429 (after
+  its ``Retry-After``) and 5xx with exponential backoff and jitter, and never 4xx: a wrong
+  password does not get better by asking again, and retrying it can lock the account.
+- :func:`load_credentials` reads ``usernameFile``/``passwordFile`` on every fetch, so a
+  rotated Kubernetes Secret is picked up without a restart.
+- :func:`safe_text` is the only way server-provided text reaches an error message: secrets
+  are masked (a server may echo what it was sent), control characters are dropped, the
+  length is capped.
+- :class:`HttpClient` sends one GET with all of the above; :func:`same_origin_url` refuses
+  pagination links to another origin (which would hand the credential to a host the
+  operator never configured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.utils
+import logging
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import orjson
+from httpx._client import UseClientDefault  # the type of httpx.USE_CLIENT_DEFAULT
+
+from policy.config import Registry
+from webhook.live.sources import SourceError
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "BasicCredentials",
+    "HttpClient",
+    "RetryPolicy",
+    "Sleep",
+    "error_detail",
+    "load_credentials",
+    "parse_json",
+    "parse_link_header",
+    "request_path",
+    "safe_text",
+    "same_origin_url",
+]
+
+log = logging.getLogger("webhook.live.sources")
+
+# Connect fails fast (an unreachable host should not eat the refresh interval); read allows a
+# slow Harbor database to answer a page of 100 projects; pool covers waiting for a connection.
+DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=10.0, pool=5.0)
+
+_MASK = "***"
+_MAX_TEXT = 300
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def safe_text(text: str, secrets: Iterable[str] = (), limit: int = _MAX_TEXT) -> str:
+    """``text`` made fit for an error message: secrets masked, one line, at most ``limit`` chars.
+
+    Secrets are masked longest first so that a secret containing another is masked whole.
+    """
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, _MASK)
+    text = _CONTROL.sub(" ", text).strip()
+    text = re.sub(r"\s{2,}", " ", text)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+@dataclass(frozen=True, slots=True)
+class BasicCredentials:
+    """A username and password read from files; the password never shows in a repr."""
+
+    username: str
+    password: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"BasicCredentials(username={self.username!r}, password={_MASK})"
+
+    @property
+    def header(self) -> str:
+        """The ``Authorization`` header value (UTF-8, as httpx and Docker encode it)."""
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Strings that must never appear in an error: the password and its encodings."""
+        return (self.password, self.header, self.header.removeprefix("Basic "))
+
+
+def _read_secret_file(path: str, what: str, label: str) -> str:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SourceError(f"{label}: cannot read credentials.{what} {path}: {reason}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SourceError(f"{label}: credentials.{what} {path} is not UTF-8 text") from None
+    # A Secret created with `kubectl create secret --from-file` keeps the editor's trailing
+    # newline; no registry accepts a password ending in one, so it is dropped.
+    text = text.rstrip("\r\n")
+    if not text:
+        raise SourceError(f"{label}: credentials.{what} {path} is empty")
+    return text
+
+
+def load_credentials(registry: Registry, label: str) -> BasicCredentials | None:
+    """The registry's credentials as they are on disk now; ``None`` means anonymous.
+
+    Called on every fetch rather than once at start-up, so rotating the mounted Secret takes
+    effect at the next refresh. Errors name the file, never its content.
+    """
+    creds = registry.credentials
+    if creds is None or (creds.username_file is None and creds.password_file is None):
+        return None
+    if creds.username_file is None or creds.password_file is None:
+        missing = "usernameFile" if creds.username_file is None else "passwordFile"
+        raise SourceError(
+            f"{label}: credentials.{missing} is missing; set both usernameFile and passwordFile"
+        )
+    username = _read_secret_file(creds.username_file, "usernameFile", label)
+    password = _read_secret_file(creds.password_file, "passwordFile", label)
+    return BasicCredentials(username, password)
+
+
+# --------------------------------------------------------------------------- retries
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently a request is repeated.
+
+    ``retries`` counts the extra attempts after the first. Delays grow as
+    ``backoff * 2**n`` up to ``max_backoff``, with "equal jitter" (half fixed, half random)
+    so replicas that failed together do not come back together. A ``Retry-After`` is
+    honoured when it is at most ``max_retry_after``; a longer one ends the fetch at once
+    (the refresher will try again at its next interval, with last-known-good data meanwhile)
+    instead of stalling a refresh for minutes.
+    """
+
+    retries: int = 3
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    max_retry_after: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.retries < 0 or self.backoff < 0 or self.max_backoff < 0:
+            raise ValueError("retries, backoff and max_backoff must not be negative")
+
+    def delay(self, retry: int, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``retry`` (0 for the first retry)."""
+        ceiling = min(self.max_backoff, self.backoff * float(2**retry))
+        return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), if any."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _transport_problem(exc: httpx.HTTPError) -> tuple[str, bool]:
+    """(what went wrong, worth retrying) for an httpx exception, without request details."""
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        phase = {
+            httpx.ConnectTimeout: "connect",
+            httpx.ReadTimeout: "read",
+            httpx.WriteTimeout: "write",
+            httpx.PoolTimeout: "pool",
+        }.get(type(exc), "request")
+        return f"{phase} timeout", True
+    if isinstance(exc, httpx.ConnectError):
+        # A certificate problem will be the same in a second; do not hammer the server.
+        tls = "CERTIFICATE_VERIFY_FAILED" in detail or "SSL" in detail
+        return f"connection failed: {detail}", not tls
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        return f"connection dropped: {detail}", True
+    return f"request failed: {type(exc).__name__}: {detail}", False
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def error_detail(response: httpx.Response, secrets: Sequence[str] = ()) -> str:
+    """``"401 UNAUTHORIZED: unauthorized"`` from a Harbor/Distribution error body.
+
+    Both APIs answer errors with ``{"errors": [{"code": ..., "message": ...}]}``; anything
+    else (a proxy's HTML page, an empty body) falls back to the status and reason phrase, or
+    a short plain-text body.
+    """
+    status = response.status_code
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("errors"), list):
+        parts = []
+        for item in body["errors"]:
+            if isinstance(item, dict):
+                code = str(item.get("code") or "").strip()
+                message = str(item.get("message") or "").strip()
+                parts.append(f"{code}: {message}" if code and message else code or message)
+        parts = [p for p in parts if p]
+        if parts:
+            return safe_text(f"{status} " + "; ".join(parts), secrets)
+    reason = response.reason_phrase or "error"
+    ctype = response.headers.get("content-type", "")
+    text = response.text.strip() if ctype.startswith("text/plain") else ""
+    if text:
+        return safe_text(f"{status} {reason}: {text}", secrets)
+    return f"{status} {reason}"
+
+
+def parse_json(response: httpx.Response, label: str, what: str) -> object:
+    """The response body as JSON, or a :class:`SourceError` naming the request."""
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
+        size = len(response.content)
+        raise SourceError(
+            f"{label}: invalid JSON in the response to {what} ({size} bytes): {exc}"
+        ) from None
+
+
+_LINK_ENTRY = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
+_LINK_PARAM = re.compile(r';\s*([A-Za-z0-9_*-]+)\s*=\s*(?:"([^"]*)"|([^\s;,]+))')
+
+
+def parse_link_header(values: Iterable[str]) -> dict[str, str]:
+    """``rel -> URL`` from RFC 8288 ``Link`` headers.
+
+    Harbor joins entries with ``" , "`` (``<u>; rel="prev" , <u>; rel="next"``) and
+    Distribution sends one ``<u>; rel="next"``; URLs are left as sent (usually relative).
+    """
+    links: dict[str, str] = {}
+    for value in values:
+        for match in _LINK_ENTRY.finditer(value):
+            url, params = match.group(1), match.group(2)
+            for param in _LINK_PARAM.finditer(params):
+                if param.group(1).lower() == "rel":
+                    rel = param.group(2) if param.group(2) is not None else param.group(3)
+                    for name in rel.split():
+                        links.setdefault(name.lower(), url)
+    return links
+
+
+def same_origin_url(base: str, link: str, origin: str, label: str) -> str:
+    """``link`` resolved against ``base``; refused unless it stays on ``origin``'s host.
+
+    Pagination links come from the server. Following one to another scheme, host or port
+    would send the registry credential there, so that is an error, not a redirect.
+    """
+    url = urljoin(base, link)
+    scheme, host, port = _origin(url)
+    if (scheme, host, port) != _origin(origin):
+        shown = safe_text(f"{scheme}://{host}:{port}", (), 120)
+        raise SourceError(
+            f"{label}: refusing to follow a pagination link to another origin ({shown})"
+        )
+    return url
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # not a port: never equal to a real origin
+    return scheme, parts.hostname, port if port is not None else _DEFAULT_PORTS.get(scheme)
+
+
+def request_path(url: str) -> str:
+    """Path and query of ``url`` for messages (never the userinfo or host)."""
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+# --------------------------------------------------------------------------- client
+
+
+class HttpClient:
+    """GET with explicit timeouts and retries, for one registry, with safe error text.
+
+    ``label`` (e.g. ``harbor 'main'``) prefixes every error. A caller-provided
+    ``httpx.AsyncClient`` is used as is and left open by :meth:`aclose`; otherwise one is
+    created with :data:`DEFAULT_TIMEOUT` (or ``timeout``) and owned here. Redirects are not
+    followed: a registry URL that redirects is a config error worth reporting.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout: httpx.Timeout | float | None = None,
+        retry: RetryPolicy | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.label = label
+        self.retry = retry or RetryPolicy()
+        # An explicit timeout wins; otherwise a caller's client keeps its own settings.
+        if isinstance(timeout, httpx.Timeout):
+            self._timeout: httpx.Timeout | UseClientDefault = timeout
+        elif timeout is not None:
+            self._timeout = httpx.Timeout(timeout)
+        else:
+            self._timeout = httpx.USE_CLIENT_DEFAULT if client else DEFAULT_TIMEOUT
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=DEFAULT_TIMEOUT, follow_redirects=False
+        )
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    async def aclose(self) -> None:
+        """Close the connection pool if this object created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def get(
+        self,
+        url: str,
+        *,
+        what: str,
+        headers: Mapping[str, str] | None = None,
+        secrets: Sequence[str] = (),
+    ) -> httpx.Response:
+        """The response to ``GET url``, after retrying what is worth retrying.
+
+        Returns the final response whatever its status, except a retryable status (429,
+        5xx) still failing after the last retry, which raises :class:`SourceError`, as does
+        a transport failure. ``what`` names the request in messages (``GET /v2/ ...``).
+        """
+        attempts = self.retry.retries + 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                response = await self._client.get(
+                    url, headers=headers, timeout=self._timeout
+                )
+            except httpx.HTTPError as exc:
+                problem, retryable = _transport_problem(exc)
+                problem = safe_text(problem, secrets)
+                if not retryable or last:
+                    tries = f" (gave up after {attempt + 1} attempts)" if attempt else ""
+                    raise SourceError(f"{self.label}: {what}: {problem}{tries}") from None
+                await self._pause(attempt, what, problem, None)
+                continue
+            status = response.status_code
+            if status != 429 and status < 500:
+                return response
+            detail = error_detail(response, secrets)
+            wait = _retry_after(response) if status == 429 else None
+            if wait is not None and wait > self.retry.max_retry_after:
+                raise SourceError(
+                    f"{self.label}: {detail} on {what}; Retry-After {wait:.0f}s exceeds "
+                    f"{self.retry.max_retry_after:.0f}s, trying again at the next refresh"
+                )
+            if last:
+                tries = f" (gave up after {attempts} attempts)" if attempts > 1 else ""
+                raise SourceError(f"{self.label}: {detail} on {what}{tries}")
+            await self._pause(attempt, what, detail, wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _pause(self, attempt: int, what: str, problem: str, wait: float | None) -> None:
+        delay = self.retry.delay(attempt, self._rng)
+        if wait is not None:
+            delay = max(delay, wait)
+        log.warning(
+            "%s: %s: %s; retry %d/%d in %.2fs",
+            self.label, what, problem, attempt + 1, self.retry.retries, delay,
+        )
+        await self._sleep(delay)
+
+
+class RegistrySource:
+    """What the Harbor and Docker Registry sources share: one retrying HTTP client per
+    registry, a label for messages, page-size bounds, and closing.
+
+    Subclasses set :attr:`KIND` (the word used in messages) and :attr:`MAX_PAGE_SIZE`, and
+    implement ``fetch``. See the subclasses for the meaning of each argument.
+    """
+
+    KIND: ClassVar[str] = "registry"
+    MAX_PAGE_SIZE: ClassVar[int] = 100
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout: httpx.Timeout | float | None = None,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        max_retry_after: float = 30.0,
+        page_size: int | None = None,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        size = self.MAX_PAGE_SIZE if page_size is None else page_size
+        if not 1 <= size <= self.MAX_PAGE_SIZE:
+            raise ValueError(
+                f"page_size must be between 1 and {self.MAX_PAGE_SIZE}, got {size}"
+            )
+        self.name = registry.name
+        self._registry = registry
+        self._label = f"{self.KIND} '{registry.name}'"
+        self._base = registry.url.rstrip("/")
+        self._page_size = size
+        self._http = HttpClient(
+            self._label,
+            client=client,
+            timeout=timeout,
+            retry=RetryPolicy(
+                retries=retries,
+                backoff=backoff,
+                max_backoff=max_backoff,
+                max_retry_after=max_retry_after,
+            ),
+            sleep=sleep,
+            rng=rng,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, url={self._base!r})"
+
+    async def aclose(self) -> None:
+        """Release connections (only those of a client this source created)."""
+        await self._http.aclose()

@@ -1,0 +1,588 @@
+"""Namespace → workspace map, kept current by list + watch against the Kubernetes API.
+
+Decisions need a namespace's workspace label and mode override without calling the API
+server on the admission path, so this source mirrors every namespace's two labels in memory,
+the way client-go's reflector does:
+
+- **List, then watch from the list's resourceVersion.** The watch resumes from the last
+  resourceVersion it saw (BOOKMARK events included, which keep that version fresh when
+  nothing changes), so a dropped connection costs one request, not a full relist.
+- **Relist on 410 Gone**, whether it arrives as an HTTP 410 or as an ERROR event in the
+  stream: the API server has compacted the history we would resume from, so only a fresh
+  list can tell what changed meanwhile (a namespace deleted during the gap disappears).
+- **Exponential backoff with jitter** on every failure, so that many webhook replicas do not
+  hammer a recovering API server in lockstep.
+- **Changes take effect at once**: the map is swapped per event and ``on_change`` lets the
+  refresher rebuild the snapshot without waiting for its next tick.
+
+The official client is synchronous (urllib3), and a watch is a long blocking read, so the
+loop runs in a dedicated daemon thread. :meth:`NamespaceSource.stop_sync` interrupts a
+blocked read by shutting the socket down, so stopping takes milliseconds rather than a watch
+timeout. Responses are parsed as plain JSON rather than client models: only names, two labels
+and resourceVersions matter, and large clusters list thousands of namespaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
+from typing import Any, cast
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from policy.config import MODE_LABEL, MODES
+from policy.snapshot import NamespaceInfo
+from webhook.live.sources import SourceError
+
+log = logging.getLogger(__name__)
+
+OnChange = Callable[[Mapping[str, NamespaceInfo]], None]
+_GONE = 410
+
+
+class _Expired(Exception):
+    """The resourceVersion we hold is too old (410): only a relist can recover."""
+
+
+class _Stopped(Exception):
+    """stop() was called while a request was being made."""
+
+
+def load_api_client(kubeconfig: str | None = None) -> k8s_client.ApiClient:
+    """An ApiClient for the cluster this process runs in, or for a kubeconfig.
+
+    An explicit ``kubeconfig`` file wins. Otherwise the in-cluster service account is used
+    (the client re-reads the projected token file as it rotates), then the default
+    kubeconfig (``$KUBECONFIG`` or ``~/.kube/config``) for local runs. The kubeconfig is
+    never written back. Raises :class:`SourceError` when nothing usable is found.
+    """
+    configuration = k8s_client.Configuration()
+
+    def from_kubeconfig(path: str | None) -> None:
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=path, client_configuration=configuration, persist_config=False
+        )
+
+    try:
+        if kubeconfig is not None:
+            from_kubeconfig(kubeconfig)
+            return k8s_client.ApiClient(configuration)
+        try:
+            k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
+        except k8s_config.ConfigException as incluster_error:
+            try:
+                from_kubeconfig(None)
+            except (k8s_config.ConfigException, OSError) as kubeconfig_error:
+                raise SourceError(
+                    "no Kubernetes API configuration: not running in a cluster "
+                    f"({incluster_error}) and no usable kubeconfig ({kubeconfig_error})"
+                ) from None
+    except (k8s_config.ConfigException, OSError) as exc:
+        raise SourceError(f"unusable kubeconfig {kubeconfig}: {exc}") from None
+    return k8s_client.ApiClient(configuration)
+
+
+def namespace_info(
+    labels: Mapping[str, str], workspace_label: str
+) -> tuple[NamespaceInfo, str | None]:
+    """What a namespace's labels say, and the invalid mode label value if there is one.
+
+    An empty workspace label means no workspace (no binding can name the empty string). A
+    mode label value outside ``enforce|warn|audit`` is ignored: the cluster default applies.
+    """
+    workspace = labels.get(workspace_label) or None
+    raw_mode = labels.get(MODE_LABEL)
+    if raw_mode is None:
+        return NamespaceInfo(workspace=workspace), None
+    if raw_mode in MODES:
+        return NamespaceInfo(workspace=workspace, mode=raw_mode), None
+    return NamespaceInfo(workspace=workspace), raw_mode
+
+
+def _labels_of(obj: Any) -> Mapping[str, str]:
+    labels = obj.get("metadata", {}).get("labels") if isinstance(obj, dict) else None
+    return labels if isinstance(labels, dict) else {}
+
+
+def _name_of(obj: Any) -> str:
+    name = obj.get("metadata", {}).get("name") if isinstance(obj, dict) else None
+    if not isinstance(name, str) or not name:
+        raise ValueError("a namespace without metadata.name")
+    return name
+
+
+def _resource_version_of(obj: Any) -> str | None:
+    rv = obj.get("metadata", {}).get("resourceVersion") if isinstance(obj, dict) else None
+    return rv if isinstance(rv, str) and rv else None
+
+
+def _lines(response: urllib3.HTTPResponse) -> Iterator[bytes]:
+    """Newline-delimited records of a chunked watch body, as they arrive."""
+    buffer = b""
+    for chunk in response.stream(amt=None, decode_content=True):
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        yield from (line for line in complete if line.strip())
+    if buffer.strip():
+        yield buffer
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, credential-free description (ApiException's str() dumps headers and body)."""
+    if isinstance(exc, ApiException):
+        return f"HTTP {exc.status} {exc.reason or ''}".strip()
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason  # "connection refused" says more than the retry bookkeeping
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class NamespaceSource:
+    """Mirrors namespace labels as ``namespace -> NamespaceInfo`` through list + watch.
+
+    Thread model: one daemon thread owns the API connection. Readers on any thread get an
+    immutable mapping from :attr:`namespaces`. ``on_change`` is called with the new mapping
+    after the first successful list and after every change that alters the mapping (label
+    changes that touch neither the workspace nor the mode label do not count); when started
+    with :meth:`start` it runs on that event loop, coalesced (a burst of events yields one
+    call with the latest mapping), otherwise on the watcher thread.
+
+    Timing knobs are parameters so tests can shrink them: ``watch_timeout`` (seconds the API
+    server keeps one watch open; keep it below the snapshot staleness bound, since a quiet
+    watch refreshes :attr:`last_sync_time` only when it is renewed), ``connect_timeout`` and
+    ``read_timeout`` (per request; a watch's read timeout is ``watch_timeout + read_timeout``),
+    ``backoff_initial``/``backoff_max``/``backoff_factor`` and ``jitter`` (each delay is
+    stretched by a random fraction up to ``jitter``), ``stop_timeout`` (how long
+    :meth:`stop_sync` waits for the thread). ``page_size`` pages the list (``limit``).
+    """
+
+    def __init__(
+        self,
+        workspace_label: str,
+        *,
+        api_client: k8s_client.ApiClient | None = None,
+        on_change: OnChange | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        page_size: int = 500,
+        watch_timeout: int = 300,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        backoff_factor: float = 2.0,
+        jitter: float = 0.5,
+        stop_timeout: float = 2.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.workspace_label = workspace_label
+        self._api_client = api_client
+        self._on_change = on_change
+        self._clock = clock
+        self._page_size = page_size
+        self._watch_timeout = watch_timeout
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._backoff_factor = backoff_factor
+        self._jitter = jitter
+        self._stop_timeout = stop_timeout
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._response: urllib3.HTTPResponse | None = None
+        self._callback_pending = False
+        self._progress = False  # the current watch has delivered an event or bookmark
+
+        self._data: dict[str, NamespaceInfo] = {}
+        self._version = 0
+        self._published: Mapping[str, NamespaceInfo] = MappingProxyType({})
+        self._published_version = 0
+        self._warned_modes: dict[str, str] = {}
+        self._synced = threading.Event()
+        self._last_sync_time: float | None = None
+        self._resource_version: str | None = None
+
+        #: Full lists made after the first successful one (410 Gone, expired continue).
+        self.relists = 0
+        #: Attempts to reopen a watch after the previous one failed or was cut.
+        self.reconnects = 0
+        #: Failed requests and streams (connection errors, HTTP errors, ERROR events).
+        self.errors = 0
+        #: Watch events applied (BOOKMARKs excluded).
+        self.events = 0
+        #: A short description of the most recent failure, for logs and status pages.
+        self.last_error: str | None = None
+
+    # ------------------------------------------------------------------ what readers see
+
+    @property
+    def namespaces(self) -> Mapping[str, NamespaceInfo]:
+        """The current namespace map: an immutable copy, rebuilt only after a change."""
+        with self._lock:
+            if self._published_version != self._version:
+                self._published = MappingProxyType(dict(self._data))
+                self._published_version = self._version
+            return self._published
+
+    @property
+    def has_synced(self) -> bool:
+        """The initial list has completed (stays True while later failures are retried)."""
+        return self._synced.is_set()
+
+    @property
+    def last_sync_time(self) -> float | None:
+        """Clock time the source last knew it was in sync: a list completed, a watch opened,
+        delivered an event or bookmark, or ended normally. None before the first list."""
+        return self._last_sync_time
+
+    @property
+    def resource_version(self) -> str | None:
+        """The resourceVersion the next watch resumes from (None: the next step is a list)."""
+        return self._resource_version
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start watching in a background thread; ``on_change`` runs on the running loop.
+
+        Returns at once: use :attr:`has_synced` or :meth:`wait_synced` to know when the map
+        is complete. Raises :class:`SourceError` when no API configuration can be loaded.
+        """
+        self.start_sync(asyncio.get_running_loop())
+
+    async def stop(self) -> None:
+        """Stop the thread without blocking the event loop (at most ``stop_timeout``)."""
+        await asyncio.to_thread(self.stop_sync)
+
+    async def wait_synced(self, timeout: float) -> bool:
+        """Wait until the initial list has completed; False when ``timeout`` passes first."""
+        return await asyncio.to_thread(self._synced.wait, timeout)
+
+    def start_sync(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Start the thread; ``on_change`` runs on ``loop`` if given, else on the thread."""
+        if self._thread is not None:
+            raise RuntimeError("the namespace source is already started")
+        if self._api_client is None:
+            self._api_client = load_api_client()
+        self._loop = loop
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="spacegate-namespaces", daemon=True)
+        self._thread.start()
+
+    def stop_sync(self) -> bool:
+        """Stop the thread: interrupt any blocked read, wait up to ``stop_timeout``.
+
+        Returns True when the thread has ended. A thread still stuck in a connect attempt
+        is left behind (it is a daemon, and exits as soon as that attempt returns).
+        """
+        thread = self._thread
+        if thread is None:
+            return True
+        self._stopping.set()
+        with self._lock:
+            response = self._response
+        if response is not None:
+            self._interrupt(response)
+        thread.join(self._stop_timeout)
+        if thread.is_alive():
+            log.warning("namespace watcher did not stop within %.1fs", self._stop_timeout)
+            return False
+        self._thread = None
+        return True
+
+    @staticmethod
+    def _interrupt(response: urllib3.HTTPResponse) -> None:
+        # shutdown() wakes a read blocked in recv() from another thread; close() alone does
+        # not, and can deadlock on TLS sockets (see kubernetes.watch.Watch.stop).
+        with contextlib.suppress(Exception):
+            response.shutdown()
+
+    # ------------------------------------------------------------------ the loop
+
+    def _run(self) -> None:
+        failures = 0  # consecutive failures: the exponent of the backoff
+        expiries = 0  # consecutive 410s without progress in between
+        while not self._stopping.is_set():
+            self._progress = False
+            try:
+                if self._resource_version is None:
+                    self._list()
+                    failures = 0
+                if self._watch(self._resource_version or ""):
+                    failures = expiries = 0
+                    continue
+                # A clean end that came too early to be a server timeout: back off anyway,
+                # or a misbehaving server would spin us.
+                failures += 1
+                self._note_failure("watch ended early without events")
+            except _Stopped:
+                break
+            except _Expired as exc:
+                if self._stopping.is_set():
+                    break
+                log.info("namespace watch expired (%s); relisting", exc)
+                self._resource_version = None
+                if self.has_synced:
+                    self.relists += 1
+                expiries = 0 if self._progress else expiries + 1
+                if expiries <= 1:
+                    continue  # the normal case: relist at once
+                failures += 1  # 410 right after a fresh list: do not spin
+                self._note_failure(f"expired again right after a list: {exc}")
+            except Exception as exc:
+                if self._stopping.is_set():
+                    break
+                # A watch that delivered events before failing was healthy for a while:
+                # reconnect at the shortest delay.
+                failures = 1 if self._progress else failures + 1
+                self._note_failure(_describe(exc))
+            delay = self._backoff(failures)
+            log.debug("namespace source retrying in %.2fs", delay)
+            if self._stopping.wait(delay):
+                break
+            if self._resource_version is not None:
+                self.reconnects += 1
+        with self._lock:
+            self._response = None
+
+    def _note_failure(self, description: str) -> None:
+        self.errors += 1
+        self.last_error = description
+        log.warning(
+            "namespace %s failed: %s",
+            "watch" if self._resource_version is not None else "list",
+            description,
+        )
+
+    def _backoff(self, failures: int) -> float:
+        base = self._backoff_initial * self._backoff_factor ** max(0, failures - 1)
+        delay = min(self._backoff_max, base)
+        return float(delay * (1.0 + self._jitter * self._rng.random()))
+
+    def _api(self) -> k8s_client.CoreV1Api:
+        return k8s_client.CoreV1Api(self._api_client)
+
+    def _open(self, **kwargs: Any) -> urllib3.HTTPResponse:
+        """Make a list or watch request and register its response for interruption."""
+        if self._stopping.is_set():
+            raise _Stopped
+        try:
+            response = cast(
+                urllib3.HTTPResponse,
+                self._api().list_namespace(_preload_content=False, **kwargs),
+            )
+        except ApiException as exc:
+            if exc.status == _GONE:
+                raise _Expired(_describe(exc)) from None
+            raise
+        with self._lock:
+            self._response = response
+            if self._stopping.is_set():
+                response.close()
+                raise _Stopped
+        return response
+
+    def _release(self, response: urllib3.HTTPResponse, *, reusable: bool = False) -> None:
+        """Forget the response; keep its connection only when the body was read whole."""
+        with self._lock:
+            self._response = None
+        if reusable:
+            response.release_conn()
+        else:
+            response.close()
+
+    def _list(self) -> None:
+        """List every namespace (paged) and replace the map with the result."""
+        fresh: dict[str, NamespaceInfo] = {}
+        token: str | None = None
+        resource_version: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": self._page_size}
+            if token:
+                kwargs["_continue"] = token
+            response = self._open(
+                _request_timeout=(self._connect_timeout, self._read_timeout), **kwargs
+            )
+            try:
+                data = response.data
+            except BaseException:
+                self._release(response)
+                raise
+            self._release(response, reusable=True)
+            body = json.loads(data)
+            for item in body.get("items") or []:
+                fresh[_name_of(item)] = self._info(_name_of(item), _labels_of(item))
+            meta = body.get("metadata") or {}
+            resource_version = meta.get("resourceVersion") or resource_version
+            token = meta.get("continue") or None
+            if not token:
+                break
+        if not resource_version:
+            raise ValueError("the namespace list carries no resourceVersion")
+        first = not self.has_synced
+        with self._lock:
+            changed = fresh != self._data
+            if changed:
+                self._data = fresh
+                self._version += 1
+            for name in set(self._warned_modes) - set(fresh):
+                del self._warned_modes[name]
+        self._resource_version = resource_version
+        self._last_sync_time = self._clock()
+        self._synced.set()
+        log.info("listed %d namespaces at resourceVersion %s", len(fresh), resource_version)
+        if changed or first:
+            self._notify()
+
+    def _watch(self, resource_version: str) -> bool:
+        """Follow one watch stream; True when it ended normally (the server's timeout)."""
+        started = self._clock()
+        response = self._open(
+            watch=True,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=self._watch_timeout,
+            _request_timeout=(self._connect_timeout, self._watch_timeout + self._read_timeout),
+        )
+        self._last_sync_time = self._clock()
+        try:
+            for line in _lines(response):
+                if self._stopping.is_set():
+                    raise _Stopped
+                self._handle(json.loads(line))
+        finally:
+            self._release(response)
+        if self._stopping.is_set():
+            raise _Stopped
+        self._last_sync_time = self._clock()
+        return self._progress or self._clock() - started >= self._watch_timeout / 2
+
+    def _handle(self, event: Any) -> None:
+        kind = event.get("type") if isinstance(event, dict) else None
+        obj = event.get("object") if isinstance(event, dict) else None
+        if kind == "ERROR":
+            code = obj.get("code") if isinstance(obj, dict) else None
+            message = obj.get("message", "") if isinstance(obj, dict) else ""
+            if code == _GONE:
+                raise _Expired(message)
+            raise SourceError(f"watch ERROR event {code}: {message}")
+        if kind not in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK"):
+            raise SourceError(f"unexpected watch event type {kind!r}")
+        self._progress = True
+        if kind == "BOOKMARK":
+            self._resource_version = _resource_version_of(obj) or self._resource_version
+            self._last_sync_time = self._clock()
+            return
+        name = _name_of(obj)
+        changed = self._apply(name, None if kind == "DELETED" else _labels_of(obj))
+        self.events += 1
+        self._resource_version = _resource_version_of(obj) or self._resource_version
+        self._last_sync_time = self._clock()
+        if changed:
+            self._notify()
+
+    def _info(self, name: str, labels: Mapping[str, str]) -> NamespaceInfo:
+        info, invalid_mode = namespace_info(labels, self.workspace_label)
+        if invalid_mode is None:
+            self._warned_modes.pop(name, None)
+        elif self._warned_modes.get(name) != invalid_mode:
+            self._warned_modes[name] = invalid_mode
+            log.warning(
+                "namespace %s: ignoring label %s=%r (expected one of: %s); "
+                "the configured policy mode applies",
+                name,
+                MODE_LABEL,
+                invalid_mode,
+                ", ".join(MODES),
+            )
+        return info
+
+    def _apply(self, name: str, labels: Mapping[str, str] | None) -> bool:
+        """Record one namespace's new state (None: deleted); True when the map changed."""
+        info = None if labels is None else self._info(name, labels)
+        with self._lock:
+            if labels is None:
+                self._warned_modes.pop(name, None)
+                if name not in self._data:
+                    return False
+                del self._data[name]
+            else:
+                if name in self._data and self._data[name] == info:
+                    return False
+                self._data[name] = cast(NamespaceInfo, info)
+            self._version += 1
+            return True
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _notify(self) -> None:
+        if self._on_change is None:
+            return
+        loop = self._loop
+        if loop is None:
+            self._deliver()
+            return
+        with self._lock:
+            if self._callback_pending:
+                return
+            self._callback_pending = True
+        try:
+            loop.call_soon_threadsafe(self._deliver_on_loop)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            with self._lock:
+                self._callback_pending = False
+
+    def _deliver_on_loop(self) -> None:
+        with self._lock:
+            self._callback_pending = False
+        self._deliver()
+
+    def _deliver(self) -> None:
+        if self._on_change is None:
+            return
+        try:
+            self._on_change(self.namespaces)
+        except Exception:
+            log.exception("namespace on_change callback failed")
+
+
+def fetch_namespaces(
+    api_client: k8s_client.ApiClient,
+    workspace_label: str,
+    *,
+    page_size: int = 500,
+    timeout: float = 30.0,
+) -> Mapping[str, NamespaceInfo]:
+    """List namespaces once (``spacegate snapshot``); raises :class:`SourceError`."""
+    source = NamespaceSource(
+        workspace_label,
+        api_client=api_client,
+        page_size=page_size,
+        connect_timeout=min(timeout, 5.0),
+        read_timeout=timeout,
+    )
+    try:
+        source._list()
+    except Exception as exc:
+        raise SourceError(f"listing namespaces failed: {_describe(exc)}") from None
+    return source.namespaces
