@@ -97,7 +97,7 @@ LARGE_BODY_CONCURRENCY: Final = 2
 # How much of an oversized body is read to find its uid (the apiserver writes it first).
 UID_PREFIX_BYTES: Final = 16 * 1024
 
-_log = logging.getLogger("spacegate.webhook")
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

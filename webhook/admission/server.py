@@ -80,7 +80,7 @@ EXIT_USAGE: Final = 2
 
 ConfigStateFactory = Callable[[Config], AbstractAsyncContextManager[SnapshotState]]
 
-log = logging.getLogger("spacegate.server")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ import yaml
 
 from policy.config import MODE_LABEL, Config, ConfigError, format_duration
 from policy.snapshot import NamespaceInfo, Snapshot
-from webhook.live.mode import ApiClientFactory, kube_configured
+from webhook.live.kube import ApiClientFactory, kube_configured
 from webhook.live.refresher import DEFAULT_FETCH_TIMEOUT, Refresher, SourceFactory
 from webhook.live.sources import SourceError
 from webhook.settings import EMBEDDED_DEMO, read_config
@@ -182,7 +182,8 @@ async def sync(
 def _default_namespace_lister(
     config: Config, api_client: ApiClientFactory | None, timeout: float
 ) -> Callable[[], Mapping[str, NamespaceInfo]]:
-    from webhook.live.sources.namespaces import fetch_namespaces, load_api_client
+    from webhook.live.kube import load_api_client
+    from webhook.live.sources.namespaces import fetch_namespaces
 
     def lister() -> Mapping[str, NamespaceInfo]:
         client = load_api_client() if api_client is None else api_client()

@@ -24,7 +24,7 @@ from types import TracebackType
 
 from policy.config import Config, ConfigError, load_config
 
-log = logging.getLogger("spacegate.config")
+log = logging.getLogger(__name__)
 
 DEFAULT_POLL_INTERVAL = 2.0
 

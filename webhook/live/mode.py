@@ -19,37 +19,27 @@ tests run the same code against fakes.
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
 from policy.config import Config
 from webhook.live.config_watch import DEFAULT_POLL_INTERVAL, ConfigWatcher
-from webhook.live.refresh_metrics import CacheMetrics
-from webhook.live.refresher import (
-    DEFAULT_FETCH_TIMEOUT,
-    Refresher,
-    SourceFactory,
-    gates_readiness,
-    is_listed,
-)
+from webhook.live.kube import ApiClientFactory, kube_configured
+from webhook.live.namespace_map import NamespaceMap
+from webhook.live.readiness import gates_readiness, is_listed
+from webhook.live.refresh_metrics import RefreshMetrics
+from webhook.live.refresher import DEFAULT_FETCH_TIMEOUT, Refresher, SourceFactory
 from webhook.live.sources import SourceError
+from webhook.live.sources.namespaces import NamespaceReflector
 from webhook.state import SnapshotState
 
-if TYPE_CHECKING:
-    from kubernetes.client import ApiClient
+log = logging.getLogger(__name__)
 
-    from webhook.live.sources.namespaces import NamespaceSource
-
-log = logging.getLogger("spacegate.live")
-
-StateFactory = Callable[[Config], AbstractAsyncContextManager[SnapshotState]]
-ApiClientFactory = Callable[[], "ApiClient"]
+# Opens the live snapshot state for a loaded config, for as long as the server runs.
+LiveStateOpener = Callable[[Config], AbstractAsyncContextManager[SnapshotState]]
 
 # How long a reload waits for a new namespace watch (new workspaceLabel) to list before
 # giving up and keeping the old one.
@@ -64,21 +54,6 @@ def is_live(config: Config) -> bool:
     config live: every Docker Registry space is public, so its catalog changes no decision.
     """
     return any(gates_readiness(registry) for registry in config.registries)
-
-
-def kube_configured(env: Mapping[str, str] | None = None, home: Path | None = None) -> bool:
-    """Whether a Kubernetes API is reachable in principle: in a cluster, or a kubeconfig.
-
-    In a Pod the kubelet sets ``KUBERNETES_SERVICE_HOST``; elsewhere ``KUBECONFIG`` (a
-    path list) or ``~/.kube/config`` must name an existing file.
-    """
-    env = os.environ if env is None else env
-    if env.get("KUBERNETES_SERVICE_HOST"):
-        return True
-    listed = env.get("KUBECONFIG")
-    if listed:
-        return any(Path(p).expanduser().is_file() for p in listed.split(os.pathsep) if p)
-    return ((home or Path.home()) / ".kube" / "config").is_file()
 
 
 def _default_source_factory() -> SourceFactory:
@@ -96,21 +71,32 @@ def _watch_timeout(config: Config) -> int:
     return int(max(10.0, min(300.0, config.policy.max_staleness / 3)))
 
 
-def _new_namespace_source(
-    config: Config,
-    refresher: Refresher,
-    api_client: ApiClientFactory | None,
-    clock: Callable[[], float],
-) -> NamespaceSource:
-    from webhook.live.sources.namespaces import NamespaceSource
+class _NamespaceWatch:
+    """A namespace map and the reflector that fills it, started and stopped together."""
 
-    return NamespaceSource(
-        config.workspace_label,
-        api_client=None if api_client is None else api_client(),
-        on_change=lambda _namespaces: refresher.namespaces_changed(),
-        clock=clock,
-        watch_timeout=_watch_timeout(config),
-    )
+    def __init__(
+        self,
+        config: Config,
+        refresher: Refresher,
+        api_client: ApiClientFactory | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.map = NamespaceMap(config.workspace_label, clock=clock)
+        self.reflector = NamespaceReflector(
+            self.map,
+            api_client=None if api_client is None else api_client(),
+            on_change=refresher.namespaces_changed,
+            watch_timeout=_watch_timeout(config),
+        )
+
+    async def start(self) -> None:
+        await self.reflector.start()
+
+    async def wait_synced(self, timeout: float) -> bool:
+        return await self.reflector.wait_synced(timeout)
+
+    async def stop(self) -> None:
+        await self.reflector.stop()
 
 
 class _LiveState:
@@ -119,12 +105,12 @@ class _LiveState:
     def __init__(
         self,
         refresher: Refresher,
-        feed: NamespaceSource | None,
+        namespaces: _NamespaceWatch | None,
         api_client: ApiClientFactory | None,
         clock: Callable[[], float],
     ) -> None:
         self.refresher = refresher
-        self.feed = feed
+        self.namespaces = namespaces
         self._api_client = api_client
         self._clock = clock
 
@@ -133,13 +119,13 @@ class _LiveState:
         if config == old:
             return
         await self.refresher.apply_config(config)
-        if self.feed is not None and config.workspace_label != old.workspace_label:
-            await self._swap_namespace_source(config)
+        if self.namespaces is not None and config.workspace_label != old.workspace_label:
+            await self._swap_namespace_watch(config)
 
-    async def _swap_namespace_source(self, config: Config) -> None:
+    async def _swap_namespace_watch(self, config: Config) -> None:
         """Watch with the new label; switch once it has listed, so decisions never see an
         empty namespace map in between."""
-        fresh = _new_namespace_source(config, self.refresher, self._api_client, self._clock)
+        fresh = _NamespaceWatch(config, self.refresher, self._api_client, self._clock)
         await fresh.start()
         if not await fresh.wait_synced(NAMESPACE_SWAP_TIMEOUT):
             await fresh.stop()
@@ -150,15 +136,15 @@ class _LiveState:
                 int(NAMESPACE_SWAP_TIMEOUT),
             )
             return
-        old, self.feed = self.feed, fresh
-        self.refresher.set_namespace_feed(fresh)
+        old, self.namespaces = self.namespaces, fresh
+        self.refresher.set_namespaces(fresh.map)
         if old is not None:
             await old.stop()
         log.info("namespaces now read from label %s", config.workspace_label)
 
     async def stop(self) -> None:
-        if self.feed is not None:
-            await self.feed.stop()
+        if self.namespaces is not None:
+            await self.namespaces.stop()
 
 
 @asynccontextmanager
@@ -179,7 +165,7 @@ async def open_live_state(
     ``clock`` (monotonic seconds) times staleness for both registries and namespaces.
     """
     use_kube = kube_configured() if kube is None else kube
-    metrics = CacheMetrics(metrics_registry or CollectorRegistry(auto_describe=True))
+    metrics = RefreshMetrics(metrics_registry or CollectorRegistry(auto_describe=True))
     refresher = Refresher(
         config,
         source_factory=source_factory or _default_source_factory(),
@@ -187,25 +173,25 @@ async def open_live_state(
         clock=clock,
         fetch_timeout=fetch_timeout,
     )
-    feed: NamespaceSource | None = None
+    watch: _NamespaceWatch | None = None
     if use_kube:
-        feed = _new_namespace_source(config, refresher, api_client, clock)
         try:
-            await feed.start()
+            watch = _NamespaceWatch(config, refresher, api_client, clock)
+            await watch.start()
         except SourceError as exc:
             if kube:  # asked for explicitly: a broken setup must not pass silently
                 raise
             log.error("cannot watch namespaces, using the config's namespaces map: %s", exc)
-            feed = None
+            watch = None
         else:
-            refresher.set_namespace_feed(feed)
+            refresher.set_namespaces(watch.map)
             if config.namespaces:
                 log.info(
                     "namespaces are read from the %s label; the config's namespaces map "
                     "is ignored",
                     config.workspace_label,
                 )
-    if feed is None:
+    if watch is None:
         why = "namespace watch disabled" if kube is False else (
             "no Kubernetes API (not in a cluster, no kubeconfig)" if not use_kube
             else "namespace watch failed to start"
@@ -221,7 +207,7 @@ async def open_live_state(
         "live mode: listing spaces of %s",
         ", ".join(listed) if listed else "no registry (all spaces are static)",
     )
-    live = _LiveState(refresher, feed, api_client, clock)
+    live = _LiveState(refresher, watch, api_client, clock)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(live.stop)
         await stack.enter_async_context(refresher)
@@ -242,7 +228,7 @@ def live_state_factory(
     source_factory: SourceFactory | None = None,
     api_client: ApiClientFactory | None = None,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
-) -> StateFactory:
+) -> LiveStateOpener:
     """The ``state_factory`` for ``serve`` in live mode.
 
     ``config_path`` is the file to watch for changes (None: no watching, e.g. the embedded

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-class CacheMetrics:
+class RefreshMetrics:
     """The refresher's collectors, registered on one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:

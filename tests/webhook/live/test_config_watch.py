@@ -80,7 +80,7 @@ def test_an_invalid_change_keeps_the_old_config_and_logs_the_key_path_once(
     applied = Applied()
     watcher = ConfigWatcher(str(path), applied)
     path.write_text(BROKEN)
-    with caplog.at_level(logging.WARNING, logger="spacegate.config"):
+    with caplog.at_level(logging.WARNING, logger="webhook.live.config_watch"):
         assert not asyncio.run(watcher.check())
         assert not asyncio.run(watcher.check())
     assert applied.configs == []
@@ -103,7 +103,7 @@ def test_a_file_that_disappears_for_a_moment_keeps_the_config(
     applied = Applied()
     watcher = ConfigWatcher(str(path), applied)
     path.unlink()
-    with caplog.at_level(logging.WARNING, logger="spacegate.config"):
+    with caplog.at_level(logging.WARNING, logger="webhook.live.config_watch"):
         assert not asyncio.run(watcher.check())
         assert not asyncio.run(watcher.check())
     assert len(caplog.records) == 1
@@ -123,7 +123,7 @@ def test_a_failing_change_callback_does_not_stop_the_watch(
 
     watcher = ConfigWatcher(str(path), explode)
     path.write_text(WARN)
-    with caplog.at_level(logging.ERROR, logger="spacegate.config"):
+    with caplog.at_level(logging.ERROR, logger="webhook.live.config_watch"):
         assert not asyncio.run(watcher.check())
     assert any("applying the new config" in r.getMessage() for r in caplog.records)
 

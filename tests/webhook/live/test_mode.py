@@ -23,7 +23,8 @@ from policy.config import Config, Registry, load_config
 from policy.decision import decide
 from tests.fakes.harbor import ADMIN_PASSWORD, ADMIN_USER, HarborFake
 from tests.fakes.kubernetes import FakeKubernetes
-from webhook.live.mode import is_live, kube_configured, live_state_factory, open_live_state
+from webhook.live.kube import kube_configured
+from webhook.live.mode import is_live, live_state_factory, open_live_state
 from webhook.live.refresher import Refresher
 from webhook.live.sources import SpaceSource
 from webhook.live.sources.factory import make_source
@@ -276,7 +277,7 @@ def test_harbor_answering_500_keeps_the_last_known_good_spaces(
             version = state.snapshot.version
             harbor.remove_project("team-a")
             harbor.faults.fail_next(1000, 500)
-            with caplog.at_level(logging.WARNING, logger="spacegate.cache"):
+            with caplog.at_level(logging.WARNING, logger="webhook.live.poller"):
                 await until(lambda: state.status()[0].failures >= 2, what="failures")
             assert state.snapshot.version == version
             assert admitted(state, "team-a-dev", "harbor.example.com/team-a/app")
@@ -337,7 +338,7 @@ def test_wrong_harbor_credentials_are_logged_clearly_without_the_password(
 
     asyncio.run(scenario())
     failures = [
-        r.getMessage() for r in caplog.records if r.name == "spacegate.cache"
+        r.getMessage() for r in caplog.records if r.name == "webhook.live.poller"
     ]
     assert failures
     assert "'harbor'" in failures[0]
@@ -465,7 +466,7 @@ def test_without_a_kubernetes_api_the_static_namespace_map_is_used_with_a_warnin
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def scenario() -> None:
-        with caplog.at_level(logging.WARNING, logger="spacegate.live"):
+        with caplog.at_level(logging.WARNING, logger="webhook.live.mode"):
             async with open_live_state(static_harbor(), kube=False) as state:
                 assert state.readiness()[0]
                 assert admitted(state, "sandbox", "harbor.example.com/team-a/app")
@@ -520,9 +521,9 @@ namespaces:
             assert len(harbor.requests) == fetches  # unchanged registry: not relisted
 
             def refusals() -> list[str]:
-                return [r.getMessage() for r in caplog.records if r.name == "spacegate.config"]
+                return [r.getMessage() for r in caplog.records if r.name == "webhook.live.config_watch"]
 
-            with caplog.at_level(logging.WARNING, logger="spacegate.config"):
+            with caplog.at_level(logging.WARNING, logger="webhook.live.config_watch"):
                 path.write_text(text('"101", "102"') + "surprise: true\n")
                 await until(lambda: bool(refusals()), what="the refusal logged")
             assert "surprise: unknown key" in refusals()[0]
@@ -649,7 +650,7 @@ def test_wrong_docker_registry_credentials_are_logged_without_the_password(
                 await until(lambda: state.status()[0].failures >= 1, what="a failure")
 
     asyncio.run(scenario())
-    failures = [r.getMessage() for r in caplog.records if r.name == "spacegate.cache"]
+    failures = [r.getMessage() for r in caplog.records if r.name == "webhook.live.poller"]
     assert "'dr'" in failures[0]
     assert "401" in failures[0]
     assert wrong not in caplog.text

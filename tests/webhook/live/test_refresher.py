@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry
 
 from policy.config import Config, Registry, load_config
 from policy.decision import decide
-from policy.snapshot import NamespaceInfo
-from webhook.live.refresh_metrics import CacheMetrics
+from webhook.live.namespace_map import NamespaceMap
+from webhook.live.refresh_metrics import RefreshMetrics
 from webhook.live.refresher import Refresher
 from webhook.live.sources import SourceError, SpaceSource
 
@@ -106,17 +106,14 @@ class Sources:
         return self.built[name][-1]
 
 
-class FakeFeed:
-    """A namespace feed: has_synced, last sync time and a mapping the test edits."""
+WS = "workspace.ghippo.io/id"
 
-    def __init__(self) -> None:
-        self.has_synced = False
-        self.last_sync_time: float | None = None
-        self.mapping: dict[str, NamespaceInfo] = {}
 
-    @property
-    def namespaces(self) -> Mapping[str, NamespaceInfo]:
-        return dict(self.mapping)
+def listed_map(clock: Callable[[], float] = time.monotonic, **namespaces: str) -> NamespaceMap:
+    """A namespace map that has had its first list (namespace -> workspace)."""
+    namespace_map = NamespaceMap(WS, clock=clock)
+    namespace_map.replace({name: {WS: ws} for name, ws in namespaces.items()})
+    return namespace_map
 
 
 def config(text: str) -> Config:
@@ -238,7 +235,7 @@ def test_a_failed_refresh_keeps_the_last_known_good_spaces_and_is_counted(
         refresher = Refresher(
             config(HARBOR),
             source_factory=sources,
-            metrics=CacheMetrics(registry),
+            metrics=RefreshMetrics(registry),
             clock=FakeClock(),
         )
         await refresher.refresh("harbor")
@@ -247,7 +244,7 @@ def test_a_failed_refresh_keeps_the_last_known_good_spaces_and_is_counted(
             "GET https://harbor.example.com/api/v2.0/projects: HTTP 500"
         )
 
-        with caplog.at_level(logging.WARNING, logger="spacegate.cache"):
+        with caplog.at_level(logging.WARNING, logger="webhook.live.poller"):
             assert not await refresher.refresh("harbor")
             assert not await refresher.refresh("harbor")
 
@@ -303,7 +300,7 @@ def test_a_fetch_slower_than_the_timeout_is_a_failure_naming_the_registry(
         refresher = Refresher(
             config(HARBOR), source_factory=sources, clock=FakeClock(), fetch_timeout=0.05
         )
-        with caplog.at_level(logging.WARNING, logger="spacegate.cache"):
+        with caplog.at_level(logging.WARNING, logger="webhook.live.poller"):
             started = time.monotonic()
             assert not await refresher.refresh("harbor")
             assert time.monotonic() - started < 2
@@ -415,7 +412,7 @@ def test_a_registry_down_at_start_becomes_ready_once_it_answers() -> None:
 # --------------------------------------------------------------------------- namespaces
 
 
-def test_the_namespace_map_is_not_ready_until_the_feed_has_listed_once() -> None:
+def test_the_webhook_is_not_ready_until_the_namespace_map_has_listed_once() -> None:
     text = """
 registries:
   - {name: h, type: harbor, url: "https://h.example.com", spaces: [{name: team-a, public: false}]}
@@ -424,14 +421,13 @@ bindings:
 """
 
     async def scenario() -> None:
-        feed = FakeFeed()
-        refresher = Refresher(config(text), source_factory=Sources(), namespace_feed=feed)
+        namespaces = NamespaceMap(WS)
+        refresher = Refresher(config(text), source_factory=Sources(), namespaces=namespaces)
         async with refresher:
             ready, reason = refresher.readiness()
             assert not ready
             assert "namespace" in reason
-            feed.mapping["team-a-dev"] = NamespaceInfo(workspace="101")
-            feed.has_synced = True
+            namespaces.replace({"team-a-dev": {WS: "101"}})
             refresher.namespaces_changed()
             await until(lambda: refresher.readiness()[0])
             assert image_allowed(refresher, "team-a-dev", "h.example.com/team-a/app")
@@ -442,18 +438,17 @@ bindings:
 def test_a_burst_of_namespace_changes_is_one_rebuild_and_arrives_at_once() -> None:
     async def scenario() -> None:
         registry = CollectorRegistry()
-        feed = FakeFeed()
-        feed.has_synced = True
+        namespaces = listed_map()
         refresher = Refresher(
             config(HARBOR),
             source_factory=Sources(),
-            namespace_feed=feed,
-            metrics=CacheMetrics(registry),
+            namespaces=namespaces,
+            metrics=RefreshMetrics(registry),
         )
         async with refresher:
             version = refresher.snapshot.version
             for i in range(500):
-                feed.mapping[f"ns-{i}"] = NamespaceInfo(workspace="101")
+                namespaces.apply(f"ns-{i}", {WS: "101"})
                 refresher.namespaces_changed()
             await asyncio.sleep(0)
             await asyncio.sleep(0)
@@ -466,11 +461,10 @@ def test_a_burst_of_namespace_changes_is_one_rebuild_and_arrives_at_once() -> No
 
 def test_namespace_changes_reported_from_another_thread_are_applied() -> None:
     async def scenario() -> None:
-        feed = FakeFeed()
-        feed.has_synced = True
-        refresher = Refresher(config(HARBOR), source_factory=Sources(), namespace_feed=feed)
+        namespaces = listed_map()
+        refresher = Refresher(config(HARBOR), source_factory=Sources(), namespaces=namespaces)
         async with refresher:
-            feed.mapping["team-b"] = NamespaceInfo(workspace="102")
+            namespaces.apply("team-b", {WS: "102"})
             thread = threading.Thread(target=refresher.namespaces_changed)
             thread.start()
             thread.join()
@@ -502,7 +496,7 @@ registries:
             {"keep": {"k": True}, "move": {"m": True}, "gone": {"g": True}, "added": {"a": True}}
         )
         refresher = Refresher(
-            config(before), source_factory=sources, metrics=CacheMetrics(registry)
+            config(before), source_factory=sources, metrics=RefreshMetrics(registry)
         )
         async with refresher:
             await until(lambda: refresher.readiness()[0])
@@ -560,12 +554,9 @@ policy: {maxStaleness: 1m}
 namespaces: {}
 """
     clock = FakeClock()
-    feed = FakeFeed()
-    feed.has_synced = True
-    feed.last_sync_time = clock.now
-    feed.mapping["team-a-dev"] = NamespaceInfo(workspace="101")
+    namespaces = listed_map(clock, **{"team-a-dev": "101"})
     refresher = Refresher(
-        config(text), source_factory=Sources(), namespace_feed=feed, clock=clock
+        config(text), source_factory=Sources(), namespaces=namespaces, clock=clock
     )
     clock.now += 60
     assert refresher.readiness()[0]

@@ -47,7 +47,7 @@ from webhook.live.sources.http import (
 
 __all__ = ["CATALOG_SCOPE", "Challenge", "DockerRegistrySource", "parse_challenge", "space_of"]
 
-log = logging.getLogger("webhook.live.sources")
+log = logging.getLogger(__name__)
 
 CATALOG_SCOPE: Final = "registry:catalog:*"
 MAX_PAGE_SIZE: Final = 1000  # Distribution's default catalog.maxentries

@@ -22,7 +22,7 @@ from webhook.live.sources.http import Sleep
 
 __all__ = ["make_source"]
 
-log = logging.getLogger("webhook.live.sources")
+log = logging.getLogger(__name__)
 
 
 def make_source(

@@ -49,7 +49,7 @@ from webhook.live.sources.http import (
 
 __all__ = ["PROJECTS_PATH", "HarborSource"]
 
-log = logging.getLogger("webhook.live.sources")
+log = logging.getLogger(__name__)
 
 PROJECTS_PATH: Final = "/api/v2.0/projects"
 PERMISSIONS_PATH: Final = "/api/v2.0/users/current/permissions"

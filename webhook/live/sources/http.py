@@ -41,6 +41,7 @@ import orjson
 from httpx._client import UseClientDefault  # the type of httpx.USE_CLIENT_DEFAULT
 
 from policy.config import Registry
+from webhook.live.backoff import Backoff
 from webhook.live.sources import SourceError
 
 __all__ = [
@@ -58,7 +59,7 @@ __all__ = [
     "same_origin_url",
 ]
 
-log = logging.getLogger("webhook.live.sources")
+log = logging.getLogger(__name__)
 
 # Connect fails fast (an unreachable host should not eat the refresh interval); read allows a
 # slow Harbor database to answer a page of 100 projects; pool covers waiting for a connection.
@@ -173,8 +174,7 @@ class RetryPolicy:
 
     def delay(self, retry: int, rng: random.Random) -> float:
         """Seconds to wait before retry number ``retry`` (0 for the first retry)."""
-        ceiling = min(self.max_backoff, self.backoff * float(2**retry))
-        return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
+        return Backoff(self.backoff, self.max_backoff, jitter=0.5).delay(retry, rng)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -1,8 +1,8 @@
-"""Namespace → workspace map, kept current by list + watch against the Kubernetes API.
+"""The namespace reflector: keeps a namespace map current by list + watch.
 
 Decisions need a namespace's workspace label and mode override without calling the API
-server on the admission path, so this source mirrors every namespace's two labels in memory,
-the way client-go's reflector does:
+server on the admission path, so this reflector mirrors every namespace's two labels into a
+:class:`~webhook.live.namespace_map.NamespaceMap`, the way client-go's reflector does:
 
 - **List, then watch from the list's resourceVersion.** The watch resumes from the last
   resourceVersion it saw (BOOKMARK events included, which keep that version fresh when
@@ -12,11 +12,12 @@ the way client-go's reflector does:
   list can tell what changed meanwhile (a namespace deleted during the gap disappears).
 - **Exponential backoff with jitter** on every failure, so that many webhook replicas do not
   hammer a recovering API server in lockstep.
-- **Changes take effect at once**: the map is swapped per event and ``on_change`` lets the
-  refresher rebuild the snapshot without waiting for its next tick.
+- **Changes take effect at once**: the map changes per event and ``on_change`` (called on
+  the reflector's thread) lets the refresher rebuild the snapshot without waiting for its
+  next tick; the refresher coalesces bursts of calls into one rebuild.
 
 The official client is synchronous (urllib3), and a watch is a long blocking read, so the
-loop runs in a dedicated daemon thread. :meth:`NamespaceSource.stop_sync` interrupts a
+loop runs in a dedicated daemon thread. :meth:`NamespaceReflector.stop_sync` interrupts a
 blocked read by shutting the socket down, so stopping takes milliseconds rather than a watch
 timeout. Responses are parsed as plain JSON rather than client models: only names, two labels
 and resourceVersions matter, and large clusters list thousands of namespaces.
@@ -32,21 +33,21 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from types import MappingProxyType
 from typing import Any, cast
 
 import urllib3
 from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from policy.config import MODE_LABEL, MODES
 from policy.snapshot import NamespaceInfo
+from webhook.live.backoff import Backoff
+from webhook.live.kube import load_api_client
+from webhook.live.namespace_map import NamespaceMap
 from webhook.live.sources import SourceError
 
 log = logging.getLogger(__name__)
 
-OnChange = Callable[[Mapping[str, NamespaceInfo]], None]
+OnChange = Callable[[], None]
 _GONE = 410
 
 
@@ -56,59 +57,6 @@ class _Expired(Exception):
 
 class _Stopped(Exception):
     """stop() was called while a request was being made."""
-
-
-def load_api_client(kubeconfig: str | None = None) -> k8s_client.ApiClient:
-    """An ApiClient for the cluster this process runs in, or for a kubeconfig.
-
-    An explicit ``kubeconfig`` file wins. Otherwise the in-cluster service account is used
-    (the client re-reads the projected token file as it rotates), then the default
-    kubeconfig (``$KUBECONFIG`` or ``~/.kube/config``) for local runs. The kubeconfig is
-    never written back. Raises :class:`SourceError` when nothing usable is found.
-    """
-    configuration = k8s_client.Configuration()
-
-    def from_kubeconfig(path: str | None) -> None:
-        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=path, client_configuration=configuration, persist_config=False
-        )
-
-    try:
-        if kubeconfig is not None:
-            from_kubeconfig(kubeconfig)
-            return k8s_client.ApiClient(configuration)
-        try:
-            k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=configuration
-            )
-        except k8s_config.ConfigException as incluster_error:
-            try:
-                from_kubeconfig(None)
-            except (k8s_config.ConfigException, OSError) as kubeconfig_error:
-                raise SourceError(
-                    "no Kubernetes API configuration: not running in a cluster "
-                    f"({incluster_error}) and no usable kubeconfig ({kubeconfig_error})"
-                ) from None
-    except (k8s_config.ConfigException, OSError) as exc:
-        raise SourceError(f"unusable kubeconfig {kubeconfig}: {exc}") from None
-    return k8s_client.ApiClient(configuration)
-
-
-def namespace_info(
-    labels: Mapping[str, str], workspace_label: str
-) -> tuple[NamespaceInfo, str | None]:
-    """What a namespace's labels say, and the invalid mode label value if there is one.
-
-    An empty workspace label means no workspace (no binding can name the empty string). A
-    mode label value outside ``enforce|warn|audit`` is ignored: the cluster default applies.
-    """
-    workspace = labels.get(workspace_label) or None
-    raw_mode = labels.get(MODE_LABEL)
-    if raw_mode is None:
-        return NamespaceInfo(workspace=workspace), None
-    if raw_mode in MODES:
-        return NamespaceInfo(workspace=workspace, mode=raw_mode), None
-    return NamespaceInfo(workspace=workspace), raw_mode
 
 
 def _labels_of(obj: Any) -> Mapping[str, str]:
@@ -149,32 +97,31 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class NamespaceSource:
-    """Mirrors namespace labels as ``namespace -> NamespaceInfo`` through list + watch.
+class NamespaceReflector:
+    """Mirrors namespace labels into a :class:`NamespaceMap` through list + watch.
 
-    Thread model: one daemon thread owns the API connection. Readers on any thread get an
-    immutable mapping from :attr:`namespaces`. ``on_change`` is called with the new mapping
-    after the first successful list and after every change that alters the mapping (label
-    changes that touch neither the workspace nor the mode label do not count); when started
-    with :meth:`start` it runs on that event loop, coalesced (a burst of events yields one
-    call with the latest mapping), otherwise on the watcher thread.
+    Thread model: one daemon thread owns the API connection and is the map's only writer.
+    ``on_change`` is called on that thread after the first successful list and after every
+    change that alters the map (label changes that touch neither the workspace nor the mode
+    label do not count); it must be cheap and thread-safe
+    (:meth:`webhook.live.refresher.Refresher.namespaces_changed` is both, and coalesces).
 
     Timing knobs are parameters so tests can shrink them: ``watch_timeout`` (seconds the API
     server keeps one watch open; keep it below the snapshot staleness bound, since a quiet
-    watch refreshes :attr:`last_sync_time` only when it is renewed), ``connect_timeout`` and
-    ``read_timeout`` (per request; a watch's read timeout is ``watch_timeout + read_timeout``),
-    ``backoff_initial``/``backoff_max``/``backoff_factor`` and ``jitter`` (each delay is
-    stretched by a random fraction up to ``jitter``), ``stop_timeout`` (how long
-    :meth:`stop_sync` waits for the thread). ``page_size`` pages the list (``limit``).
+    watch refreshes the map's ``last_sync_time`` only when it is renewed), ``connect_timeout``
+    and ``read_timeout`` (per request; a watch's read timeout is ``watch_timeout +
+    read_timeout``), ``backoff_initial``/``backoff_max``/``backoff_factor`` and ``jitter``
+    (that fraction of each delay random, as in :mod:`webhook.live.backoff`), ``stop_timeout``
+    (how long :meth:`stop_sync` waits for the thread). ``page_size`` pages the list
+    (``limit``).
     """
 
     def __init__(
         self,
-        workspace_label: str,
+        namespace_map: NamespaceMap,
         *,
         api_client: k8s_client.ApiClient | None = None,
         on_change: OnChange | None = None,
-        clock: Callable[[], float] = time.monotonic,
         page_size: int = 500,
         watch_timeout: int = 300,
         connect_timeout: float = 5.0,
@@ -186,36 +133,23 @@ class NamespaceSource:
         stop_timeout: float = 2.0,
         rng: random.Random | None = None,
     ) -> None:
-        self.workspace_label = workspace_label
+        self.map = namespace_map
         self._api_client = api_client
         self._on_change = on_change
-        self._clock = clock
+        self._clock = time.monotonic
         self._page_size = page_size
         self._watch_timeout = watch_timeout
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._backoff_factor = backoff_factor
-        self._jitter = jitter
+        self._backoff = Backoff(backoff_initial, backoff_max, backoff_factor, jitter)
         self._stop_timeout = stop_timeout
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
 
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._response: urllib3.HTTPResponse | None = None
-        self._callback_pending = False
         self._progress = False  # the current watch has delivered an event or bookmark
-
-        self._data: dict[str, NamespaceInfo] = {}
-        self._version = 0
-        self._published: Mapping[str, NamespaceInfo] = MappingProxyType({})
-        self._published_version = 0
-        self._warned_modes: dict[str, str] = {}
-        self._synced = threading.Event()
-        self._last_sync_time: float | None = None
         self._resource_version: str | None = None
 
         #: Full lists made after the first successful one (410 Gone, expired continue).
@@ -229,28 +163,6 @@ class NamespaceSource:
         #: A short description of the most recent failure, for logs and status pages.
         self.last_error: str | None = None
 
-    # ------------------------------------------------------------------ what readers see
-
-    @property
-    def namespaces(self) -> Mapping[str, NamespaceInfo]:
-        """The current namespace map: an immutable copy, rebuilt only after a change."""
-        with self._lock:
-            if self._published_version != self._version:
-                self._published = MappingProxyType(dict(self._data))
-                self._published_version = self._version
-            return self._published
-
-    @property
-    def has_synced(self) -> bool:
-        """The initial list has completed (stays True while later failures are retried)."""
-        return self._synced.is_set()
-
-    @property
-    def last_sync_time(self) -> float | None:
-        """Clock time the source last knew it was in sync: a list completed, a watch opened,
-        delivered an event or bookmark, or ended normally. None before the first list."""
-        return self._last_sync_time
-
     @property
     def resource_version(self) -> str | None:
         """The resourceVersion the next watch resumes from (None: the next step is a list)."""
@@ -263,12 +175,12 @@ class NamespaceSource:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Start watching in a background thread; ``on_change`` runs on the running loop.
+        """Start watching in a background thread; returns at once.
 
-        Returns at once: use :attr:`has_synced` or :meth:`wait_synced` to know when the map
-        is complete. Raises :class:`SourceError` when no API configuration can be loaded.
+        Use the map's ``has_synced`` or :meth:`wait_synced` to know when it is complete.
+        Raises :class:`SourceError` when no API configuration can be loaded.
         """
-        self.start_sync(asyncio.get_running_loop())
+        self.start_sync()
 
     async def stop(self) -> None:
         """Stop the thread without blocking the event loop (at most ``stop_timeout``)."""
@@ -276,15 +188,14 @@ class NamespaceSource:
 
     async def wait_synced(self, timeout: float) -> bool:
         """Wait until the initial list has completed; False when ``timeout`` passes first."""
-        return await asyncio.to_thread(self._synced.wait, timeout)
+        return await asyncio.to_thread(self.map.wait_synced, timeout)
 
-    def start_sync(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Start the thread; ``on_change`` runs on ``loop`` if given, else on the thread."""
+    def start_sync(self) -> None:
+        """Start the thread."""
         if self._thread is not None:
-            raise RuntimeError("the namespace source is already started")
+            raise RuntimeError("the namespace reflector is already started")
         if self._api_client is None:
             self._api_client = load_api_client()
-        self._loop = loop
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="spacegate-namespaces", daemon=True)
         self._thread.start()
@@ -342,7 +253,7 @@ class NamespaceSource:
                     break
                 log.info("namespace watch expired (%s); relisting", exc)
                 self._resource_version = None
-                if self.has_synced:
+                if self.map.has_synced:
                     self.relists += 1
                 expiries = 0 if self._progress else expiries + 1
                 if expiries <= 1:
@@ -356,7 +267,7 @@ class NamespaceSource:
                 # reconnect at the shortest delay.
                 failures = 1 if self._progress else failures + 1
                 self._note_failure(_describe(exc))
-            delay = self._backoff(failures)
+            delay = self._backoff.delay(failures - 1, self._rng)
             log.debug("namespace source retrying in %.2fs", delay)
             if self._stopping.wait(delay):
                 break
@@ -373,11 +284,6 @@ class NamespaceSource:
             "watch" if self._resource_version is not None else "list",
             description,
         )
-
-    def _backoff(self, failures: int) -> float:
-        base = self._backoff_initial * self._backoff_factor ** max(0, failures - 1)
-        delay = min(self._backoff_max, base)
-        return float(delay * (1.0 + self._jitter * self._rng.random()))
 
     def _api(self) -> k8s_client.CoreV1Api:
         return k8s_client.CoreV1Api(self._api_client)
@@ -413,7 +319,7 @@ class NamespaceSource:
 
     def _list(self) -> None:
         """List every namespace (paged) and replace the map with the result."""
-        fresh: dict[str, NamespaceInfo] = {}
+        fresh: dict[str, Mapping[str, str]] = {}
         token: str | None = None
         resource_version: str | None = None
         while True:
@@ -431,7 +337,7 @@ class NamespaceSource:
             self._release(response, reusable=True)
             body = json.loads(data)
             for item in body.get("items") or []:
-                fresh[_name_of(item)] = self._info(_name_of(item), _labels_of(item))
+                fresh[_name_of(item)] = _labels_of(item)
             meta = body.get("metadata") or {}
             resource_version = meta.get("resourceVersion") or resource_version
             token = meta.get("continue") or None
@@ -439,17 +345,9 @@ class NamespaceSource:
                 break
         if not resource_version:
             raise ValueError("the namespace list carries no resourceVersion")
-        first = not self.has_synced
-        with self._lock:
-            changed = fresh != self._data
-            if changed:
-                self._data = fresh
-                self._version += 1
-            for name in set(self._warned_modes) - set(fresh):
-                del self._warned_modes[name]
+        first = not self.map.has_synced
+        changed = self.map.replace(fresh)
         self._resource_version = resource_version
-        self._last_sync_time = self._clock()
-        self._synced.set()
         log.info("listed %d namespaces at resourceVersion %s", len(fresh), resource_version)
         if changed or first:
             self._notify()
@@ -464,7 +362,7 @@ class NamespaceSource:
             timeout_seconds=self._watch_timeout,
             _request_timeout=(self._connect_timeout, self._watch_timeout + self._read_timeout),
         )
-        self._last_sync_time = self._clock()
+        self.map.touch()
         try:
             for line in _lines(response):
                 if self._stopping.is_set():
@@ -474,7 +372,7 @@ class NamespaceSource:
             self._release(response)
         if self._stopping.is_set():
             raise _Stopped
-        self._last_sync_time = self._clock()
+        self.map.touch()
         return self._progress or self._clock() - started >= self._watch_timeout / 2
 
     def _handle(self, event: Any) -> None:
@@ -491,77 +389,23 @@ class NamespaceSource:
         self._progress = True
         if kind == "BOOKMARK":
             self._resource_version = _resource_version_of(obj) or self._resource_version
-            self._last_sync_time = self._clock()
+            self.map.touch()
             return
         name = _name_of(obj)
-        changed = self._apply(name, None if kind == "DELETED" else _labels_of(obj))
+        changed = self.map.apply(name, None if kind == "DELETED" else _labels_of(obj))
         self.events += 1
         self._resource_version = _resource_version_of(obj) or self._resource_version
-        self._last_sync_time = self._clock()
+        self.map.touch()
         if changed:
             self._notify()
-
-    def _info(self, name: str, labels: Mapping[str, str]) -> NamespaceInfo:
-        info, invalid_mode = namespace_info(labels, self.workspace_label)
-        if invalid_mode is None:
-            self._warned_modes.pop(name, None)
-        elif self._warned_modes.get(name) != invalid_mode:
-            self._warned_modes[name] = invalid_mode
-            log.warning(
-                "namespace %s: ignoring label %s=%r (expected one of: %s); "
-                "the configured policy mode applies",
-                name,
-                MODE_LABEL,
-                invalid_mode,
-                ", ".join(MODES),
-            )
-        return info
-
-    def _apply(self, name: str, labels: Mapping[str, str] | None) -> bool:
-        """Record one namespace's new state (None: deleted); True when the map changed."""
-        info = None if labels is None else self._info(name, labels)
-        with self._lock:
-            if labels is None:
-                self._warned_modes.pop(name, None)
-                if name not in self._data:
-                    return False
-                del self._data[name]
-            else:
-                if name in self._data and self._data[name] == info:
-                    return False
-                self._data[name] = cast(NamespaceInfo, info)
-            self._version += 1
-            return True
 
     # ------------------------------------------------------------------ callbacks
 
     def _notify(self) -> None:
         if self._on_change is None:
             return
-        loop = self._loop
-        if loop is None:
-            self._deliver()
-            return
-        with self._lock:
-            if self._callback_pending:
-                return
-            self._callback_pending = True
         try:
-            loop.call_soon_threadsafe(self._deliver_on_loop)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            with self._lock:
-                self._callback_pending = False
-
-    def _deliver_on_loop(self) -> None:
-        with self._lock:
-            self._callback_pending = False
-        self._deliver()
-
-    def _deliver(self) -> None:
-        if self._on_change is None:
-            return
-        try:
-            self._on_change(self.namespaces)
+            self._on_change()
         except Exception:
             log.exception("namespace on_change callback failed")
 
@@ -574,15 +418,15 @@ def fetch_namespaces(
     timeout: float = 30.0,
 ) -> Mapping[str, NamespaceInfo]:
     """List namespaces once (``spacegate snapshot``); raises :class:`SourceError`."""
-    source = NamespaceSource(
-        workspace_label,
+    reflector = NamespaceReflector(
+        NamespaceMap(workspace_label),
         api_client=api_client,
         page_size=page_size,
         connect_timeout=min(timeout, 5.0),
         read_timeout=timeout,
     )
     try:
-        source._list()
+        reflector._list()
     except Exception as exc:
         raise SourceError(f"listing namespaces failed: {_describe(exc)}") from None
-    return source.namespaces
+    return reflector.map.namespaces

@@ -26,11 +26,13 @@ from kubernetes.config import kube_config
 from policy.config import MODE_LABEL
 from policy.snapshot import NamespaceInfo
 from tests.fakes.kubernetes import FakeKubernetes
+from webhook.live.kube import load_api_client
+from webhook.live.namespace_map import NamespaceMap
 from webhook.live.sources import SourceError
-from webhook.live.sources.namespaces import NamespaceSource, fetch_namespaces, load_api_client
+from webhook.live.sources.namespaces import NamespaceReflector, fetch_namespaces
 
 WS = "workspace.ghippo.io/id"
-MakeSource = Callable[..., NamespaceSource]
+MakeSource = Callable[..., NamespaceReflector]
 
 
 def eventually(check: Callable[[], bool], timeout: float = 2.0, what: str = "") -> None:
@@ -52,9 +54,9 @@ def fake() -> Iterator[FakeKubernetes]:
 @pytest.fixture
 def make_source() -> Iterator[MakeSource]:
     """Sources with test-sized timings, stopped at teardown."""
-    sources: list[NamespaceSource] = []
+    sources: list[NamespaceReflector] = []
 
-    def make(server: FakeKubernetes, **overrides: Any) -> NamespaceSource:
+    def make(server: FakeKubernetes, **overrides: Any) -> NamespaceReflector:
         options: dict[str, Any] = {
             "api_client": server.api_client(),
             "watch_timeout": 30,
@@ -66,7 +68,8 @@ def make_source() -> Iterator[MakeSource]:
             "stop_timeout": 2.0,
         }
         options.update(overrides)
-        source = NamespaceSource(WS, **options)
+        clock = options.pop("clock", time.monotonic)
+        source = NamespaceReflector(NamespaceMap(WS, clock=clock), **options)
         sources.append(source)
         return source
 
@@ -75,10 +78,10 @@ def make_source() -> Iterator[MakeSource]:
         source.stop_sync()
 
 
-def synced(source: NamespaceSource, fake: FakeKubernetes) -> NamespaceSource:
+def synced(source: NamespaceReflector, fake: FakeKubernetes) -> NamespaceReflector:
     """Start the source and wait for its list and its first watch."""
     source.start_sync()
-    eventually(lambda: source.has_synced, what="initial list")
+    eventually(lambda: source.map.has_synced, what="initial list")
     assert fake.wait_for_watches(1)
     return source
 
@@ -93,17 +96,17 @@ def test_the_initial_list_maps_every_namespace_to_its_workspace_and_mode(
     fake.create_namespace("team-b-dev", {WS: "102"})
     fake.create_namespace("sandbox")
     source = make_source(fake, clock=lambda: 1234.5)
-    assert not source.has_synced
-    assert source.last_sync_time is None
+    assert not source.map.has_synced
+    assert source.map.last_sync_time is None
 
     synced(source, fake)
 
-    assert dict(source.namespaces) == {
+    assert dict(source.map.namespaces) == {
         "team-a-dev": NamespaceInfo(workspace="101", mode="warn"),
         "team-b-dev": NamespaceInfo(workspace="102"),
         "sandbox": NamespaceInfo(),
     }
-    assert source.last_sync_time == 1234.5  # the caller's clock, not the wall clock
+    assert source.map.last_sync_time == 1234.5  # the caller's clock, not the wall clock
 
 
 def test_a_large_list_is_fetched_in_pages_and_arrives_complete(
@@ -113,8 +116,8 @@ def test_a_large_list_is_fetched_in_pages_and_arrives_complete(
         fake.create_namespace(f"ns-{i}", {WS: str(100 + i)})
     source = synced(make_source(fake, page_size=2), fake)
 
-    assert source.namespaces["ns-4"] == NamespaceInfo(workspace="104")
-    assert len(source.namespaces) == 5
+    assert source.map.namespaces["ns-4"] == NamespaceInfo(workspace="104")
+    assert len(source.map.namespaces) == 5
     lists = [r for r in fake.requests if r.is_namespace_list]
     assert [r.params.get("limit") for r in lists] == ["2", "2", "2"]
     assert "continue" not in lists[0].params
@@ -126,15 +129,15 @@ def test_the_published_map_is_an_immutable_copy(
 ) -> None:
     fake.create_namespace("team-a", {WS: "101"})
     source = synced(make_source(fake), fake)
-    before = source.namespaces
+    before = source.map.namespaces
 
     with pytest.raises(TypeError):
         before["intruder"] = NamespaceInfo(workspace="666")  # type: ignore[index]
     fake.label_namespace("team-a", {WS: "102"})
-    eventually(lambda: source.namespaces["team-a"].workspace == "102")
+    eventually(lambda: source.map.namespaces["team-a"].workspace == "102")
 
     assert before["team-a"].workspace == "101"  # a reader's copy never changes under it
-    assert source.namespaces is source.namespaces  # unchanged map: no copy per read
+    assert source.map.namespaces is source.map.namespaces  # unchanged map: no copy per read
 
 
 def test_label_changes_and_deletions_show_up_promptly(
@@ -145,22 +148,22 @@ def test_label_changes_and_deletions_show_up_promptly(
     source = synced(make_source(fake), fake)
 
     fake.label_namespace("team-a", {WS: "101"})
-    eventually(lambda: source.namespaces["team-a"] == NamespaceInfo("101"), what="label added")
+    eventually(lambda: source.map.namespaces["team-a"] == NamespaceInfo("101"), what="label added")
 
     fake.label_namespace("team-a", {WS: "103", MODE_LABEL: "audit"})
     eventually(
-        lambda: source.namespaces["team-a"] == NamespaceInfo("103", "audit"),
+        lambda: source.map.namespaces["team-a"] == NamespaceInfo("103", "audit"),
         what="label changed",
     )
 
     fake.label_namespace("team-a", {WS: None, MODE_LABEL: None})
-    eventually(lambda: source.namespaces["team-a"] == NamespaceInfo(), what="label removed")
+    eventually(lambda: source.map.namespaces["team-a"] == NamespaceInfo(), what="label removed")
 
     fake.delete_namespace("team-b")
-    eventually(lambda: "team-b" not in source.namespaces, what="namespace deleted")
+    eventually(lambda: "team-b" not in source.map.namespaces, what="namespace deleted")
 
     fake.create_namespace("team-c", {WS: "104"})
-    eventually(lambda: source.namespaces.get("team-c") == NamespaceInfo("104"), what="created")
+    eventually(lambda: source.map.namespaces.get("team-c") == NamespaceInfo("104"), what="created")
     assert source.errors == 0
     assert source.relists == 0
 
@@ -171,20 +174,20 @@ def test_an_empty_workspace_label_means_no_workspace(
     fake.create_namespace("team-a", {WS: ""})
     source = synced(make_source(fake), fake)
 
-    assert source.namespaces["team-a"] == NamespaceInfo(workspace=None)
+    assert source.map.namespaces["team-a"] == NamespaceInfo(workspace=None)
 
 
 def test_an_invalid_mode_label_is_ignored_with_one_warning(
     fake: FakeKubernetes, make_source: MakeSource, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="webhook.live.sources.namespaces")
+    caplog.set_level(logging.WARNING, logger="webhook.live.namespace_map")
     fake.create_namespace("team-a", {WS: "101", MODE_LABEL: "strict"})
     source = synced(make_source(fake), fake)
 
-    assert source.namespaces["team-a"] == NamespaceInfo(workspace="101", mode=None)
+    assert source.map.namespaces["team-a"] == NamespaceInfo(workspace="101", mode=None)
     fake.label_namespace("team-a", {"owner": "alice"})  # still "strict": no second warning
     fake.label_namespace("team-a", {WS: "102"})
-    eventually(lambda: source.namespaces["team-a"].workspace == "102")
+    eventually(lambda: source.map.namespaces["team-a"].workspace == "102")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "team-a" in warnings[0]
@@ -193,44 +196,28 @@ def test_an_invalid_mode_label_is_ignored_with_one_warning(
 
     fake.label_namespace("team-a", {MODE_LABEL: "Warn"})  # a different bad value: warned
     fake.label_namespace("team-a", {MODE_LABEL: "warn"})
-    eventually(lambda: source.namespaces["team-a"].mode == "warn")
+    eventually(lambda: source.map.namespaces["team-a"].mode == "warn")
     assert sum("'Warn'" in r.getMessage() for r in caplog.records) == 1
 
 
 # --------------------------------------------------------------------------- change callback
 
 
-def test_on_change_runs_on_the_event_loop_with_the_latest_map(fake: FakeKubernetes) -> None:
+def test_on_change_is_called_on_the_reflector_thread_after_the_map_changed(
+    fake: FakeKubernetes, make_source: MakeSource
+) -> None:
     fake.create_namespace("team-a", {WS: "101"})
     calls: list[tuple[int, Mapping[str, NamespaceInfo]]] = []
+    source = make_source(fake)
+    source._on_change = lambda: calls.append((threading.get_ident(), source.map.namespaces))
 
-    async def until(check: Callable[[], bool]) -> None:
-        deadline = time.monotonic() + 2.0
-        while not check():
-            assert time.monotonic() < deadline, "callback did not come"
-            await asyncio.sleep(0.01)
-
-    async def scenario() -> int:
-        source = NamespaceSource(
-            WS,
-            api_client=fake.api_client(),
-            on_change=lambda namespaces: calls.append((threading.get_ident(), namespaces)),
-            backoff_initial=0.01,
-        )
-        await source.start()
-        try:
-            assert await source.wait_synced(2.0)
-            await until(lambda: len(calls) == 1)  # the first list is announced
-            fake.label_namespace("team-a", {WS: "102"})
-            await until(lambda: calls[-1][1].get("team-a") == NamespaceInfo("102"))
-        finally:
-            await source.stop()
-        return threading.get_ident()
-
-    loop_thread = asyncio.run(scenario())
+    synced(source, fake)
+    eventually(lambda: len(calls) == 1, what="the first list is announced")
+    fake.label_namespace("team-a", {WS: "102"})
+    eventually(lambda: calls[-1][1].get("team-a") == NamespaceInfo("102"), what="change")
 
     assert calls[0][1] == {"team-a": NamespaceInfo("101")}
-    assert {thread for thread, _ in calls} == {loop_thread}
+    assert threading.get_ident() not in {thread for thread, _ in calls}
 
 
 def test_a_label_change_outside_workspace_and_mode_does_not_trigger_a_rebuild(
@@ -238,12 +225,14 @@ def test_a_label_change_outside_workspace_and_mode_does_not_trigger_a_rebuild(
 ) -> None:
     fake.create_namespace("team-a", {WS: "101"})
     calls: list[Mapping[str, NamespaceInfo]] = []
-    source = synced(make_source(fake, on_change=calls.append), fake)
+    source = make_source(fake)
+    source._on_change = lambda: calls.append(source.map.namespaces)
+    synced(source, fake)
     eventually(lambda: len(calls) == 1)
 
     fake.label_namespace("team-a", {"owner": "alice"})
     fake.label_namespace("team-a", {WS: "102"})
-    eventually(lambda: source.namespaces["team-a"].workspace == "102")
+    eventually(lambda: source.map.namespaces["team-a"].workspace == "102")
 
     assert len(calls) == 2
     assert calls[-1]["team-a"] == NamespaceInfo("102")
@@ -258,13 +247,13 @@ def test_a_dropped_watch_resumes_from_the_last_resource_version_without_a_relist
     fake.create_namespace("team-a", {WS: "101"})
     source = synced(make_source(fake), fake)
     fake.create_namespace("team-b", {WS: "102"})
-    eventually(lambda: "team-b" in source.namespaces)
+    eventually(lambda: "team-b" in source.map.namespaces)
     last_seen = fake.namespace("team-b")["metadata"]["resourceVersion"]  # type: ignore[index]
     fake.clear_requests()
 
     assert fake.drop_watches() == 1
     fake.create_namespace("team-c", {WS: "103"})
-    eventually(lambda: "team-c" in source.namespaces, what="event after the drop")
+    eventually(lambda: "team-c" in source.map.namespaces, what="event after the drop")
 
     assert not [r for r in fake.requests if r.is_namespace_list], "no relist"
     watches = [r for r in fake.requests if r.is_watch]
@@ -306,7 +295,7 @@ def test_a_bookmark_moves_the_resume_point_past_a_compaction(
 
     fake.drop_watches()
     fake.create_namespace("team-b", {WS: "102"})
-    eventually(lambda: "team-b" in source.namespaces)
+    eventually(lambda: "team-b" in source.map.namespaces)
 
     watches = [r for r in fake.requests if r.is_watch]
     assert watches[0].params["resourceVersion"] == bookmark
@@ -334,7 +323,7 @@ def test_compaction_during_an_outage_relists_and_loses_no_change(
 
     eventually(
         lambda: (
-            dict(source.namespaces)
+            dict(source.map.namespaces)
             == {"team-b": NamespaceInfo("202"), "team-c": NamespaceInfo("103")}
         ),
         what="the state after the outage",
@@ -355,15 +344,15 @@ def test_an_api_server_down_at_start_is_retried_until_it_comes_up(
         source = make_source(fake)
         source.start_sync()
         eventually(lambda: source.errors >= 2, what="failed attempts")
-        assert not source.has_synced
-        assert source.namespaces == {}
-        assert source.last_sync_time is None
+        assert not source.map.has_synced
+        assert source.map.namespaces == {}
+        assert source.map.last_sync_time is None
         assert source.last_error is not None
 
         fake.start()
 
-        eventually(lambda: source.has_synced, what="sync after the API server came up")
-        assert dict(source.namespaces) == {"team-a": NamespaceInfo("101")}
+        eventually(lambda: source.map.has_synced, what="sync after the API server came up")
+        assert dict(source.map.namespaces) == {"team-a": NamespaceInfo("101")}
     finally:
         fake.stop()
 
@@ -376,7 +365,7 @@ def test_server_errors_are_retried_with_exponential_backoff(
     source = make_source(fake, backoff_initial=0.05, backoff_factor=2.0, backoff_max=1.0)
 
     source.start_sync()
-    eventually(lambda: source.has_synced)
+    eventually(lambda: source.map.has_synced)
 
     lists = [r for r in fake.requests if r.is_namespace_list]
     assert [r.status for r in lists] == [500, 500, 500, 200]
@@ -399,7 +388,7 @@ def test_a_failing_watch_is_retried_from_the_same_resource_version(
     fake.fail_next(2, status=503)
     fake.drop_watches()
     fake.label_namespace("team-a", {WS: "102"})
-    eventually(lambda: source.namespaces["team-a"].workspace == "102")
+    eventually(lambda: source.map.namespaces["team-a"].workspace == "102")
 
     watches = [r for r in fake.requests if r.is_watch]
     assert [r.status for r in watches] == [503, 503, 200]
@@ -488,7 +477,7 @@ def test_starting_outside_a_cluster_without_a_kubeconfig_fails_clearly(
 ) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "none"))
-    source = NamespaceSource(WS)
+    source = NamespaceReflector(NamespaceMap(WS))
 
     with pytest.raises(SourceError, match="no Kubernetes API configuration"):
         asyncio.run(source.start())
