@@ -6,7 +6,7 @@ containers, one image from a private Harbor space so ``/mutate`` returns a patch
 TLS with keep-alive, at 1 and 16 concurrent connections.
 
 How: the server is started the way ``make run`` starts it (``spacegate serve``, one
-uvicorn worker; ``python -c 'from webhook.admission.server import serve; ...'`` when the console
+uvicorn worker; ``python -c 'from webhook.cli.serve import serve; ...'`` when the console
 script is missing), pinned to CPU 0 with ``taskset``; the load generator is Debian
 ``wrk`` with ``bench/wrk/admission.lua``, pinned to CPU 1. The same load then hits
 ``bench/bare_app.py`` (Starlette + uvicorn over the same TLS files, answering a constant
@@ -204,7 +204,7 @@ def spacegate_command(port: int, cert_dir: Path) -> list[str]:
     if script.exists():
         return [str(script), "serve", "--port", str(port), "--cert-dir", str(cert_dir)]
     code = (
-        "import sys; from webhook.admission.server import serve; "
+        "import sys; from webhook.cli.serve import serve; "
         f"sys.exit(serve(config=None, host='127.0.0.1', port={port}, cert_dir={str(cert_dir)!r}, "
         "tls_cert=None, tls_key=None))"
     )

@@ -1,4 +1,4 @@
-"""The reloading context under a real uvicorn server, wired the way ``webhook.server`` does it.
+"""The reloading context under a real uvicorn server, wired the way ``webhook.admission.server`` does it.
 
 uvicorn builds its SSL context once; ``ssl_context_factory`` (uvicorn >= 0.47) hands it ours
 instead, and our SNI callback does the rest. Run on both event loops uvicorn may pick, because

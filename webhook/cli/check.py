@@ -21,12 +21,9 @@ from policy.workload import (
     object_namespace,
     pod_spec,
 )
+from webhook.cli import exits
 from webhook.cli.manifests import Manifest
 from webhook.cli.table import render_table
-
-EXIT_ADMITTED = 0
-EXIT_DENIED = 1
-EXIT_BAD_INPUT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +52,10 @@ class CheckReport:
     @property
     def exit_code(self) -> int:
         if any(r.error for r in self.results):
-            return EXIT_BAD_INPUT
+            return exits.USAGE
         if any(not r.allowed for r in self.results):
-            return EXIT_DENIED
-        return EXIT_ADMITTED
+            return exits.REFUSED
+        return exits.OK
 
 
 def check_manifests(

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 
 from policy.config import ConfigError
 from policy.snapshot import Snapshot
-
-EXIT_USAGE = 2
+from webhook.cli import exits
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(exits.USAGE, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +96,7 @@ def _check(args: argparse.Namespace) -> int:
         manifests = list(load_manifests(args.filename))
     except ManifestError as exc:
         print(f"spacegate check: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
     report = check_manifests(snapshot, manifests, args.namespace or "default")
     if args.output == "json":
         print(to_json(report))
@@ -114,7 +113,7 @@ def _explain(args: argparse.Namespace) -> int:
 
     allowed, text = explain(_snapshot(args.config), args.image, args.namespace)
     print(text)
-    return 0 if allowed else 1
+    return exits.OK if allowed else exits.REFUSED
 
 
 def _images(args: argparse.Namespace) -> int:
@@ -123,24 +122,16 @@ def _images(args: argparse.Namespace) -> int:
     snapshot = _snapshot(args.config)
     render = images_json if args.output == "json" else images_table
     print(render(snapshot, args.namespace))
-    return 0
+    return exits.OK
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from webhook.admission.server import serve
+    from webhook.cli.serve import serve
 
     if bool(args.tls_cert) != bool(args.tls_key):
         print("spacegate serve: --tls-cert and --tls-key go together", file=sys.stderr)
-        return EXIT_USAGE
-    state_factory = None
-    if args.config is not None:
-        # A real config: list live registries, watch namespaces when a cluster is reachable,
-        # and reload the file on change. The embedded demo is static and needs none of it.
-        from webhook.live.mode import live_state_factory
-
-        state_factory = live_state_factory(args.config)
+        return exits.USAGE
     return serve(
-        state_factory=state_factory,
         config=args.config,
         host=args.host,
         port=args.port,
@@ -151,7 +142,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _certs(args: argparse.Namespace) -> int:
-    from certs.cli import generate_command
+    from webhook.cli.certs import generate_command
 
     return generate_command(args.service, args.namespace, args.out, args.dns, args.ip)
 
@@ -178,11 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
         print(f"spacegate {args.command}: config error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
     except KeyboardInterrupt:
-        return 130
+        return exits.INTERRUPTED
     except BrokenPipeError:  # `spacegate check ... | head`
-        return 0
+        return exits.OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,14 +28,11 @@ import yaml
 
 from policy.config import MODE_LABEL, Config, ConfigError, format_duration
 from policy.snapshot import NamespaceInfo, Snapshot
+from webhook.cli import exits
 from webhook.live.kube import ApiClientFactory, kube_configured
 from webhook.live.refresher import DEFAULT_FETCH_TIMEOUT, Refresher, SourceFactory
 from webhook.live.sources import SourceError
 from webhook.settings import EMBEDDED_DEMO, read_config
-
-EXIT_OK = 0
-EXIT_SOURCE_FAILED = 1
-EXIT_USAGE = 2
 
 PROG = "spacegate snapshot"
 
@@ -235,7 +232,7 @@ def run(
         config = read_config(config_path)
     except ConfigError as exc:
         print(f"{PROG}: config error: {exc}", file=err)
-        return EXIT_USAGE
+        return exits.USAGE
     if source_factory is None:
         from webhook.live.sources.factory import make_source
 
@@ -255,7 +252,7 @@ def run(
             what = "namespaces" if name == "namespaces" else f"registry {name!r}"
             print(f"{PROG}: {what} failed: {error}", file=err)
         print(f"{PROG}: nothing written ({len(failures)} source(s) failed)", file=err)
-        return EXIT_SOURCE_FAILED
+        return exits.REFUSED
     text = render(
         config,
         snapshot,
@@ -267,7 +264,7 @@ def run(
         _write(text, output, out)
     except OSError as exc:
         print(f"{PROG}: cannot write {output}: {exc.strerror or exc}", file=err)
-        return EXIT_USAGE
+        return exits.USAGE
     if output not in (None, "-"):
         listed = sum(len(state.spaces) for state in snapshot.registries.values())
         ns_count = len(namespaces) if namespaces is not None else len(config.namespaces)
@@ -276,4 +273,4 @@ def run(
             f"{ns_count} namespaces",
             file=err,
         )
-    return EXIT_OK
+    return exits.OK

@@ -571,10 +571,10 @@ def test_an_exception_inside_decide_becomes_a_logged_error_and_a_well_formed_rep
     def broken_decide(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("webhook.admission.app.decide", broken_decide)
+    monkeypatch.setattr("webhook.admission.outcomes.decide", broken_decide)
     data = review(pod(TEAM_A_IMAGE), uid="uid-of-the-failure")
 
-    with caplog.at_level(logging.ERROR, logger="webhook.admission.app"):
+    with caplog.at_level(logging.ERROR, logger="webhook.admission.endpoint"):
         on_validate = validate(client, data)
         on_mutate = mutate(client, data)
 
@@ -582,7 +582,7 @@ def test_an_exception_inside_decide_becomes_a_logged_error_and_a_well_formed_rep
     assert on_validate["status"]["code"] == 500
     assert "uid-of-the-failure" in on_validate["status"]["message"]
     assert on_mutate == {"uid": "uid-of-the-failure", "allowed": True}
-    errors = [r for r in caplog.records if r.name == "webhook.admission.app"]
+    errors = [r for r in caplog.records if r.name == "webhook.admission.endpoint"]
     assert errors
     assert errors[0].exc_info is not None
     assert "RuntimeError: boom" in JsonFormatter().format(errors[0])

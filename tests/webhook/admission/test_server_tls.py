@@ -29,8 +29,8 @@ import pytest
 
 from certs.reload import ReloadingTLSContext
 from policy.snapshot import Snapshot
+from webhook.admission._batching import StepBatchingTransport
 from webhook.admission.logs import DECISION_LOGGER, DecisionLog
-from webhook.admission.server import StepBatchingTransport
 from webhook.state import StaticState
 
 from ..conftest import (
@@ -362,7 +362,7 @@ class Process:
 
     def __init__(self, cwd: Path, **kwargs: Any) -> None:
         self.port = kwargs.setdefault("port", free_port())
-        code = f"import sys\nfrom webhook.admission.server import serve\nsys.exit(serve(**{kwargs!r}))\n"
+        code = f"import sys\nfrom webhook.cli.serve import serve\nsys.exit(serve(**{kwargs!r}))\n"
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
         self.out_file = cwd / "serve.out"
         self.err_file = cwd / "serve.err"

@@ -569,9 +569,9 @@ bindings:
 
 
 def test_the_live_factory_fits_serve(tmp_path: Path) -> None:
-    from webhook.admission.server import ConfigStateFactory
+    from webhook.cli.serve import ConfigStateOpener
 
-    factory: ConfigStateFactory = live_state_factory(None, kube=False)
+    factory: ConfigStateOpener = live_state_factory(None, kube=False)
     opened: Any = factory(static_harbor())
 
     async def scenario() -> None:

@@ -12,12 +12,10 @@ import sys
 from certs.errors import CertificateError
 from certs.files import generate
 from certs.inspect import inspect_certificate
+from webhook.cli import exits
 
 __all__ = ["generate_command"]
 
-EXIT_OK = 0
-EXIT_IO_ERROR = 1
-EXIT_BAD_INPUT = 2
 
 
 def generate_command(
@@ -32,11 +30,11 @@ def generate_command(
         paths = generate(service, namespace, out, extra_dns, extra_ips)
     except CertificateError as exc:
         print(f"spacegate certs generate: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return exits.USAGE
     except OSError as exc:
         where = exc.filename if exc.filename is not None else out
         print(f"spacegate certs generate: cannot write {where}: {exc.strerror}", file=sys.stderr)
-        return EXIT_IO_ERROR
+        return exits.FAILED
     info = inspect_certificate(paths.cert.read_bytes(), str(paths.cert))
     names = ", ".join((*info.dns_names, *info.ip_addresses))
     print(f"wrote {paths.ca_cert} (CA certificate: the webhook's caBundle)")
@@ -50,4 +48,4 @@ def generate_command(
         f" --cert={paths.cert} --key={paths.key}"
     )
     print(f"  caBundle: base64 -w0 {paths.ca_cert}")
-    return EXIT_OK
+    return exits.OK

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from certs.cli import generate_command
 from certs.inspect import verify_server_certificate
+from webhook.cli.certs import generate_command
 
 
 def test_generate_writes_the_files_and_says_what_to_do_with_them(

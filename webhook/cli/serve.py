@@ -1,0 +1,115 @@
+"""``spacegate serve``: the one place where the admission server and live mode meet.
+
+The admission room (``webhook.admission``) serves whatever snapshot state it is handed; the
+live room (``webhook.live``) keeps a snapshot current; neither imports the other. This command
+loads the config, picks the state (the embedded demo and offline configs are static; a config
+file runs live mode: registries listed, namespaces watched, the file reloaded on change),
+resolves the TLS files and runs the server.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+from certs.errors import CertificateError
+from certs.reload import DEFAULT_WATCH_INTERVAL, ReloadingTLSContext
+from policy.config import Config, ConfigError
+from policy.snapshot import Snapshot
+from webhook.admission.app import AppSettings, StateOpener, create_app, static_state
+from webhook.admission.logs import configure_logging
+from webhook.admission.server import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    TLSFiles,
+    build_server,
+    resolve_tls_files,
+    run_server,
+)
+from webhook.cli import exits
+from webhook.settings import EMBEDDED_DEMO, read_config
+from webhook.state import SnapshotState
+
+# Opens the snapshot state for a loaded config (live mode's ``live_state_factory``).
+ConfigStateOpener = Callable[[Config], AbstractAsyncContextManager[SnapshotState]]
+
+
+def serve(
+    *,
+    config: str | None = None,
+    host: str | None = None,
+    port: int = DEFAULT_PORT,
+    cert_dir: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    state_factory: ConfigStateOpener | None = None,
+    live: bool | None = None,
+    sockets: list[socket.socket] | None = None,
+    watch_interval: float = DEFAULT_WATCH_INTERVAL,
+) -> int:
+    """Serve the admission webhook until SIGTERM or SIGINT; return the exit status.
+
+    ``config`` is a config file (None: the embedded demo). The state: ``state_factory`` when
+    given; else live mode when ``live`` (default: whenever a config file is given), else the
+    config as a static snapshot. ``sockets`` (pre-bound listening sockets) replaces
+    host/port for tests and socket activation. Returns 0 after a requested stop, 1 when
+    the server could not start, 2 for an unusable config or TLS files.
+    """
+    sink = configure_logging()
+    bind_host = host or DEFAULT_HOST
+    try:
+        cfg = read_config(config)
+        files = resolve_tls_files(cert_dir=cert_dir, tls_cert=tls_cert, tls_key=tls_key)
+        tls = ReloadingTLSContext(files.cert, files.key)
+    except (ConfigError, CertificateError) as exc:
+        print(f"spacegate serve: {exc}", file=sys.stderr)
+        return exits.USAGE
+
+    if state_factory is None and (live if live is not None else config is not None):
+        # A real config: list live registries, watch namespaces when a cluster is reachable,
+        # and reload the file on change. The embedded demo is static and needs none of it.
+        from webhook.live.mode import live_state_factory
+
+        state_factory = live_state_factory(config)
+    opener: StateOpener
+    if state_factory is None:
+        opener = static_state(Snapshot.from_config(cfg))
+    else:
+        open_live = state_factory
+
+        def opener() -> AbstractAsyncContextManager[SnapshotState]:
+            return open_live(cfg)
+
+    # A lambda, not tls.not_after.timestamp: the certificate (and its expiry) is reloaded.
+    expiry = lambda: tls.not_after.timestamp()  # noqa: E731, PLW0108
+    app = create_app(AppSettings(state=opener, tls_not_after=expiry, log_sink=sink))
+    server = build_server(app, host=bind_host, port=port, tls=tls.context)
+    _print_banner(bind_host, port, sockets, files, config)
+    stopped = run_server(server, tls, sink=sink, sockets=sockets, watch_interval=watch_interval)
+    return exits.OK if stopped else exits.FAILED
+
+
+def _print_banner(
+    host: str,
+    port: int,
+    sockets: list[socket.socket] | None,
+    files: TLSFiles,
+    config: str | None,
+) -> None:
+    if sockets:
+        host, port = sockets[0].getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    lines = [
+        f"spacegate: serving https://{shown}:{port} "
+        f"(config: {config or EMBEDDED_DEMO}; endpoints /validate /mutate /healthz /readyz "
+        "/metrics)",
+        f"spacegate: TLS certificate {files.cert}, key {files.key}",
+    ]
+    if files.ca is not None:
+        lines.append(f"spacegate: CA certificate {files.ca.resolve()}")
+        lines.append(
+            f"spacegate: try  curl --cacert {files.ca} https://{shown}:{port}/healthz"
+        )
+    print("\n".join(lines), flush=True)
