@@ -3,7 +3,7 @@
 The apiserver calls a webhook Service over TLS with ServerName ``<svc>.<ns>.svc`` and verifies
 the chain against the webhook configuration's ``caBundle``. Since Go 1.15 (Kubernetes 1.19) the
 Common Name is ignored, so the serving certificate must carry that name as a DNS SAN
-(docs/admission-protocol.md §5). This module therefore always puts ``svc``, ``svc.ns``,
+(docs/protocol.md §4). This module therefore always puts ``svc``, ``svc.ns``,
 ``svc.ns.svc`` and ``svc.ns.svc.cluster.local`` in the SAN extension, signs with SHA-256 (the
 hook client counts SHA-1 as insecure) and adds the extensions a strict RFC 5280 / Web PKI
 verifier expects: basicConstraints and keyUsage on both certificates, serverAuth EKU, SKI and AKI.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, cast
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import yaml
@@ -561,6 +561,66 @@ def parse_config(data: object) -> Config:
         bindings=bindings,
         namespaces=namespaces,
     )
+
+
+def dump_config(config: Config, *, credentials: bool = True) -> dict[str, Any]:
+    """The inverse of :func:`parse_config`: a plain document that parses back to ``config``.
+
+    Every setting is written out, defaults included, so the document says what is in force.
+    ``credentials=False`` leaves out the credential file references (``spacegate snapshot``
+    writes configs for offline checks, which never call a registry).
+    """
+    policy = config.policy
+    guard = policy.namespace_guard
+    policy_doc: dict[str, Any] = {
+        "mode": policy.mode,
+        "unknownRegistry": policy.unknown_registry,
+        "unknownSpace": policy.unknown_space,
+        "pullSecretName": policy.pull_secret_name,
+        "exemptNamespaces": sorted(policy.exempt_namespaces),
+        "maxStaleness": format_duration(policy.max_staleness),
+    }
+    if guard != NamespaceGuard():
+        policy_doc["namespaceGuard"] = {
+            "enabled": guard.enabled,
+            "users": sorted(guard.users),
+            "groups": sorted(guard.groups),
+            "serviceAccounts": sorted(guard.service_accounts),
+        }
+    registries = []
+    for registry in config.registries:
+        entry: dict[str, Any] = {
+            "name": registry.name,
+            "type": registry.type,
+            "url": registry.url,
+            "hosts": list(registry.hosts),
+        }
+        if registry.workspace is not None:
+            entry["workspace"] = registry.workspace
+        entry["anonymousPull"] = registry.anonymous_pull
+        if credentials and registry.credentials is not None:
+            entry["credentials"] = {
+                key: value
+                for key, value in (
+                    ("usernameFile", registry.credentials.username_file),
+                    ("passwordFile", registry.credentials.password_file),
+                )
+                if value is not None
+            }
+        entry["refreshInterval"] = format_duration(registry.refresh_interval)
+        if registry.spaces is not None:
+            entry["spaces"] = [{"name": s.name, "public": s.public} for s in registry.spaces]
+        registries.append(entry)
+    return {
+        "workspaceLabel": config.workspace_label,
+        "policy": policy_doc,
+        "registries": registries,
+        "bindings": [
+            {"registry": b.registry, "space": b.space, "workspaces": list(b.workspaces)}
+            for b in config.bindings
+        ],
+        "namespaces": dict(sorted(config.namespaces.items())),
+    }
 
 
 def load_config(text: str, source: str = "<config>") -> Config:

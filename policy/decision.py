@@ -1,8 +1,8 @@
 """The decision: may this pod spec's images be used in this namespace?
 
-Implements DESIGN.md "Decision rules" 1-6. Everything here is pure and works on a
-:class:`~policy.snapshot.Snapshot`, so the admission server, the CLI and the tests all decide
-through the same function.
+Implements the decision rules 1-6 of ``docs/architecture.md``. Everything here is pure and
+works on a :class:`~policy.snapshot.Snapshot`, so the admission server, the CLI and the tests
+all decide through the same function.
 
 Per-image verdicts depend only on (image, registry data, namespace workspace), so they are
 memoized per snapshot: a busy cluster sees the same few hundred images over and over, and a
@@ -27,7 +27,7 @@ from policy.reference import (
     is_local_image_id,
     parse_reference,
 )
-from policy.snapshot import NamespaceInfo, Snapshot
+from policy.snapshot import NamespaceInfo, RegistryState, Snapshot
 from policy.workload import IMAGE_SOURCES, pulled_images
 
 Verdict = Literal["allowed", "denied", "warned", "audited", "exempt", "skipped"]
@@ -56,6 +56,9 @@ class ImageVerdict:
     space: str | None = None
     needs_secret: bool = False
     warn: bool = False  # allowed, but an unknownRegistry/unknownSpace "warn" applies
+    # Which rule decided: "invalid", "unknown-registry", "unknown-space", "workspace-registry",
+    # "docker-registry", "public", "bound" or "unbound".
+    rule: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,8 +215,19 @@ def _evaluate(snapshot: Snapshot, image: str, workspace: str | None) -> ImageVer
             f"registry {host} is not managed by spacegate "
             f"(policy.unknownRegistry: {policy.unknown_registry})",
         )
+    return space_verdict(snapshot, state, ref.path.split("/", 1)[0], workspace)
+
+
+def space_verdict(
+    snapshot: Snapshot, state: RegistryState, space: str, workspace: str | None
+) -> ImageVerdict:
+    """Rules 3-4: may a namespace of ``workspace`` use ``space`` of this registry?
+
+    The one implementation of visibility: :func:`evaluate_image` asks it for the space an
+    image names, :func:`visible_spaces` for every space a registry has.
+    """
+    policy = snapshot.policy
     registry = state.registry
-    space = ref.path.split("/", 1)[0]
     where = {"registry": registry.name, "space": space}
 
     if registry.type == "harbor":
@@ -241,6 +255,7 @@ def _evaluate(snapshot: Snapshot, image: str, workspace: str | None) -> ImageVer
                 registry.name,
                 space,
                 needs_secret,
+                rule="workspace-registry",
             )
         return ImageVerdict(
             False,
@@ -248,15 +263,24 @@ def _evaluate(snapshot: Snapshot, image: str, workspace: str | None) -> ImageVer
             f"and visible to it only",
             registry.name,
             space,
+            rule="workspace-registry",
         )
 
     if public:
+        docker = registry.type == "docker-registry"
         why = (
             f"space {space!r} of platform Docker Registry {registry.name!r} (all public)"
-            if registry.type == "docker-registry"
+            if docker
             else f"public space {space!r} of registry {registry.name!r}"
         )
-        return ImageVerdict(True, why, registry.name, space, needs_secret)
+        return ImageVerdict(
+            True,
+            why,
+            registry.name,
+            space,
+            needs_secret,
+            rule="docker-registry" if docker else "public",
+        )
     bound = snapshot.bound_workspaces(registry.name, space)
     if workspace is not None and workspace in bound:
         return ImageVerdict(
@@ -266,6 +290,7 @@ def _evaluate(snapshot: Snapshot, image: str, workspace: str | None) -> ImageVer
             registry.name,
             space,
             needs_secret,
+            rule="bound",
         )
     if workspace is None:
         why = (
@@ -277,7 +302,47 @@ def _evaluate(snapshot: Snapshot, image: str, workspace: str | None) -> ImageVer
             f"private space {space!r} of registry {registry.name!r} is not bound to "
             f"workspace {workspace}"
         )
-    return ImageVerdict(False, why, registry.name, space)
+    return ImageVerdict(False, why, registry.name, space, rule="unbound")
+
+
+@dataclass(frozen=True, slots=True)
+class VisibleSpace:
+    """A space a namespace may use (``spacegate images``), and why."""
+
+    registry: str
+    host: str
+    space: str  # "*" for a Docker Registry whose catalog is not known
+    public: bool
+    rule: str  # the ImageVerdict rule that allows it
+    workspace: str | None  # the registry's workspace, for a workspace-integrated one
+    needs_secret: bool
+
+
+def visible_spaces(snapshot: Snapshot, namespace: str) -> list[VisibleSpace]:
+    """Every space a namespace may use, registry by registry, by the rules of ``decide``."""
+    workspace = snapshot.namespace(namespace).workspace
+    out: list[VisibleSpace] = []
+    for state in snapshot.registries.values():
+        registry = state.registry
+        if registry.type == "docker-registry":
+            spaces = dict.fromkeys(sorted(state.spaces) or ["*"], True)
+        else:
+            spaces = dict(sorted(state.spaces.items()))
+        for space, public in spaces.items():
+            verdict = space_verdict(snapshot, state, space, workspace)
+            if verdict.allowed and not verdict.warn:
+                out.append(
+                    VisibleSpace(
+                        registry.name,
+                        registry.hosts[0],
+                        space,
+                        public,
+                        verdict.rule,
+                        registry.workspace,
+                        verdict.needs_secret,
+                    )
+                )
+    return out
 
 
 def _remedy(verdict: ImageVerdict, namespace: str, workspace: str | None) -> str:
@@ -369,7 +434,7 @@ def decide(
     sub_resource: str = "",
     unchanged: frozenset[str] = frozenset(),
 ) -> Decision:
-    """Decide on every image of a pod spec for a namespace (rules 1-6 of DESIGN.md).
+    """Decide on every image of a pod spec for a namespace (rules 1-6 of docs/architecture.md).
 
     ``unchanged`` (UPDATE only) holds the images the object already had before the
     update (``oldObject``). They were admitted when they were introduced and are not

@@ -1,9 +1,9 @@
 """The snapshot: everything a decision needs, frozen at one moment.
 
 Admission must never wait on a registry or the Kubernetes API, so decisions read a plain
-immutable object that the refresher (``webhook.live.refresher``) rebuilds in the background and swaps
-in atomically. The same object is built from a static config for offline checks, so the CLI
-and the webhook decide with one code path.
+immutable object that the refresher (``webhook.live.refresher``) rebuilds in the background
+and swaps in atomically. The same object is built from a static config for offline checks,
+so the CLI and the webhook decide with one code path.
 
 Lookups on the hot path are dict lookups: registry by image domain, space visibility by
 name, bound workspaces by ``(registry, space)``, namespace by name.

@@ -3,7 +3,7 @@
 The validating webhook checks workloads as well as Pods so that ``kubectl apply`` of a
 Deployment fails at once instead of its Pods failing later inside a ReplicaSet. This module
 knows, for every pod-producing kind, the JSON pointer of its pod spec
-(``docs/admission-protocol.md`` §6) and keeps the one list of places in a pod spec where the
+(``docs/protocol.md`` §3) and keeps the one list of places in a pod spec where the
 kubelet finds an image to pull (:data:`IMAGE_SOURCES`): ``initContainers``, ``containers``,
 ``ephemeralContainers`` and image volumes (``volumes[].image.reference``, pulled with the
 Pod's pull secrets like a container image). The decision, its memo key, the UPDATE
@@ -51,17 +51,25 @@ WORKLOAD_GROUPS: Mapping[str, str] = {
 }
 
 
-def is_workload(kind: object, api_version: object) -> bool:
-    """A pod-producing kind of its own API group (``apiVersion`` as in a manifest).
+def api_group(api_version: object) -> str | None:
+    """The API group of a manifest's ``apiVersion`` (``apps/v1`` → ``apps``, ``v1`` → ``""``).
 
-    An object without ``apiVersion`` (some AdmissionReview captures) is judged by kind.
+    None when there is no ``apiVersion`` to tell (some AdmissionReview captures lack it).
+    """
+    if not isinstance(api_version, str) or not api_version:
+        return None
+    return api_version.rpartition("/")[0]
+
+
+def is_workload(kind: object, group: str | None) -> bool:
+    """A pod-producing kind of its own API group: what spacegate decides on.
+
+    A custom resource that happens to be called ``Job`` in another group is not one. With
+    ``group`` None (unknown) the kind alone decides.
     """
     if not isinstance(kind, str) or kind not in WORKLOAD_GROUPS:
         return False
-    if not isinstance(api_version, str) or not api_version:
-        return True
-    group = api_version.rpartition("/")[0]
-    return WORKLOAD_GROUPS[kind] == group
+    return group is None or WORKLOAD_GROUPS[kind] == group
 
 
 

@@ -5,7 +5,7 @@ they accept ``timeoutSeconds: 99``, ``sideEffects: Some``, a webhook named ``val
 ``caBundle`` that is not PEM. The apiserver rejects all of those at ``helm install`` time, so
 the chart's tests need the apiserver's rules too. This module re-implements them from
 ``pkg/apis/admissionregistration/validation/validation.go`` and
-``apiserver/pkg/util/webhook/validation.go`` as summarised in docs/admission-protocol.md §4.
+``apiserver/pkg/util/webhook/validation.go`` (see docs/protocol.md).
 Each error names the field path the way the apiserver does, so a failing test reads like the
 install error an admin would have seen.
 """
@@ -184,7 +184,7 @@ def _review_versions_errors(path: str, versions: Sequence[Any] | None) -> list[s
 def webhook_configuration_errors(obj: Mapping[str, Any]) -> list[str]:
     """Every reason the apiserver would refuse to create this webhook configuration.
 
-    An empty list means the object passes the rules listed in admission-protocol.md §4
+    An empty list means the object passes the rules listed in the module docstring
     (for a create through admissionregistration.k8s.io/v1).
     """
     kind = obj.get("kind")

@@ -1,7 +1,7 @@
 """The apiserver can verify the webhook's certificate, in each certificates.mode, across upgrades.
 
 The apiserver verifies the chain against the webhook configuration's caBundle and the host
-name `<svc>.<ns>.svc` (admission-protocol.md §5). These tests do the same verification on
+name `<svc>.<ns>.svc` (docs/protocol.md §4). These tests do the same verification on
 what the chart rendered, with cryptography's X.509 verifier and with a real TLS handshake.
 """
 

@@ -1,4 +1,4 @@
-"""The decision rules of DESIGN.md, one behaviour per test."""
+"""The decision rules of docs/architecture.md, one behaviour per test."""
 
 from __future__ import annotations
 
@@ -585,3 +585,35 @@ def test_the_registrys_default_port_cannot_be_used_to_step_around_it() -> None:
                       pod("harbor.example.com:443/team-b/api:1.0"))
     assert not decision.allowed
     assert "private space 'team-b' of registry 'harbor' is not bound" in decision.message
+
+
+# --------------------------------------------------------------------------- visible spaces
+
+
+@pytest.mark.parametrize("namespace", ["team-a-dev", "team-b-dev", "nowhere", "kube-system"])
+def test_visible_spaces_are_exactly_the_spaces_decide_allows(namespace: str) -> None:
+    from policy.decision import visible_spaces
+
+    visible = {(v.registry, v.space) for v in visible_spaces(SNAP, namespace)}
+    for state in SNAP.registries.values():
+        registry = state.registry
+        for space in sorted(state.spaces) or ["anything"]:
+            image = f"{registry.hosts[0]}/{space}/app:1"
+            [verdict] = decide(SNAP, namespace, pod(image)).containers
+            listed = (registry.name, space if state.spaces else "*") in visible
+            allowed = verdict.verdict in ("allowed", "exempt") and not verdict.refused
+            if namespace == "kube-system":
+                continue  # exempt: everything passes, visibility is still the workspace's
+            assert listed == allowed, (namespace, image, verdict.reason)
+
+
+def test_visible_spaces_say_which_rule_allows_them_and_whether_a_secret_is_needed() -> None:
+    from policy.decision import visible_spaces
+
+    by_space = {(v.registry, v.space): v for v in visible_spaces(SNAP, "team-b-dev")}
+    assert by_space[("harbor", "library")].rule == "public"
+    assert ("harbor", "team-a") not in by_space
+    assert by_space[("ws-harbor", "priv")].rule == "workspace-registry"
+    assert by_space[("ws-harbor", "priv")].needs_secret
+    assert by_space[("platform", "*")].rule == "docker-registry"
+    assert by_space[("locked", "*")].needs_secret

@@ -2,8 +2,8 @@
 
 Three layers of evidence:
 
-- hand-written cases, one per row of ``docs/admission-protocol.md`` §7 ("rules that are easy to
-  get wrong"), so the rules stay tested when the shared test data is absent;
+- hand-written cases, one per "rule that is easy to get wrong" of the upstream library
+  (results of github.com/distribution/reference), so the rules stay tested without shared data;
 - the upstream Go tests' own vectors and an oracle of the real library's results
   (``../shared/testdata``; skipped, saying why, when that folder is absent);
 - hypothesis properties: what the parser prints, it reads back unchanged.

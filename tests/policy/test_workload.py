@@ -8,6 +8,7 @@ import pytest
 
 from policy.workload import (
     WorkloadError,
+    api_group,
     images,
     is_workload,
     object_name,
@@ -99,12 +100,13 @@ def test_generate_name_stands_in_for_a_missing_name() -> None:
 
 
 def test_workloads_are_recognized_by_kind_and_api_group() -> None:
-    assert is_workload("Deployment", "apps/v1")
-    assert is_workload("Pod", "v1")
-    assert is_workload("Job", None)  # captured objects may lack apiVersion
-    assert not is_workload("Job", "batch.volcano.sh/v1alpha1")
-    assert not is_workload("Deployment", "extensions.example.com/v1")
-    assert not is_workload("Service", "v1")
+    assert is_workload("Deployment", api_group("apps/v1"))
+    assert is_workload("Pod", api_group("v1"))
+    assert is_workload("Job", api_group(None))  # captured objects may lack apiVersion
+    assert not is_workload("Job", api_group("batch.volcano.sh/v1alpha1"))
+    assert not is_workload("Deployment", api_group("extensions.example.com/v1"))
+    assert not is_workload("Service", "")
+    assert not is_workload("Deployment", "")  # a review's group is always known
 
 
 def test_images_lists_each_image_once() -> None:

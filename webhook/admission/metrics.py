@@ -28,7 +28,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 
-from webhook.admission.review import OPERATIONS, WORKLOAD_GROUPS
+from policy.workload import WORKLOAD_GROUPS
+from webhook.admission.review import OPERATIONS
 from webhook.state import SnapshotState
 
 __all__ = ["CONTENT_TYPE", "RESULTS", "Metrics"]

@@ -2,7 +2,7 @@
 
 This is the only module that knows the JSON shape of an ``AdmissionReview``. Deciding is
 ``policy.decide``'s job and HTTP is ``webhook.admission.app``'s; keeping the codec apart means every
-rule of ``docs/admission-protocol.md`` §1-2 is checked in one place and tested without a
+rule of ``docs/protocol.md`` §1-2 is checked in one place and tested without a
 server (controller-runtime keeps ``decode.go``/``response.go`` apart from ``http.go`` for the
 same reason).
 
@@ -30,7 +30,7 @@ from typing import Any, Final, Literal, NamedTuple, NotRequired, TypedDict
 import orjson
 
 from policy.decision import Decision, single_line
-from policy.workload import WORKLOAD_GROUPS, object_name, object_namespace
+from policy.workload import is_workload, object_name, object_namespace
 
 __all__ = [
     "API_VERSIONS",
@@ -38,7 +38,6 @@ __all__ = [
     "OPERATIONS",
     "V1",
     "V1BETA1",
-    "WORKLOAD_GROUPS",
     "EncodedReply",
     "MalformedReview",
     "Reply",
@@ -166,7 +165,7 @@ class ReviewRequest(NamedTuple):
     @property
     def is_workload(self) -> bool:
         """A pod-producing kind of its own API group: something spacegate decides on."""
-        return WORKLOAD_GROUPS.get(self.kind) == self.group
+        return is_workload(self.kind, self.group)
 
 
 def _describe(value: object) -> str:

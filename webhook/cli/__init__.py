@@ -1,1 +1,13 @@
-"""TODO"""
+"""The ``spacegate`` commands (console script ``spacegate``, also ``python -m webhook``).
+
+- ``main`` — argument parsing and dispatch; heavy imports happen inside each command.
+- ``check`` — the dry-run policy check over manifests; ``manifests`` reads them (files,
+  directories, stdin, lists, multi-document Helm output); ``table`` renders CLI tables.
+- ``explain`` — ``explain`` (why an image is allowed or refused) and ``images`` (what a
+  namespace may use).
+- ``snapshot`` — sync once from live sources and write an offline config.
+- ``certs`` — ``certs generate``: a CA and serving certificate for a Service.
+- ``serve`` — the HTTPS webhook: the one place that joins :mod:`webhook.admission` and
+  :mod:`webhook.live`.
+- ``exits`` — the exit codes every command shares.
+"""

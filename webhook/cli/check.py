@@ -16,6 +16,7 @@ from policy.decision import Decision, decide
 from policy.snapshot import Snapshot
 from policy.workload import (
     WorkloadError,
+    api_group,
     is_workload,
     object_name,
     object_namespace,
@@ -68,7 +69,7 @@ def check_manifests(
         kind = obj.get("kind")
         namespace = object_namespace(obj) or default_namespace
         name = object_name(obj) or "(unnamed)"
-        if not is_workload(kind, obj.get("apiVersion")):
+        if not is_workload(kind, api_group(obj.get("apiVersion"))):
             report.skipped += 1
             continue
         try:
@@ -89,7 +90,7 @@ def check_manifests(
 
 
 def to_json(report: CheckReport) -> str:
-    """One object per checked workload (the contract in DESIGN.md)."""
+    """One object per checked workload (the contract in README "Offline checks in CI")."""
     out = []
     for result in report.results:
         entry: dict[str, object] = {

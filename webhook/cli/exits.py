@@ -1,4 +1,4 @@
-"""The exit codes of every ``spacegate`` command (a CI contract; DESIGN.md "CLI").
+"""The exit codes of every ``spacegate`` command (a CI contract, in the README).
 
 One definition, so ``check``, ``audit``, ``snapshot``, ``serve`` and ``certs`` cannot drift
 apart: 0 everything is fine, 1 the command did its job and found something refused (or a

@@ -9,9 +9,8 @@ what a namespace may use: the DCE "image selector" view.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
-from policy.decision import decide
+from policy.decision import VisibleSpace, decide, visible_spaces
 from policy.reference import InvalidReference, parse_reference
 from policy.snapshot import Snapshot
 from webhook.cli.table import render_table
@@ -66,54 +65,18 @@ def explain(snapshot: Snapshot, image: str, namespace: str) -> tuple[bool, str]:
     return not verdict.refused, "\n".join(lines)
 
 
-@dataclass(frozen=True, slots=True)
-class VisibleSpace:
-    """A space a namespace may use, and whether its images need the pull secret."""
-
-    registry: str
-    host: str
-    space: str
-    visibility: str  # public | private | all (Docker Registry)
-    why: str
-    needs_secret: bool
+def _why(space: VisibleSpace, workspace: str | None) -> str:
+    """Why the namespace may use the space, as the rule that allows it reads to a human."""
+    if space.workspace is not None:
+        return f"integrated by workspace {space.workspace}"
+    return {
+        "docker-registry": "platform Docker Registry: all public",
+        "public": "public space",
+    }.get(space.rule, f"bound to workspace {workspace}")
 
 
-def visible_spaces(snapshot: Snapshot, namespace: str) -> list[VisibleSpace]:
-    """Every space a namespace may use, registry by registry."""
-    workspace = snapshot.namespace(namespace).workspace
-    out: list[VisibleSpace] = []
-    for state in snapshot.registries.values():
-        registry = state.registry
-        if registry.workspace is not None and registry.workspace != workspace:
-            continue
-        host = registry.hosts[0]
-        if registry.type == "docker-registry":
-            why = (
-                f"integrated by workspace {registry.workspace}"
-                if registry.workspace
-                else "platform Docker Registry: all public"
-            )
-            names = sorted(state.spaces) or ["*"]
-            out.extend(
-                VisibleSpace(registry.name, host, name, "public", why, not registry.anonymous_pull)
-                for name in names
-            )
-            continue
-        for name, public in sorted(state.spaces.items()):
-            if registry.workspace is not None:
-                why = f"integrated by workspace {registry.workspace}"
-            elif public:
-                why = "public space"
-            elif workspace is not None and workspace in snapshot.bound_workspaces(
-                registry.name, name
-            ):
-                why = f"bound to workspace {workspace}"
-            else:
-                continue
-            needs_secret = not public or not registry.anonymous_pull
-            visibility = "public" if public else "private"
-            out.append(VisibleSpace(registry.name, host, name, visibility, why, needs_secret))
-    return out
+def _visibility(space: VisibleSpace) -> str:
+    return "public" if space.public else "private"
 
 
 def images_table(snapshot: Snapshot, namespace: str) -> str:
@@ -125,9 +88,9 @@ def images_table(snapshot: Snapshot, namespace: str) -> str:
             s.registry,
             s.space,
             f"{s.host}/{s.space}/...",
-            s.visibility,
+            _visibility(s),
             snapshot.policy.pull_secret_name if s.needs_secret else "-",
-            s.why,
+            _why(s, workspace),
         )
         for s in spaces
     ]
@@ -139,18 +102,19 @@ def images_table(snapshot: Snapshot, namespace: str) -> str:
 
 
 def images_json(snapshot: Snapshot, namespace: str) -> str:
+    workspace = snapshot.namespace(namespace).workspace
     return json.dumps(
         {
             "namespace": namespace,
-            "workspace": snapshot.namespace(namespace).workspace,
+            "workspace": workspace,
             "spaces": [
                 {
                     "registry": s.registry,
                     "host": s.host,
                     "space": s.space,
-                    "visibility": s.visibility,
+                    "visibility": _visibility(s),
                     "needsPullSecret": s.needs_secret,
-                    "why": s.why,
+                    "why": _why(s, workspace),
                 }
                 for s in visible_spaces(snapshot, namespace)
             ],

@@ -1,6 +1,6 @@
 """The ``spacegate`` command line (also ``python -m webhook``).
 
-Subcommands follow DESIGN.md "CLI". Exit codes of the offline checks are part of the
+Subcommands are documented in the README. Exit codes of the offline checks are part of the
 contract CI pipelines rely on: 0 all admitted, 1 something denied, 2 bad input or usage.
 Heavy imports (uvicorn, kubernetes, httpx) happen inside the subcommands that need them, so
 ``spacegate check`` starts fast.

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from policy.config import MODE_LABEL, Config, ConfigError, format_duration
+from policy.config import MODE_LABEL, Config, ConfigError, dump_config
 from policy.snapshot import NamespaceInfo, Snapshot
 from webhook.cli import exits
 from webhook.live.kube import ApiClientFactory, kube_configured
@@ -56,65 +56,25 @@ _Dumper.add_representer(
 def config_document(
     config: Config, snapshot: Snapshot, namespaces: Mapping[str, NamespaceInfo] | None
 ) -> dict[str, Any]:
-    """The config as a plain document, with the snapshot's spaces made static.
+    """The config as a plain document (``policy.config.dump_config``, without credential
+    references), with the snapshot's spaces made static.
 
     ``namespaces`` replaces the config's static map when given (a listed cluster).
     """
-    policy = config.policy
-    registries = []
-    for registry in config.registries:
-        state = snapshot.registries[registry.name]
-        entry: dict[str, Any] = {
-            "name": registry.name,
-            "type": registry.type,
-            "url": registry.url,
-            "hosts": list(registry.hosts),
-        }
-        if registry.workspace is not None:
-            entry["workspace"] = registry.workspace
-        entry["anonymousPull"] = registry.anonymous_pull
-        entry["refreshInterval"] = format_duration(registry.refresh_interval)
+    document = dump_config(config, credentials=False)
+    for entry in document["registries"]:
+        state = snapshot.registries[entry["name"]]
         entry["spaces"] = [
             _Flow(name=name, public=public) for name, public in sorted(state.spaces.items())
         ]
-        registries.append(entry)
-    if namespaces is None:
-        namespace_map = dict(sorted(config.namespaces.items()))
-    else:
-        namespace_map = {
+    document["bindings"] = [_Flow(binding) for binding in document["bindings"]]
+    if namespaces is not None:
+        document["namespaces"] = {
             name: info.workspace
             for name, info in sorted(namespaces.items())
             if info.workspace is not None
         }
-    return {
-        "workspaceLabel": config.workspace_label,
-        "policy": {
-            "mode": policy.mode,
-            "unknownRegistry": policy.unknown_registry,
-            "unknownSpace": policy.unknown_space,
-            "pullSecretName": policy.pull_secret_name,
-            "exemptNamespaces": sorted(policy.exempt_namespaces),
-            "maxStaleness": format_duration(policy.max_staleness),
-            **(
-                {
-                    "namespaceGuard": {
-                        "enabled": True,
-                        "users": sorted(policy.namespace_guard.users),
-                        "groups": sorted(policy.namespace_guard.groups),
-                        "serviceAccounts": sorted(policy.namespace_guard.service_accounts),
-                    }
-                }
-                if policy.namespace_guard.enabled
-                else {}
-            ),
-        },
-        "registries": registries,
-        "bindings": [
-            _Flow(registry=b.registry, space=b.space, workspaces=list(b.workspaces))
-            for b in config.bindings
-        ],
-        "namespaces": namespace_map,
-    }
+    return document
 
 
 def render(

@@ -4,7 +4,7 @@ Serving certificate helpers, for the three certificates.mode values (helm, cert-
 
 {{/*
 The DNS names the serving certificate covers. The apiserver verifies `<svc>.<ns>.svc`
-(admission-protocol.md §5); the shorter and longer forms cover in-cluster clients such as a
+(docs/protocol.md §4); the shorter and longer forms cover in-cluster clients such as a
 Prometheus scrape. First entry is also the certificate's common name.
 Usage: {{ include "spacegate.tls.dnsNames" . | fromYamlArray }}
 */}}

@@ -1,7 +1,7 @@
 """The admission endpoints over real TLS, as the apiserver (and a curious user) meets them.
 
 Every reply is checked against the apiserver's own acceptance rules
-(``VerifyAdmissionResponse``, docs/admission-protocol.md §2) by :func:`accepted`; patches
+(``VerifyAdmissionResponse``, docs/protocol.md §2) by :func:`accepted`; patches
 are applied with a real JSON-patch library and the result validated against the
 Kubernetes schemas, because a patch that does not apply is a 500 for the user even with
 ``failurePolicy: Ignore``.

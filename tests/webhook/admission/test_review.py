@@ -1,6 +1,6 @@
 """The AdmissionReview codec on its own: what is accepted, and replies the apiserver accepts.
 
-The checks mirror ``VerifyAdmissionResponse`` (docs/admission-protocol.md §2); the
+The checks mirror ``VerifyAdmissionResponse`` (docs/protocol.md §2); the
 server-level tests in ``test_app.py`` repeat the important ones over TLS.
 """
 

@@ -7,7 +7,6 @@ apiserver keeps sending reviews, and not one review may fail. The process tests 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -29,7 +28,6 @@ import pytest
 
 from certs.reload import ReloadingTLSContext
 from policy.snapshot import Snapshot
-from webhook.admission._batching import StepBatchingTransport
 from webhook.admission.logs import DECISION_LOGGER, DecisionLog
 from webhook.state import StaticState
 
@@ -199,75 +197,6 @@ def test_a_broken_new_pair_keeps_the_old_certificate_and_says_why(
 
 
 # --------------------------------------------------------------------------- one write per step
-
-
-class RecordingTransport(asyncio.Transport):
-    """A transport that records what reaches it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: list[tuple[str, bytes]] = []
-        self.closing = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.events.append(("write", bytes(data)))
-
-    def close(self) -> None:
-        self.events.append(("close", b""))
-        self.closing = True
-
-    def abort(self) -> None:
-        self.events.append(("abort", b""))
-        self.closing = True
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-
-def test_what_one_loop_step_writes_reaches_the_connection_as_one_write() -> None:
-    inner = RecordingTransport()
-    seen = []
-
-    async def steps() -> None:
-        batching = StepBatchingTransport(inner, asyncio.get_running_loop())
-        batching.write(b"HTTP/1.1 200 OK\r\n\r\n")
-        batching.write(b"")
-        batching.writelines([b'{"a":', bytearray(b"1}")])
-        seen.append((list(inner.events), batching.get_write_buffer_size()))
-        await asyncio.sleep(0)
-        batching.write(b"next")
-        await asyncio.sleep(0)
-
-    asyncio.run(steps())
-
-    assert seen == [([], 26)]
-    assert inner.events == [("write", b'HTTP/1.1 200 OK\r\n\r\n{"a":1}'), ("write", b"next")]
-
-
-def test_closing_sends_what_is_held_first_and_aborting_drops_it() -> None:
-    closed, aborted, gone = RecordingTransport(), RecordingTransport(), RecordingTransport()
-
-    async def steps() -> None:
-        loop = asyncio.get_running_loop()
-        for inner in (closed, aborted, gone):
-            batching = StepBatchingTransport(inner, loop)
-            batching.write(b"last reply")
-            if inner is closed:
-                batching.close()
-            elif inner is aborted:
-                batching.abort()
-            else:
-                inner.closing = True  # the peer went away before the step ended
-        await asyncio.sleep(0)
-
-    asyncio.run(steps())
-
-    assert closed.events == [("write", b"last reply"), ("close", b"")]
-    assert aborted.events == [("abort", b"")]
-    assert gone.events == []
 
 
 def test_a_reply_is_not_held_back_by_the_work_its_endpoint_does_after_sending_it(
