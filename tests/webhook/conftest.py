@@ -38,6 +38,8 @@ from webhook.admission.server import build_server
 from webhook.settings import read_config
 from webhook.state import SnapshotState, StaticState
 
+from .admission.replies import InProcessClient
+
 V1 = "admission.k8s.io/v1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -214,6 +216,19 @@ def session_client(shared_server: RunningServer) -> Iterator[httpx.Client]:
 def client(server: RunningServer, session_client: httpx.Client) -> httpx.Client:
     """A keep-alive HTTPS client trusting the test CA, bound to the demo-state server."""
     return session_client
+
+
+@pytest.fixture(scope="session")
+def session_app_client(shared_server: RunningServer) -> Iterator[InProcessClient]:
+    client = InProcessClient(create_app(fixed_state(shared_server.state)), shared_server.state)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def app_client(server: RunningServer, session_app_client: InProcessClient) -> InProcessClient:
+    """The demo-state app in process (its state is the shared server's, reset after each test)."""
+    return session_app_client
 
 
 # --------------------------------------------------------------------------- review builders

@@ -133,11 +133,8 @@ class HttpProtocol(HttpToolsProtocol):
     Under load it waits for the end of the step with the replies of the other requests
     the step served: they leave in a burst, the clients answer in a burst, and the server
     then reads and answers many requests per event-loop iteration instead of a few, which
-    shares each iteration's fixed cost (polling, the loop's bookkeeping). On the admission
-    benchmark at 16 connections that took about a tenth less CPU per review (user and
-    system time) and answered about a tenth more reviews per second than sending each
-    reply on completion, and ~14% more than uvicorn's own two writes per reply; at one
-    connection all three are the same.
+    shares each iteration's fixed cost (polling, the loop's bookkeeping). The admission
+    benchmark (``bench/admission.py``; figures in the README) measures the effect.
     """
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

@@ -104,7 +104,7 @@ def _check_content_type(content_type: bytes | None) -> None:
 class BodyDeadlines:
     """Time out slow body reads with one sweeper task instead of a timer per request.
 
-    ``asyncio.timeout`` costs a timer handle per review, about a tenth of the whole
+    ``asyncio.timeout`` costs a timer handle per review, a noticeable part of the whole
     server-side cost of one; registering the reading task in a dict costs next to nothing,
     and a sweeper owned by the lifespan cancels the few reads that overstay. The reader
     turns that cancellation into a 408 (see :func:`_read_body`).

@@ -8,8 +8,8 @@ as ``spacegate.decision``, one line each (fields listed in ``webhook.admission.a
 **Where lines go.** ``spacegate serve`` writes every line, decisions and ordinary log
 records alike, into one :class:`LogSink`. The decision line is written for every review,
 and going through ``logging`` (a LogRecord, handler locks, a formatter, one ``write``
-system call per line) cost ~16 µs a line, more than decoding and deciding together;
-:class:`DecisionLog` serializes the line straight into the sink instead (~2 µs). While
+system call per line) cost more than decoding and deciding together;
+:class:`DecisionLog` serializes the line straight into the sink instead. While
 the server runs, the sink buffers lines and writes them out every
 :data:`FLUSH_INTERVAL_SECONDS`, when :data:`FLUSH_BYTES` have gathered, at once for a
 warning or an error, and at shutdown.

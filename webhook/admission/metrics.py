@@ -52,6 +52,9 @@ _REQUEST_LABELS: Final = ("endpoint", "kind", "operation", "result")
 # Distinct raw (endpoint, kind, operation, result) keys remembered; past it the labels are
 # worked out per review (made-up kinds are what would fill it).
 _MAX_REMEMBERED_KEYS: Final = 4096
+# Kind labels kept as they are (workloads, and Namespaces for the namespace guard); any
+# other kind a request names is counted as "other", so tenants cannot mint label values.
+_KINDS: Final = frozenset({*WORKLOAD_GROUPS, "Namespace"})
 
 
 class _Histogram:
@@ -107,7 +110,7 @@ class _AdmissionSeries:
         endpoint, kind, operation, result = key
         labels = (
             endpoint,
-            kind if kind in WORKLOAD_GROUPS else ("" if not kind else "other"),
+            kind if kind in _KINDS else ("" if not kind else "other"),
             operation if operation in OPERATIONS else ("" if not operation else "other"),
             result,
         )

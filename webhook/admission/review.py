@@ -139,7 +139,7 @@ class ReviewRequest(NamedTuple):
     for CREATE and UPDATE decoding guarantees a JSON object.
 
     A named tuple rather than a frozen dataclass: one is built per review, and a frozen
-    dataclass's ``__init__`` (an ``object.__setattr__`` per field) costs three times as
+    dataclass's ``__init__`` (an ``object.__setattr__`` per field) costs several times as
     much for the same immutability.
     """
 

@@ -18,15 +18,15 @@ from policy.config import NamespaceGuard
 from policy.snapshot import Snapshot
 
 from ..conftest import RunningServer, deployment, pod, review
-from .test_app import (  # noqa: F401 - decisions_on is a fixture
+from .replies import (
     JSON_HEADERS,
     TEAM_A_IMAGE,
     TEAM_B_IMAGE,
-    decisions_on,
     mutate,
     patch_ops,
     validate,
 )
+from .test_endpoint import decisions_on  # noqa: F401 - a fixture
 
 PUBLIC = "harbor.demo.local/library/nginx:1.27"
 WS = "workspace.ghippo.io/id"

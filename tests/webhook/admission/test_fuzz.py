@@ -21,7 +21,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .test_app import JSON_HEADERS
+from .replies import JSON_HEADERS
 
 EXAMPLES = int(os.environ.get("SPACEGATE_FUZZ_EXAMPLES", "120"))
 
