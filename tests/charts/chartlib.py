@@ -209,6 +209,9 @@ def values_sets(admin_ca_pem: str) -> dict[str, dict[str, Any]]:
                 }
             },
         },
+        "out-of-cluster": {
+            "webhook": {"url": "https://127.0.0.1:8443"},
+        },
         "credentials": {
             "config": HARBOR_AND_REGISTRY,
             "registryCredentials": [
@@ -233,5 +236,6 @@ VALUES_SET_NAMES = (
     "extra-exemptions",
     "fail-open",
     "namespace-guard",
+    "out-of-cluster",
     "credentials",
 )

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.charts.chartlib import FULLNAME, NAMESPACE, Rendered
+from tests.charts.chartlib import FULLNAME, NAMESPACE, Rendered, b64_pem
 
 VALIDATING = "ValidatingWebhookConfiguration"
 MUTATING = "MutatingWebhookConfiguration"
@@ -181,3 +181,46 @@ def test_the_namespace_guard_webhook_is_rendered_only_when_the_guard_is_enabled(
     guard = guarded.config["policy"]["namespaceGuard"]
     assert guard["serviceAccounts"] == ["ghippo-system/ghippo-apiserver"]
     assert guard["groups"] == ["system:masters"]
+
+
+@pytest.mark.parametrize("kind", BOTH)
+def test_out_of_cluster_mode_points_the_apiserver_at_the_url_instead_of_the_service(
+    named_values: dict[str, dict[str, Any]], render: Any, kind: str
+) -> None:
+    values = {
+        **named_values["out-of-cluster"],
+        "config": {"policy": {"namespaceGuard": {"enabled": True}}},
+    }
+    rendered = render(values)
+
+    hooks = rendered.one(kind)["webhooks"]
+
+    path = "/mutate" if kind == MUTATING else "/validate"
+    assert {h["clientConfig"]["url"] for h in hooks} == {f"https://127.0.0.1:8443{path}"}
+    assert all("service" not in h["clientConfig"] for h in hooks)
+
+
+def test_in_helm_mode_the_generated_certificate_names_the_out_of_cluster_host(
+    named_values: dict[str, dict[str, Any]], render: Any
+) -> None:
+    from cryptography import x509
+
+    rendered = render(named_values["out-of-cluster"])
+    secret = rendered.one("Secret", f"{FULLNAME}-tls")
+    cert = x509.load_pem_x509_certificate(b64_pem(secret["data"], "tls.crt"))
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert f"{FULLNAME}.{NAMESPACE}.svc" in sans.get_values_for_type(x509.DNSName)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8443", "https://user:pw@h:1", "https://h/x?q=1", "https://h#f"]
+)
+def test_an_out_of_cluster_url_the_apiserver_would_refuse_is_refused_at_install(
+    url: str, chart: Any
+) -> None:
+    from tests.charts.chartlib import render_chart
+
+    with pytest.raises(Exception, match="webhook/url"):
+        render_chart(chart, {"webhook": {"url": url}})

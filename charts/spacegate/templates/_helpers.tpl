@@ -142,3 +142,22 @@ Usage: {{ include "spacegate.config" . | fromYaml }}
 {{- $_ := set $config "registries" $registries -}}
 {{- toYaml $config -}}
 {{- end -}}
+
+{{/*
+Where the apiserver sends reviews: the Service, or with `webhook.url` (out-of-cluster mode:
+spacegate runs outside the cluster, or tests run it as a local process) that URL plus the
+path. Usage: {{ include "spacegate.webhook.target" (list . "/validate") }}
+*/}}
+{{- define "spacegate.webhook.target" -}}
+{{- $root := index . 0 -}}
+{{- $path := index . 1 -}}
+{{- with $root.Values.webhook.url -}}
+url: {{ printf "%s%s" (trimSuffix "/" .) $path | quote }}
+{{- else -}}
+service:
+  name: {{ include "spacegate.fullname" $root }}
+  namespace: {{ $root.Release.Namespace }}
+  path: {{ $path }}
+  port: {{ $root.Values.service.port }}
+{{- end -}}
+{{- end -}}

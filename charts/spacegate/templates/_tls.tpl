@@ -15,6 +15,37 @@ Usage: {{ include "spacegate.tls.dnsNames" . | fromYamlArray }}
 - {{ $svc }}
 - {{ printf "%s.%s" $svc $ns }}
 - {{ printf "%s.%s.svc.cluster.local" $svc $ns }}
+{{- with (include "spacegate.webhook.urlHost" .) }}
+{{- if not (regexMatch "^[0-9.]+$" .) }}
+- {{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The host of `webhook.url` (out-of-cluster mode), without port or brackets; empty without it.
+*/}}
+{{- define "spacegate.webhook.urlHost" -}}
+{{- with .Values.webhook.url -}}
+{{- $host := (urlParse .).host -}}
+{{- if hasPrefix "[" $host -}}
+{{- $host | trimPrefix "[" | splitList "]" | first -}}
+{{- else -}}
+{{- $host | splitList ":" | first -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+IP addresses the serving certificate covers: the host of `webhook.url` when it is an IP.
+Usage: {{ include "spacegate.tls.ipAddresses" . | fromYamlArray }}
+*/}}
+{{- define "spacegate.tls.ipAddresses" -}}
+{{- with (include "spacegate.webhook.urlHost" .) }}
+{{- if regexMatch "^[0-9.]+$" . }}
+- {{ . }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/*
@@ -74,7 +105,8 @@ Usage: {{ $tls := include "spacegate.tls.helmMaterial" . | fromYaml }}
 {{- $ca = genCA (printf "%s-ca" (include "spacegate.fullname" .)) (int .Values.certificates.helm.caValidityDays) -}}
 {{- end -}}
 {{- $names := include "spacegate.tls.dnsNames" . | fromYamlArray -}}
-{{- $cert := genSignedCert (first $names) nil $names (int .Values.certificates.helm.certValidityDays) $ca -}}
+{{- $ips := include "spacegate.tls.ipAddresses" . | fromYamlArray -}}
+{{- $cert := genSignedCert (first $names) $ips $names (int .Values.certificates.helm.certValidityDays) $ca -}}
 caCrt: {{ $ca.Cert | b64enc }}
 caKey: {{ $ca.Key | b64enc }}
 tlsCrt: {{ $cert.Cert | b64enc }}
