@@ -1,0 +1,94 @@
+"""Fixtures for the end-to-end tests: one real control plane per session.
+
+Start-up costs seconds and a cold build of the binaries costs minutes, so:
+
+- the binaries are built in ``pytest_collection_finish``, before any test runs, only if an
+  ``e2e`` test was selected. A build inside a fixture would count against the first test's
+  ``timeout`` (pytest-timeout, 120 s in pyproject.toml) and be killed half way;
+- a build failure is kept and re-raised by the ``control_plane`` fixture as a *failure* with
+  the build's message (for example "no `go` command ... install Go from ..."): an e2e suite
+  that silently skips when its tools are missing tests nothing;
+- ``SPACEGATE_SKIP_E2E=1`` is the explicit opt-out: no build, and every e2e test skips;
+- the control plane is session-scoped and shared; tests isolate themselves by namespace.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from tests.e2e.controlplane.build import BuildError, ensure_binaries
+from tests.e2e.controlplane.plane import ControlPlane
+
+E2E_DIR = Path(__file__).resolve().parent
+SKIP_ENV = "SPACEGATE_SKIP_E2E"
+
+_BINARIES = pytest.StashKey[Path | BuildError]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker here because pyproject.toml belongs to the rest of the project."""
+    config.addinivalue_line(
+        "markers",
+        "e2e: runs against a real etcd + kube-apiserver + kube-controller-manager "
+        f"(built with Go on first use; {SKIP_ENV}=1 skips)",
+    )
+
+
+def _skipping() -> bool:
+    return os.environ.get(SKIP_ENV) == "1"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the binaries before the first test if any selected test needs them."""
+    if _skipping() or not any(item.get_closest_marker("e2e") for item in session.items):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(message: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"[e2e control plane] {message}")
+
+    try:
+        session.config.stash[_BINARIES] = ensure_binaries(progress)
+    except BuildError as exc:
+        session.config.stash[_BINARIES] = exc
+
+
+@pytest.fixture(scope="session")
+def control_plane_binaries(pytestconfig: pytest.Config) -> Path:
+    """The directory with etcd, kube-apiserver and kube-controller-manager."""
+    if _skipping():
+        pytest.skip(f"{SKIP_ENV}=1")
+    built = pytestconfig.stash.get(_BINARIES, None)
+    if built is None:  # not marked e2e, so the collection hook did not build
+        try:
+            built = ensure_binaries()
+        except BuildError as exc:
+            built = exc
+    if isinstance(built, BuildError):
+        pytest.fail(str(built), pytrace=False)
+    return built
+
+
+@pytest.fixture(scope="session")
+def control_plane(control_plane_binaries: Path) -> Iterator[ControlPlane]:
+    """A running control plane, shared by the session and stopped at its end."""
+    with ControlPlane(control_plane_binaries) as plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def api_client(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
+    """An admin ``kubernetes`` ApiClient loaded from the control plane's kubeconfig file."""
+    api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(control_plane.kubeconfig)
+    )
+    try:
+        yield api
+    finally:
+        api.close()
