@@ -23,6 +23,16 @@ from kubernetes import client, config
 
 from tests.e2e.controlplane.build import BuildError, ensure_binaries
 from tests.e2e.controlplane.plane import ControlPlane
+from tests.e2e.spacegate import (
+    WS,
+    SpacegateProcess,
+    apply_webhooks,
+    chart_webhooks,
+    create_namespace,
+    delete_webhooks,
+    running_spacegate,
+    wait_until_enforced,
+)
 
 E2E_DIR = Path(__file__).resolve().parent
 SKIP_ENV = "SPACEGATE_SKIP_E2E"
@@ -92,3 +102,22 @@ def api_client(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
         yield api
     finally:
         api.close()
+
+
+@pytest.fixture(scope="session")
+def spacegate(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SpacegateProcess]:
+    """spacegate serving both webhooks as a local process, in live mode on the control plane."""
+    with running_spacegate(control_plane, tmp_path_factory.mktemp("spacegate")) as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def webhooks(api_client: client.ApiClient, spacegate: SpacegateProcess) -> Iterator[None]:
+    """The chart's webhook configurations (failurePolicy Fail) pointing at ``spacegate``."""
+    apply_webhooks(api_client, chart_webhooks(spacegate.url, spacegate.ca_pem))
+    probe = create_namespace(api_client, {WS: "101"})
+    wait_until_enforced(api_client, probe)
+    yield
+    delete_webhooks(api_client)
