@@ -28,12 +28,24 @@ CONSTANT_REPLY = orjson.dumps(
 )
 
 
-def create_bare_app() -> Starlette:
-    """An app answering every POST /validate and /mutate with :data:`CONSTANT_REPLY`."""
+def create_bare_app(*, echo_uid: bool = False) -> Starlette:
+    """An app answering every POST /validate and /mutate with :data:`CONSTANT_REPLY`.
+
+    With ``echo_uid`` it decodes the review and echoes its ``request.uid``: the least a
+    webhook must do for a real kube-apiserver to accept its reply (``bench/apiserver.py``).
+    """
 
     async def answer(request: Request) -> Response:
-        await request.body()
-        return Response(CONSTANT_REPLY, media_type="application/json")
+        body = await request.body()
+        if not echo_uid:
+            return Response(CONSTANT_REPLY, media_type="application/json")
+        uid = orjson.loads(body)["request"]["uid"]
+        reply = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {"uid": uid, "allowed": True},
+        }
+        return Response(orjson.dumps(reply), media_type="application/json")
 
     return Starlette(
         routes=[
@@ -49,9 +61,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9443)
     parser.add_argument("--tls-cert", required=True)
     parser.add_argument("--tls-key", required=True)
+    parser.add_argument("--echo-uid", action="store_true", help="echo request.uid (real apiserver)")
     args = parser.parse_args()
     uvicorn.run(
-        create_bare_app(),
+        create_bare_app(echo_uid=args.echo_uid),
         host=args.host,
         port=args.port,
         ssl_certfile=args.tls_cert,
