@@ -7,6 +7,10 @@ the Secrets a test put here. Helm asks discovery (``GET /api/v1``) which resourc
 kind, then ``GET``s the object; everything else answers 404 like a real apiserver would for a
 missing object.
 
+The common path (install, upgrade keeping the CA through a real ``lookup``, uninstall) runs
+against the real kube-apiserver in ``tests/e2e/test_chart.py``; this fake stays for quick
+render-time checks of the upgrade logic without a control plane.
+
 What it does not model: authentication and authorization (every request is served), any
 kind but Secret, list/watch, writes (tests put Secrets in directly), API groups other than
 core v1, resourceVersions, and server-side apply.

@@ -11,6 +11,12 @@ instead of the client itself, so this fake speaks HTTP and the code under test u
         api = fake.api_client()            # kubernetes.client.ApiClient pointed at fake.url
         ...
 
+The common path (list, watch, labels changing, an apiserver restart, 410 after etcd
+compaction) is also tested against the real kube-apiserver in ``tests/e2e/test_namespaces.py``;
+this fake stays for the faults a real apiserver cannot easily be made to produce on demand:
+exact byte sequences of a stream, dropped connections mid-event, 5xx storms, expired
+``continue`` tokens, bookmarks on demand, a server down at start-up.
+
 It is a Starlette app served by uvicorn on 127.0.0.1 in a background thread. ``stop()`` and a
 later ``start()`` keep both the state and the port, so a test can simulate an API server
 outage and recovery; a fake built with ``start=False`` has its port reserved but nothing
