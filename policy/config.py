@@ -66,6 +66,9 @@ class Registry:
     refresh_interval: float = 30.0
     spaces: tuple[Space, ...] | None = None  # None: listed live from the registry
     insecure_url: bool = False  # http:// URL: accepted, but the caller should warn
+    # The credential pull secrets hand out for a Docker Registry with anonymousPull: false
+    # (separate from ``credentials``, the account spacegate lists the registry with).
+    pull_credentials: Credentials | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,22 @@ class PolicySettings:
     namespace_guard: NamespaceGuard = NamespaceGuard()
 
 
+DEFAULT_ROTATE_EVERY = 30 * 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class PullSecrets:
+    """``pullSecrets``: provisioning of the pull secret (off by default).
+
+    ``credentials_namespace`` None means spacegate's own namespace, found at run time
+    (``POD_NAMESPACE``, the service account's namespace, else ``spacegate-system``).
+    """
+
+    provision: bool = False
+    credentials_namespace: str | None = None
+    rotate_every: float = DEFAULT_ROTATE_EVERY
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """A whole config document."""
@@ -116,6 +135,7 @@ class Config:
     registries: tuple[Registry, ...] = ()
     bindings: tuple[Binding, ...] = ()
     namespaces: Mapping[str, str] = field(default_factory=dict)
+    pull_secrets: PullSecrets = field(default_factory=PullSecrets)
 
     def registry(self, name: str) -> Registry | None:
         """The registry declared under ``name``, if any."""
@@ -401,6 +421,7 @@ _REGISTRY_KEYS = (
     "credentials",
     "refreshInterval",
     "spaces",
+    "pullCredentials",
 )
 
 
@@ -450,6 +471,12 @@ def _parse_registry(value: object, path: str) -> Registry:
             seen.add(space.name)
         spaces = tuple(parsed)
     credentials = data.get("credentials")
+    pull_credentials = data.get("pullCredentials")
+    if pull_credentials is not None and rtype != "docker-registry":
+        raise ConfigError(
+            f"{path}.pullCredentials: only a docker-registry takes a pull credential; a "
+            "Harbor's pull secrets hold robot accounts spacegate creates (pullSecrets.provision)"
+        )
     return Registry(
         name=name,
         type=rtype,
@@ -467,6 +494,11 @@ def _parse_registry(value: object, path: str) -> Registry:
         ),
         spaces=spaces,
         insecure_url=parts.scheme == "http",
+        pull_credentials=(
+            None
+            if pull_credentials is None
+            else _parse_credentials(pull_credentials, f"{path}.pullCredentials")
+        ),
     )
 
 
@@ -505,7 +537,32 @@ def _with_default_port_aliases(registries: tuple[Registry, ...]) -> tuple[Regist
     return tuple(out)
 
 
-_TOP_KEYS = ("workspaceLabel", "policy", "registries", "bindings", "namespaces")
+_TOP_KEYS = ("workspaceLabel", "policy", "registries", "bindings", "namespaces", "pullSecrets")
+
+_NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _parse_pull_secrets(value: object) -> PullSecrets:
+    path = "pullSecrets"
+    data = _mapping(value, path)
+    _check_keys(data, path, ("provision", "credentialsNamespace", "rotateEvery"))
+    namespace = data.get("credentialsNamespace")
+    if namespace is not None:
+        namespace = _str(namespace, f"{path}.credentialsNamespace")
+        if len(namespace) > 63 or not _NAMESPACE_NAME.fullmatch(namespace):
+            raise ConfigError(
+                f"{path}.credentialsNamespace: expected a namespace name, "
+                f"got {_describe(namespace)}"
+            )
+    return PullSecrets(
+        provision=_bool(data.get("provision", False), f"{path}.provision"),
+        credentials_namespace=namespace,
+        rotate_every=(
+            parse_duration(data["rotateEvery"], f"{path}.rotateEvery")
+            if "rotateEvery" in data
+            else DEFAULT_ROTATE_EVERY
+        ),
+    )
 
 
 def parse_config(data: object) -> Config:
@@ -560,6 +617,11 @@ def parse_config(data: object) -> Config:
         registries=registries,
         bindings=bindings,
         namespaces=namespaces,
+        pull_secrets=(
+            _parse_pull_secrets(top["pullSecrets"])
+            if top.get("pullSecrets") is not None
+            else PullSecrets()
+        ),
     )
 
 
@@ -599,19 +661,14 @@ def dump_config(config: Config, *, credentials: bool = True) -> dict[str, Any]:
             entry["workspace"] = registry.workspace
         entry["anonymousPull"] = registry.anonymous_pull
         if credentials and registry.credentials is not None:
-            entry["credentials"] = {
-                key: value
-                for key, value in (
-                    ("usernameFile", registry.credentials.username_file),
-                    ("passwordFile", registry.credentials.password_file),
-                )
-                if value is not None
-            }
+            entry["credentials"] = _dump_credentials(registry.credentials)
         entry["refreshInterval"] = format_duration(registry.refresh_interval)
         if registry.spaces is not None:
             entry["spaces"] = [{"name": s.name, "public": s.public} for s in registry.spaces]
+        if credentials and registry.pull_credentials is not None:
+            entry["pullCredentials"] = _dump_credentials(registry.pull_credentials)
         registries.append(entry)
-    return {
+    document: dict[str, Any] = {
         "workspaceLabel": config.workspace_label,
         "policy": policy_doc,
         "registries": registries,
@@ -620,6 +677,29 @@ def dump_config(config: Config, *, credentials: bool = True) -> dict[str, Any]:
             for b in config.bindings
         ],
         "namespaces": dict(sorted(config.namespaces.items())),
+    }
+    pull = config.pull_secrets
+    if pull != PullSecrets():
+        document["pullSecrets"] = {
+            "provision": pull.provision,
+            "rotateEvery": format_duration(pull.rotate_every),
+            **(
+                {"credentialsNamespace": pull.credentials_namespace}
+                if pull.credentials_namespace is not None
+                else {}
+            ),
+        }
+    return document
+
+
+def _dump_credentials(credentials: Credentials) -> dict[str, str]:
+    return {
+        key: value
+        for key, value in (
+            ("usernameFile", credentials.username_file),
+            ("passwordFile", credentials.password_file),
+        )
+        if value is not None
     }
 
 

@@ -320,7 +320,11 @@ class VisibleSpace:
 
 def visible_spaces(snapshot: Snapshot, namespace: str) -> list[VisibleSpace]:
     """Every space a namespace may use, registry by registry, by the rules of ``decide``."""
-    workspace = snapshot.namespace(namespace).workspace
+    return workspace_spaces(snapshot, snapshot.namespace(namespace).workspace)
+
+
+def workspace_spaces(snapshot: Snapshot, workspace: str | None) -> list[VisibleSpace]:
+    """Every space the namespaces of ``workspace`` (None: of no workspace) may use."""
     out: list[VisibleSpace] = []
     for state in snapshot.registries.values():
         registry = state.registry

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -267,13 +269,22 @@ registries:
     url: http://ws.example.com:5000
     workspace: "7"
     anonymousPull: false
+    pullCredentials: {usernameFile: /pu, passwordFile: /pp}
 bindings:
   - {registry: harbor, space: a, workspaces: ["1", "2"]}
 namespaces: {team: "1"}
 """
 
 
-@pytest.mark.parametrize("text", [FULL, MINIMAL, "{}"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        FULL,
+        MINIMAL,
+        "{}",
+        FULL + "pullSecrets: {provision: true, credentialsNamespace: ops, rotateEvery: 12h}\n",
+    ],
+)
 def test_dump_config_is_the_inverse_of_the_parser(text: str) -> None:
     config = load_config(text)
     assert parse_config(dump_config(config)) == config
@@ -309,3 +320,42 @@ def test_any_config_survives_a_round_trip(
     }
     config = parse_config(document)
     assert parse_config(dump_config(config)) == config
+
+
+def test_pull_secret_provisioning_is_off_by_default_and_configurable() -> None:
+    assert load_config("{}").pull_secrets.provision is False
+    config = load_config(
+        "pullSecrets: {provision: true, credentialsNamespace: ops, rotateEvery: 24h}\n"
+    )
+    assert config.pull_secrets.provision is True
+    assert config.pull_secrets.credentials_namespace == "ops"
+    assert config.pull_secrets.rotate_every == 86400.0
+    assert load_config("pullSecrets: {provision: true}\n").pull_secrets.rotate_every == 30 * 86400
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("pullSecrets: {provison: true}\n", "pullSecrets.provison: unknown key"),
+        ("pullSecrets: {credentialsNamespace: Ops_1}\n", "pullSecrets.credentialsNamespace"),
+        ("pullSecrets: {rotateEvery: soon}\n", "pullSecrets.rotateEvery"),
+        (
+            "registries:\n- {name: h, type: harbor, url: 'https://h',"
+            " pullCredentials: {passwordFile: /p}}\n",
+            "registries[0].pullCredentials: only a docker-registry",
+        ),
+    ],
+)
+def test_bad_provisioning_settings_name_their_key(text: str, error: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        load_config(text)
+
+
+def test_a_docker_registry_keeps_its_pull_credential_apart_from_its_listing_credential() -> None:
+    registry = load_config(
+        "registries:\n- {name: d, type: docker-registry, url: 'https://d', anonymousPull: false,"
+        " credentials: {usernameFile: /lu, passwordFile: /lp},"
+        " pullCredentials: {usernameFile: /pu, passwordFile: /pp}}\n"
+    ).registries[0]
+    assert registry.credentials is not None and registry.credentials.password_file == "/lp"
+    assert registry.pull_credentials is not None and registry.pull_credentials.password_file == "/pp"
