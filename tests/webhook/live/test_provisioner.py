@@ -1,0 +1,159 @@
+"""The provisioning plan: from what exists to what must exist, in a safe order.
+
+``plan`` is pure, so each test states a situation (robots in Harbor, credentials kept,
+Secrets in namespaces) and the changes the next pass must make.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from policy.config import load_config
+from policy.provisioning import DesiredState, desired_state
+from policy.snapshot import NamespaceInfo, Snapshot
+from webhook.live.provisioner import Observed, plan
+from webhook.live.pull_secrets import PullSecret, RobotCredential
+
+CONFIG = """
+registries:
+  - name: harbor
+    type: harbor
+    url: https://harbor.example.com
+    spaces: [{name: library, public: true}, {name: team-a, public: false},
+             {name: team-b, public: false}]
+  - name: live
+    type: harbor
+    url: https://live.example.com
+bindings:
+  - {registry: harbor, space: team-a, workspaces: ["101"]}
+  - {registry: harbor, space: team-b, workspaces: ["102"]}
+"""
+NOW = 1_800_000_000.0
+DAY = 86400.0
+HOSTS = {"harbor": ("harbor.example.com", "harbor.example.com:443"), "live": ("live.example.com",)}
+
+
+@dataclass(frozen=True)
+class FakeRobot:
+    id: int
+    name: str
+    disabled: bool = False
+
+
+def desired(**namespaces: str | None) -> DesiredState:
+    return desired_state(Snapshot.build(
+        load_config(CONFIG),
+        namespaces={name: NamespaceInfo(workspace=ws) for name, ws in namespaces.items()},
+    ))
+
+
+def credential(ws: str, robot_id: int, spaces: set[str], age: float = DAY) -> RobotCredential:
+    return RobotCredential("harbor", ws, robot_id, f"robot$r{robot_id}", frozenset(spaces),
+                           NOW - age, f"pw{robot_id}")
+
+
+def secret_for(*robots: RobotCredential) -> PullSecret:
+    auths = {host: {"username": r.robot_name, "password": r.password}
+             for r in robots for host in HOSTS["harbor"]}
+    return PullSecret("x", True, auths)
+
+
+def test_a_bound_workspace_gets_a_new_robot_then_its_secrets() -> None:
+    result = plan(desired(**{"a-dev": "101", "a-prod": "101"}), Observed({"harbor": ()}, {}, {}),
+                  now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS)
+
+    assert [(c.spec.key, c.spec.spaces, c.reason) for c in result.create_robots] == [
+        (("harbor", "101"), {"team-a"}, "new")
+    ]
+    assert result.write_secrets == [("a-dev", "create"), ("a-prod", "create")]
+    assert not result.delete_robots and not result.delete_secrets
+
+
+def test_nothing_changes_when_everything_is_in_place() -> None:
+    kept = credential("101", 7, {"team-a"})
+    result = plan(
+        desired(**{"a-dev": "101"}),
+        Observed({"harbor": (FakeRobot(7, "robot$r7"),)}, {kept.key: kept},
+                 {"a-dev": secret_for(kept)}),
+        now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS,
+    )
+    assert result.empty
+
+
+def test_a_changed_space_set_means_new_robot_updated_secrets_then_the_old_robot_goes() -> None:
+    old = credential("101", 7, {"team-a", "team-b"})
+    result = plan(
+        desired(**{"a-dev": "101"}),
+        Observed({"harbor": (FakeRobot(7, "robot$r7"),)}, {old.key: old},
+                 {"a-dev": secret_for(old)}),
+        now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS,
+    )
+    assert [(c.spec.spaces, c.reason) for c in result.create_robots] == [
+        ({"team-a"}, "spaces changed")
+    ]
+    assert result.write_secrets == [("a-dev", "update")]
+    assert result.delete_robots == [("harbor", 7, "robot$r7")]
+
+
+def test_an_old_credential_is_rotated_and_a_lost_robot_replaced() -> None:
+    stale = credential("101", 7, {"team-a"}, age=31 * DAY)
+    lost = credential("102", 8, {"team-b"})
+    result = plan(
+        desired(**{"a-dev": "101", "b-dev": "102"}),
+        Observed({"harbor": (FakeRobot(7, "robot$r7"),)}, {stale.key: stale, lost.key: lost},
+                 {"a-dev": secret_for(stale), "b-dev": secret_for(lost)}),
+        now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS,
+    )
+    assert sorted(c.reason for c in result.create_robots) == ["robot lost", "rotation"]
+    assert sorted(result.write_secrets) == [("a-dev", "update"), ("b-dev", "update")]
+    assert result.delete_robots == [("harbor", 7, "robot$r7")]
+
+
+def test_a_robot_no_credential_names_is_an_orphan_and_is_deleted() -> None:
+    kept = credential("101", 7, {"team-a"})
+    result = plan(
+        desired(**{"a-dev": "101"}),
+        Observed({"harbor": (FakeRobot(7, "robot$r7"), FakeRobot(9, "robot$crashed"))},
+                 {kept.key: kept}, {"a-dev": secret_for(kept)}),
+        now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS,
+    )
+    assert result.delete_robots == [("harbor", 9, "robot$crashed")]
+    assert not result.create_robots
+
+
+def test_a_namespace_that_left_the_workspace_loses_its_secret_and_its_robot() -> None:
+    kept = credential("101", 7, {"team-a"})
+    result = plan(
+        desired(**{"a-dev": None}),
+        Observed({"harbor": (FakeRobot(7, "robot$r7"),)}, {kept.key: kept},
+                 {"a-dev": secret_for(kept)}),
+        now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS,
+    )
+    assert result.delete_secrets == ["a-dev"]
+    assert result.delete_credentials == [("harbor", "101")]
+    assert result.delete_robots == [("harbor", 7, "robot$r7")]
+
+
+def test_a_foreign_secret_of_the_same_name_is_left_alone_and_reported() -> None:
+    result = plan(
+        desired(**{"a-dev": "101"}),
+        Observed({"harbor": ()}, {}, {"a-dev": PullSecret("a-dev", managed=False)}),
+        now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS,
+    )
+    assert result.conflicts == ["a-dev"]
+    assert result.write_secrets == []
+    assert result.delete_secrets == []
+
+
+def test_robots_and_entries_of_a_registry_not_listed_yet_are_never_revoked() -> None:
+    live_entry = {"live.example.com": {"username": "robot$l", "password": "pw"}}
+    result = plan(
+        desired(**{"a-dev": None}),
+        Observed({}, {("live", "101"): RobotCredential("live", "101", 3, "robot$l",
+                                                        frozenset({"x"}), NOW, "pw")},
+                 {"a-dev": PullSecret("a-dev", True, live_entry)}),
+        now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS,
+    )
+    assert result.delete_secrets == []
+    assert result.delete_credentials == []
+    assert result.delete_robots == []
