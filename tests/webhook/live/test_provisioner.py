@@ -63,7 +63,7 @@ def test_a_bound_workspace_gets_a_new_robot_then_its_secrets() -> None:
                   now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS)
 
     assert [(c.spec.key, c.spec.spaces, c.reason) for c in result.create_robots] == [
-        (("harbor", "101"), {"team-a"}, "new")
+        (("harbor", "101"), frozenset({"team-a"}), "new")
     ]
     assert result.write_secrets == [("a-dev", "create"), ("a-prod", "create")]
     assert not result.delete_robots and not result.delete_secrets
@@ -89,7 +89,7 @@ def test_a_changed_space_set_means_new_robot_updated_secrets_then_the_old_robot_
         now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS,
     )
     assert [(c.spec.spaces, c.reason) for c in result.create_robots] == [
-        ({"team-a"}, "spaces changed")
+        (frozenset({"team-a"}), "spaces changed")
     ]
     assert result.write_secrets == [("a-dev", "update")]
     assert result.delete_robots == [("harbor", 7, "robot$r7")]
