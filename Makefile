@@ -30,6 +30,8 @@ system-deps:
 controlplane: $(STAMP)
 	@if [ "$$SPACEGATE_SKIP_E2E" = 1 ]; then echo "SPACEGATE_SKIP_E2E=1: not building the e2e control plane"; \
 	else $(BIN)/python -m tests.e2e.controlplane.build; fi
+	@# The Go oracle of the reference and keyring tests (upstream code); skipped without go.
+	@if command -v go >/dev/null || [ -x /usr/local/go/bin/go ]; then $(BIN)/python -m tests.oracle >/dev/null; fi
 
 run: $(STAMP)
 	$(BIN)/spacegate serve
