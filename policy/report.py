@@ -1,0 +1,185 @@
+"""Policy reports: a decision about a running workload, in the format policy tools read.
+
+The background audit evaluates what already runs with the same ``policy.decide`` admission
+uses (every image counts: nothing is "unchanged" for an object that exists), and writes one
+report per audited resource, the way Kyverno and Kubewarden do, so that existing tools
+(Policy Reporter and its UI, ``kubectl get policyreport``) show spacegate's findings:
+
+- ``wgpolicyk8s.io/v1alpha2`` ``PolicyReport`` by default, ``openreports.io/v1alpha1``
+  ``Report`` as a switch, same shape: named by the resource's UID, in its namespace, owned by
+  it (garbage-collected with it), ``scope`` naming it;
+- one result per image: ``source: spacegate``, ``policy: registry-space-visibility``, a
+  ``rule`` per kind of check, ``result`` pass / fail / warn / skip, ``message`` the same
+  actionable text as the denial, ``properties`` with image, registry, space, workspace;
+- ``summary`` counts, and the label ``app.kubernetes.io/managed-by: spacegate`` (spacegate
+  never touches a report without it).
+
+Pure: the caller passes the resource's identity and the decision; timestamps are the
+caller's too (the report changes only when its content does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from policy.decision import ContainerVerdict, Decision
+from policy.provisioning import MANAGED_BY, MANAGED_BY_LABEL
+
+__all__ = [
+    "POLICY",
+    "SOURCE",
+    "ReportFormat",
+    "Resource",
+    "build_report",
+    "result_of",
+]
+
+SOURCE = "spacegate"
+POLICY = "registry-space-visibility"
+
+ReportFormat = Literal["wgpolicyk8s", "openreports"]
+
+API_VERSIONS: Mapping[ReportFormat, tuple[str, str]] = {
+    "wgpolicyk8s": ("wgpolicyk8s.io/v1alpha2", "PolicyReport"),
+    "openreports": ("openreports.io/v1alpha1", "Report"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """The audited object: what the report's ``scope`` and ownerReference name."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+
+
+def rule_of(verdict: ContainerVerdict) -> str:
+    """The check that decided one image, as a report ``rule`` name."""
+    reason = verdict.reason
+    if verdict.verdict == "skipped":
+        return "image-set"
+    if "invalid image reference" in reason or "characters long" in reason:
+        return "valid-reference"
+    if "bare digest" in reason:
+        return "no-local-image-id"
+    if "not managed by spacegate" in reason:
+        return "known-registry"
+    if "has no space" in reason or "not been synced" in reason:
+        return "known-space"
+    if "integrated by workspace" in reason:
+        return "workspace-registry"
+    return "private-space-binding"
+
+
+def result_of(verdict: ContainerVerdict) -> Literal["pass", "fail", "warn", "skip"]:
+    """pass / fail / warn / skip for one image (the mode does not soften a refusal here)."""
+    if verdict.verdict in ("skipped", "exempt"):
+        return "skip"
+    if verdict.refused:
+        return "fail"
+    if verdict.verdict == "warned":
+        return "warn"
+    return "pass"
+
+
+def build_report(
+    resource: Resource,
+    decision: Decision,
+    *,
+    timestamp: int,
+    report_format: ReportFormat = "wgpolicyk8s",
+) -> dict[str, Any]:
+    """The report object for ``resource`` as ``decision`` judges it (see the module doc)."""
+    api_version, kind = API_VERSIONS[report_format]
+    summary = {"pass": 0, "fail": 0, "warn": 0, "error": 0, "skip": 0}
+    results = []
+    for verdict in decision.containers:
+        outcome = result_of(verdict)
+        summary[outcome] += 1
+        properties = {
+            "image": verdict.image or "",
+            "source": verdict.noun,
+            "name": verdict.name,
+            "workspace": decision.workspace or "",
+        }
+        if verdict.registry:
+            properties["registry"] = verdict.registry
+        if verdict.space:
+            properties["space"] = verdict.space
+        results.append(
+            {
+                "source": SOURCE,
+                "policy": POLICY,
+                "rule": rule_of(verdict),
+                "result": outcome,
+                "scored": True,
+                "severity": "high" if outcome == "fail" else "info",
+                "category": "Supply chain",
+                "message": _message(verdict, decision),
+                "properties": properties,
+                "timestamp": {"seconds": timestamp, "nanos": 0},
+                "resources": [_reference(resource)],
+            }
+        )
+    report: dict[str, Any] = {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {
+            "name": resource.uid,
+            "namespace": resource.namespace,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY},
+            "ownerReferences": [
+                {
+                    "apiVersion": resource.api_version,
+                    "kind": resource.kind,
+                    "name": resource.name,
+                    "uid": resource.uid,
+                }
+            ],
+        },
+        "scope": _reference(resource),
+        "summary": summary,
+        "results": results,
+    }
+    if report_format == "openreports":
+        report["source"] = SOURCE
+    return report
+
+
+def same_content(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Two reports say the same (timestamps aside): no update needed."""
+    return _content(a) == _content(b)
+
+
+def _content(report: Mapping[str, Any]) -> tuple[Any, ...]:
+    results = [
+        {k: v for k, v in result.items() if k != "timestamp"}
+        for result in report.get("results") or []
+    ]
+    return (report.get("summary"), results, report.get("scope"))
+
+
+def _reference(resource: Resource) -> dict[str, str]:
+    return {
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "namespace": resource.namespace,
+        "name": resource.name,
+        "uid": resource.uid,
+    }
+
+
+def _message(verdict: ContainerVerdict, decision: Decision) -> str:
+    """The denial's own text for a refused image (what ``kubectl`` would show), else why."""
+    if verdict.refused:
+        where = f"workspace {decision.workspace}" if decision.workspace else "no workspace"
+        return (
+            f'{verdict.label} image "{verdict.image}" is not allowed in namespace '
+            f"{decision.namespace} ({where}): {verdict.reason}"
+        )
+    return verdict.reason
