@@ -126,6 +126,19 @@ class PullSecrets:
     rotate_every: float = DEFAULT_ROTATE_EVERY
 
 
+ReportFormat = Literal["wgpolicyk8s", "openreports", "none"]
+REPORT_FORMATS: tuple[ReportFormat, ...] = ("wgpolicyk8s", "openreports", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSettings:
+    """``audit``: the leader's background audit of running workloads (off by default)."""
+
+    enabled: bool = False
+    reports: ReportFormat = "wgpolicyk8s"
+    interval: float = 600.0
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """A whole config document."""
@@ -136,6 +149,7 @@ class Config:
     bindings: tuple[Binding, ...] = ()
     namespaces: Mapping[str, str] = field(default_factory=dict)
     pull_secrets: PullSecrets = field(default_factory=PullSecrets)
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
     def registry(self, name: str) -> Registry | None:
         """The registry declared under ``name``, if any."""
@@ -537,7 +551,34 @@ def _with_default_port_aliases(registries: tuple[Registry, ...]) -> tuple[Regist
     return tuple(out)
 
 
-_TOP_KEYS = ("workspaceLabel", "policy", "registries", "bindings", "namespaces", "pullSecrets")
+_TOP_KEYS = (
+    "workspaceLabel",
+    "policy",
+    "registries",
+    "bindings",
+    "namespaces",
+    "pullSecrets",
+    "audit",
+)
+
+
+def _parse_audit(value: object) -> AuditSettings:
+    path = "audit"
+    data = _mapping(value, path)
+    _check_keys(data, path, ("enabled", "reports", "interval"))
+    defaults = AuditSettings()
+    return AuditSettings(
+        enabled=_bool(data.get("enabled", False), f"{path}.enabled"),
+        reports=cast(
+            ReportFormat,
+            _choice(data.get("reports", defaults.reports), f"{path}.reports", REPORT_FORMATS),
+        ),
+        interval=(
+            parse_duration(data["interval"], f"{path}.interval")
+            if "interval" in data
+            else defaults.interval
+        ),
+    )
 
 _NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
@@ -622,6 +663,7 @@ def parse_config(data: object) -> Config:
             if top.get("pullSecrets") is not None
             else PullSecrets()
         ),
+        audit=_parse_audit(top["audit"]) if top.get("audit") is not None else AuditSettings(),
     )
 
 
@@ -688,6 +730,12 @@ def dump_config(config: Config, *, credentials: bool = True) -> dict[str, Any]:
                 if pull.credentials_namespace is not None
                 else {}
             ),
+        }
+    if config.audit != AuditSettings():
+        document["audit"] = {
+            "enabled": config.audit.enabled,
+            "reports": config.audit.reports,
+            "interval": format_duration(config.audit.interval),
         }
     return document
 

@@ -209,6 +209,9 @@ def values_sets(admin_ca_pem: str) -> dict[str, dict[str, Any]]:
                 }
             },
         },
+        "provisioning": {
+            "config": {"pullSecrets": {"provision": True, "rotateEvery": "24h"}},
+        },
         "out-of-cluster": {
             "webhook": {"url": "https://127.0.0.1:8443"},
         },
@@ -237,5 +240,6 @@ VALUES_SET_NAMES = (
     "fail-open",
     "namespace-guard",
     "out-of-cluster",
+    "provisioning",
     "credentials",
 )

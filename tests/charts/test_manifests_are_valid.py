@@ -87,6 +87,8 @@ def test_every_values_set_renders_only_known_kinds(any_render: Rendered) -> None
         ("networking.k8s.io/v1", "NetworkPolicy"),
         ("rbac.authorization.k8s.io/v1", "ClusterRole"),
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+        ("rbac.authorization.k8s.io/v1", "Role"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
         ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"),
         ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"),
     }

@@ -278,6 +278,7 @@ def test_default_config_matches_the_documented_defaults(default: Rendered) -> No
         },
         "registries": [],
         "bindings": [],
+        "pullSecrets": {"provision": False, "rotateEvery": "720h"},
     }
 
 
@@ -304,3 +305,27 @@ def test_registry_credentials_are_mounted_secrets_the_config_points_at(rendered_
     # The credential Secrets are the admin's: the chart only names them, never renders them.
     rendered_secrets = {s["metadata"]["name"] for s in rendered.all("Secret")}
     assert rendered_secrets.isdisjoint({"harbor-robot", "team-b-pull"})
+
+
+def test_provisioning_adds_rbac_for_the_pull_secret_by_name_and_for_the_lease(
+    rendered_set: Any, render: Any
+) -> None:
+    default = render({})
+    provisioning = render({"config": {"pullSecrets": {"provision": True}}})
+
+    assert not [o for o in default.objects if o["kind"] == "Role"]
+    cluster = provisioning.one("ClusterRole", f"{FULLNAME}-pull-secrets")
+    by_verbs = {tuple(rule["verbs"]): rule for rule in cluster["rules"]}
+    assert "resourceNames" not in by_verbs[("create",)]
+    named = by_verbs[("get", "list", "watch", "update", "patch", "delete")]
+    assert named["resourceNames"] == ["registry-secret"]
+    role = provisioning.one("Role", f"{FULLNAME}-provisioner")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    leases = [r for r in role["rules"] if r["resources"] == ["leases"]]
+    assert {tuple(r["verbs"]) for r in leases} == {("create",), ("get", "update")}
+
+
+def test_the_pods_know_their_namespace_and_name_for_provisioning(default: Rendered) -> None:
+    [container] = default.one("Deployment", FULLNAME)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert env == {"POD_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}

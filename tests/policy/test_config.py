@@ -283,6 +283,7 @@ namespaces: {team: "1"}
         MINIMAL,
         "{}",
         FULL + "pullSecrets: {provision: true, credentialsNamespace: ops, rotateEvery: 12h}\n",
+        FULL + "audit: {enabled: true, reports: openreports, interval: 1h}\n",
     ],
 )
 def test_dump_config_is_the_inverse_of_the_parser(text: str) -> None:
@@ -359,3 +360,10 @@ def test_a_docker_registry_keeps_its_pull_credential_apart_from_its_listing_cred
     ).registries[0]
     assert registry.credentials is not None and registry.credentials.password_file == "/lp"
     assert registry.pull_credentials is not None and registry.pull_credentials.password_file == "/pp"
+
+
+def test_the_background_audit_is_off_by_default_and_its_report_format_is_checked() -> None:
+    assert load_config("{}").audit.enabled is False
+    assert load_config("audit: {enabled: true}\n").audit.reports == "wgpolicyk8s"
+    with pytest.raises(ConfigError, match=r"audit\.reports: expected wgpolicyk8s, openreports"):
+        load_config("audit: {reports: kyverno}\n")

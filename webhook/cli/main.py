@@ -78,6 +78,34 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep the config's static namespaces instead of listing them from the cluster",
     )
+    audit = sub.add_parser(
+        "audit", help="judge what runs in the cluster like check judges manifests"
+    )
+    audit.add_argument("--config", help="config file (default: the embedded demo config)")
+    audit.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, in-cluster)")
+    audit.add_argument("--context", help="kubeconfig context")
+    scope = audit.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", help="only this namespace")
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="every namespace (the default)"
+    )
+    audit.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    audit.add_argument(
+        "--what-if",
+        metavar="NEW_CONFIG",
+        help="list what NEW_CONFIG would refuse that is admitted today",
+    )
+
+    provision = sub.add_parser(
+        "provision", help="one pull-secret provisioning pass (or its plan with --dry-run)"
+    )
+    provision.add_argument("--config", required=True, help="config file")
+    provision.add_argument(
+        "--dry-run", action="store_true", help="print the plan, change nothing"
+    )
+    provision.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, in-cluster)")
+    provision.add_argument("--context", help="kubeconfig context")
+
     return parser
 
 
@@ -153,7 +181,28 @@ def _snapshot_cmd(args: argparse.Namespace) -> int:
     return run(args.config, args.output, kube=False if args.no_namespaces else None)
 
 
+def _provision(args: argparse.Namespace) -> int:
+    from webhook.cli.provision import run
+
+    return run(args.config, dry_run=args.dry_run, kubeconfig=args.kubeconfig, context=args.context)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from webhook.cli.audit import run
+
+    return run(
+        args.config,
+        namespace=None if args.all_namespaces else args.namespace,
+        output=args.output,
+        what_if=args.what_if,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+    )
+
+
 COMMANDS = {
+    "audit": _audit,
+    "provision": _provision,
     "check": _check,
     "explain": _explain,
     "images": _images,

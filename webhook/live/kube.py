@@ -75,3 +75,26 @@ def load_api_client(
     except (k8s_config.ConfigException, OSError) as exc:
         raise SourceError(f"unusable kubeconfig {kubeconfig}: {exc}") from None
     return k8s_client.ApiClient(configuration)
+
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+DEFAULT_HOME_NAMESPACE = "spacegate-system"
+
+
+def own_namespace(
+    configured: str | None = None,
+    env: Mapping[str, str] | None = None,
+    service_account_file: Path = SERVICE_ACCOUNT_NAMESPACE,
+) -> str:
+    """spacegate's own namespace: ``configured``, else ``POD_NAMESPACE`` (the chart sets it
+    through the downward API), else the in-cluster service account's, else spacegate-system."""
+    if configured:
+        return configured
+    env = os.environ if env is None else env
+    if env.get("POD_NAMESPACE"):
+        return env["POD_NAMESPACE"]
+    try:
+        text = service_account_file.read_text().strip()
+    except OSError:
+        text = ""
+    return text or DEFAULT_HOME_NAMESPACE

@@ -18,17 +18,28 @@ tests run the same code against fakes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from policy.config import Config
+from webhook.live.audit import AuditMetrics, Auditor, audit_forever
 from webhook.live.config_watch import DEFAULT_POLL_INTERVAL, ConfigWatcher
-from webhook.live.kube import ApiClientFactory, kube_configured
+from webhook.live.kube import ApiClientFactory, kube_configured, load_api_client, own_namespace
+from webhook.live.leader import LeaseElector
 from webhook.live.namespace_map import NamespaceMap
+from webhook.live.provisioner import (
+    Provisioner,
+    ProvisionMetrics,
+    RobotAPIFactory,
+    provision_forever,
+)
+from webhook.live.pull_secrets import SecretStore
 from webhook.live.readiness import gates_readiness, is_listed
 from webhook.live.refresh_metrics import RefreshMetrics
 from webhook.live.refresher import DEFAULT_FETCH_TIMEOUT, Refresher, SourceFactory
@@ -44,6 +55,8 @@ LiveStateOpener = Callable[[Config], AbstractAsyncContextManager[SnapshotState]]
 # How long a reload waits for a new namespace watch (new workspaceLabel) to list before
 # giving up and keeping the old one.
 NAMESPACE_SWAP_TIMEOUT = 30.0
+# A full provisioning pass this often even when nothing changed (a deleted Secret returns).
+PROVISION_RESYNC_SECONDS = 300.0
 
 
 def is_live(config: Config) -> bool:
@@ -159,10 +172,13 @@ async def open_live_state(
     poll_interval: float = DEFAULT_POLL_INTERVAL,
     fetch_timeout: float = DEFAULT_FETCH_TIMEOUT,
     clock: Callable[[], float] = time.monotonic,
+    robots_for: RobotAPIFactory | None = None,
 ) -> AsyncIterator[Refresher]:
     """The live state for ``config`` while the block runs; see :func:`live_state_factory`.
 
     ``clock`` (monotonic seconds) times staleness for both registries and namespaces.
+    With ``pullSecrets.provision``, the provisioner runs beside it (:func:`provisioning`);
+    ``robots_for`` builds its Harbor robot clients (tests inject fakes).
     """
     use_kube = kube_configured() if kube is None else kube
     metrics = RefreshMetrics(metrics_registry or CollectorRegistry(auto_describe=True))
@@ -217,7 +233,90 @@ async def open_live_state(
                     config_path, live.reload, interval=poll_interval, initial_config=config
                 )
             )
+        if config.pull_secrets.provision or config.audit.enabled:
+            if watch is None:
+                log.error(
+                    "pullSecrets.provision or audit.enabled is on but there is no Kubernetes "
+                    "API to work with; neither runs"
+                )
+            else:
+                await stack.enter_async_context(
+                    leader_work(config, refresher, api_client, metrics.registry, robots_for)
+                )
         yield refresher
+
+
+@asynccontextmanager
+async def leader_work(
+    config: Config,
+    refresher: Refresher,
+    api_client: ApiClientFactory | None,
+    registry: CollectorRegistry,
+    robots_for: RobotAPIFactory | None = None,
+    *,
+    resync: float = PROVISION_RESYNC_SECONDS,
+) -> AsyncIterator[LeaseElector]:
+    """What only the leader does, beside live mode: campaign for the Lease, and while leader
+    provision pull secrets (``pullSecrets.provision``) and audit what runs
+    (``audit.enabled``), on every snapshot change and periodically. Every replica keeps
+    serving admission either way."""
+    api = load_api_client() if api_client is None else api_client()
+    home = own_namespace(config.pull_secrets.credentials_namespace)
+    elector = LeaseElector(api, home)
+    leader_gauge = Gauge(
+        "spacegate_leader", "1 while this replica holds the leader Lease.", registry=registry
+    )
+
+    def leading() -> bool:
+        leader = elector.is_leader
+        leader_gauge.set(1 if leader else 0)
+        return leader
+
+    log.info("leader election: Lease %s/%s, identity %s", home, elector.name, elector.identity)
+    tasks = [asyncio.create_task(elector.run(), name="spacegate-lease")]
+    provisioner: Provisioner | None = None
+    if config.pull_secrets.provision:
+        if robots_for is None:
+            from webhook.live.sources.harbor_robots import HarborRobots
+
+            robots_for = HarborRobots
+        store = SecretStore(api, pull_secret_name=config.policy.pull_secret_name, home=home)
+        provisioner = Provisioner(
+            store,
+            robots_for,
+            rotate_every=config.pull_secrets.rotate_every,
+            guard=elector.check,
+            metrics=ProvisionMetrics(registry),
+        )
+        tasks.append(asyncio.create_task(
+            provision_forever(
+                provisioner, lambda: refresher.snapshot, is_leader=leading, resync=resync
+            ),
+            name="spacegate-provisioner",
+        ))
+    if config.audit.enabled:
+        reports = None if config.audit.reports == "none" else config.audit.reports
+        auditor = Auditor(api, report_format=reports, metrics=AuditMetrics(registry))
+        tasks.append(asyncio.create_task(
+            audit_forever(
+                auditor,
+                lambda: refresher.snapshot,
+                is_leader=leading,
+                guard=elector.check,
+                interval=config.audit.interval,
+            ),
+            name="spacegate-audit",
+        ))
+    try:
+        yield elector
+    finally:
+        for task in reversed(tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if provisioner is not None:
+            await provisioner.aclose()
+        api.close()  # type: ignore[no-untyped-call]
 
 
 def live_state_factory(

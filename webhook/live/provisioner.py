@@ -313,10 +313,6 @@ class ProvisionMetrics:
             ["change"],
             registry=registry,
         )
-        self.leader = Gauge(
-            "spacegate_leader", "1 while this replica holds the provisioning lease.",
-            registry=registry,
-        )
 
 
 # --------------------------------------------------------------------------- the writer

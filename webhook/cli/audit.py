@@ -1,0 +1,159 @@
+"""``spacegate audit``: what already runs in the cluster, judged like ``check`` judges manifests.
+
+Reads the live cluster (workloads and Pods, page by page; workspaces from the namespace
+labels, as live mode does; registries synced once from the config), decides every workload
+with the same ``policy.decide`` as admission, and prints what ``check`` prints: the same
+columns, the same JSON objects, the same exit codes (0 everything admitted, 1 something
+refused, 2 bad input). Pods owned by a workload it lists are represented by that workload.
+
+``--what-if NEW_CONFIG`` answers the question no peer answers: evaluate the running
+workloads under a proposed config (an unbinding, a space made private, a namespace map
+change) and list exactly what would be refused that is admitted today — the change to
+review before applying it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+from typing import TextIO
+
+from kubernetes.client import ApiClient
+
+from policy.config import Config, ConfigError
+from policy.snapshot import NamespaceInfo, Snapshot
+from webhook.cli import exits
+from webhook.cli.check import CheckReport, WorkloadResult, to_json, to_table
+from webhook.cli.snapshot import sync
+from webhook.live.audit import Finding, audit, list_objects
+from webhook.live.kube import load_api_client
+from webhook.live.sources import SourceError
+from webhook.live.sources.factory import make_source
+from webhook.live.sources.namespaces import fetch_namespaces
+from webhook.settings import read_config
+
+PROG = "spacegate audit"
+
+
+def run(
+    config_path: str | None,
+    *,
+    namespace: str | None,
+    output: str = "table",
+    what_if: str | None = None,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Audit the cluster (``namespace`` None: all namespaces); the exit code."""
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    try:
+        config = read_config(config_path)
+        proposed = read_config(what_if) if what_if is not None else None
+    except ConfigError as exc:
+        print(f"{PROG}: config error: {exc}", file=err)
+        return exits.USAGE
+    try:
+        api = load_api_client(kubeconfig, context=context)
+    except SourceError as exc:
+        print(f"{PROG}: {exc}", file=err)
+        return exits.USAGE
+    try:
+        return asyncio.run(
+            _run(config, proposed, api, namespace=namespace, output=output, out=out, err=err)
+        )
+    except SourceError as exc:
+        print(f"{PROG}: {exc}", file=err)
+        return exits.REFUSED
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+
+
+async def snapshot_of(
+    config: Config, api: ApiClient, namespaces: dict[str, NamespaceInfo] | None = None
+) -> tuple[Snapshot, dict[str, NamespaceInfo]]:
+    """The snapshot live mode would serve now: registries synced once, namespace labels."""
+    synced, listed, failures = await sync(
+        config,
+        source_factory=make_source,
+        namespace_lister=None
+        if namespaces is not None
+        else lambda: fetch_namespaces(api, config.workspace_label),
+    )
+    if failures:
+        detail = "; ".join(f"{name}: {error}" for name, error in sorted(failures.items()))
+        raise SourceError(f"could not sync: {detail}")
+    labels = dict(listed or {}) if namespaces is None else namespaces
+    spaces = {name: s.spaces for name, s in synced.registries.items() if s.synced}
+    return Snapshot.build(config, spaces=spaces, namespaces=labels), labels
+
+
+async def _run(
+    config: Config,
+    proposed: Config | None,
+    api: ApiClient,
+    *,
+    namespace: str | None,
+    output: str,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    current, labels = await snapshot_of(config, api)
+    future: Snapshot | None = None
+    if proposed is not None:
+        if proposed.workspace_label != config.workspace_label:
+            labels = dict(
+                await asyncio.to_thread(fetch_namespaces, api, proposed.workspace_label)
+            )
+        future, _ = await snapshot_of(proposed, api, labels)
+    report = await asyncio.to_thread(_judge, current, future, api, namespace)
+    if output == "json":
+        print(to_json(report), file=out)
+    else:
+        text = to_table(report)
+        if proposed is not None:
+            text = text.replace(
+                "workloads checked:", "workloads admitted today would be refused:", 1
+            ) if report.results else "nothing admitted today would be refused"
+        print(text, file=out)
+    del err
+    return report.exit_code
+
+
+def _judge(
+    current: Snapshot, future: Snapshot | None, api: ApiClient, namespace: str | None
+) -> CheckReport:
+    """One streaming pass over the cluster: a page of objects in memory at a time.
+
+    With ``future`` (``--what-if``), each object is judged under both snapshots in the same
+    pass (the two audits skip the same owned objects, so they stay in step) and only what
+    the future refuses and today admits is reported.
+    """
+    report = CheckReport()
+    if future is None:
+        report.results.extend(_result(f) for f in audit(current, list_objects(api, namespace)))
+        return report
+    today, tomorrow = itertools.tee(list_objects(api, namespace))
+    for before, after in zip(audit(current, today), audit(future, tomorrow), strict=True):
+        if _admitted(before) and not _admitted(after):
+            report.results.append(_result(after))
+    return report
+
+
+def _admitted(finding: Finding | None) -> bool:
+    return finding is not None and finding.decision is not None and finding.decision.allowed
+
+
+def _result(finding: Finding) -> WorkloadResult:
+    resource = finding.resource
+    return WorkloadResult(
+        resource.kind,
+        resource.namespace,
+        resource.name,
+        "cluster",
+        decision=finding.decision,
+        error=finding.error,
+    )

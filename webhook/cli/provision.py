@@ -1,0 +1,132 @@
+"""``spacegate provision``: one pull-secret provisioning pass, or its plan.
+
+Syncs once from the live sources (registries, and namespaces from the Kubernetes API of
+``KUBECONFIG`` or the cluster, like ``serve``), then runs one level-triggered pass of the
+same provisioner the leader runs in ``serve`` (``webhook.live.provisioner``). With
+``--dry-run`` it prints the plan (robots to create or delete with their permissions, Secrets
+to create, update or delete) and changes nothing. Without it, it takes the provisioning Lease
+for the pass, so it never writes while a running leader does, and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import TextIO
+
+from kubernetes.client import ApiClient
+
+from policy.config import Config, ConfigError
+from policy.snapshot import Snapshot
+from webhook.cli import exits
+from webhook.cli.snapshot import sync
+from webhook.live.kube import load_api_client, own_namespace
+from webhook.live.leader import LeaseElector, LostLeadership
+from webhook.live.provisioner import Provisioner, RobotAPIFactory
+from webhook.live.pull_secrets import SecretStore
+from webhook.live.sources import SourceError
+from webhook.live.sources.factory import make_source
+from webhook.live.sources.namespaces import fetch_namespaces
+from webhook.settings import read_config
+
+PROG = "spacegate provision"
+
+
+def run(
+    config_path: str | None,
+    *,
+    dry_run: bool,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    robots_for: RobotAPIFactory | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """One pass (or its plan); the exit code (0 done, 1 something failed, 2 bad input)."""
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    try:
+        config = read_config(config_path)
+    except ConfigError as exc:
+        print(f"{PROG}: config error: {exc}", file=err)
+        return exits.USAGE
+    if not dry_run and not config.pull_secrets.provision:
+        print(
+            f"{PROG}: pullSecrets.provision is off in this config; set it to true, or use "
+            "--dry-run to see the plan",
+            file=err,
+        )
+        return exits.USAGE
+    try:
+        api = load_api_client(kubeconfig, context=context)
+    except SourceError as exc:
+        print(f"{PROG}: {exc}", file=err)
+        return exits.USAGE
+    if robots_for is None:
+        from webhook.live.sources.harbor_robots import HarborRobots
+
+        robots_for = HarborRobots
+    try:
+        return asyncio.run(_run(config, api, robots_for, dry_run=dry_run, out=out, err=err))
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+
+
+async def _run(
+    config: Config,
+    api: ApiClient,
+    robots_for: RobotAPIFactory,
+    *,
+    dry_run: bool,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    snapshot, namespaces, failures = await sync(
+        config,
+        source_factory=make_source,
+        namespace_lister=lambda: fetch_namespaces(api, config.workspace_label),
+    )
+    if failures:
+        for name, error in sorted(failures.items()):
+            what = "namespaces" if name == "namespaces" else f"registry {name!r}"
+            print(f"{PROG}: {what} failed: {error}", file=err)
+        return exits.REFUSED
+    listed = {
+        name: state.spaces for name, state in snapshot.registries.items() if state.synced
+    }
+    snapshot = Snapshot.build(config, spaces=listed, namespaces=namespaces)
+    home = own_namespace(config.pull_secrets.credentials_namespace)
+    store = SecretStore(api, pull_secret_name=config.policy.pull_secret_name, home=home)
+    elector = LeaseElector(api, home)
+    provisioner = Provisioner(
+        store, robots_for, rotate_every=config.pull_secrets.rotate_every, guard=elector.check
+    )
+    try:
+        if not dry_run and not await asyncio.to_thread(elector.try_acquire_or_renew):
+            print(
+                f"{PROG}: provisioning is led by {elector.holder} (Lease "
+                f"{home}/{elector.name}); not writing. --dry-run shows the plan",
+                file=err,
+            )
+            return exits.REFUSED
+        try:
+            result = await provisioner.run_pass(snapshot, apply=not dry_run)
+        except (SourceError, LostLeadership) as exc:
+            print(f"{PROG}: {exc}", file=err)
+            return exits.REFUSED
+        for line in result.plan.lines(result.desired):
+            print(("would " if dry_run and line != "nothing to change" else "") + line, file=out)
+        for failure in result.failures:
+            print(f"{PROG}: {failure}", file=err)
+        return exits.REFUSED if result.failures else exits.OK
+    finally:
+        await provisioner.aclose()
+        if not dry_run:
+            await asyncio.to_thread(_release, elector)
+
+
+def _release(elector: LeaseElector) -> None:
+    try:
+        elector.release()
+    except Exception as exc:  # the pass is done; a stale Lease only delays the next leader
+        print(f"{PROG}: could not release the Lease: {exc}", file=sys.stderr)
