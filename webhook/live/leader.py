@@ -129,7 +129,7 @@ class LeaseElector:
     def try_acquire_or_renew(self) -> bool:
         """One round: take or renew the Lease if we may; True when we hold it now."""
         now = self._clock()
-        stamp = datetime.fromtimestamp(now, UTC)
+        stamp = micro_time(now)
         try:
             lease = self._api.read_namespaced_lease(self.name, self.namespace)
         except ApiException as exc:
@@ -188,6 +188,17 @@ class LeaseElector:
         lease.spec.lease_duration_seconds = 1
         self._api.replace_namespaced_lease(self.name, self.namespace, lease)
         log.info("lease %s/%s: released", self.namespace, self.name)
+
+
+def micro_time(seconds: float) -> datetime:
+    """A UTC time the apiserver accepts as a ``MicroTime``.
+
+    The client writes datetimes with ``isoformat()``, which leaves the fraction out when the
+    microseconds are zero, and the apiserver then refuses the Lease ("cannot parse ... as
+    .000000"); one microsecond more is always written with its fraction.
+    """
+    stamp = datetime.fromtimestamp(seconds, UTC)
+    return stamp if stamp.microsecond else stamp.replace(microsecond=1)
 
 
 def _describe(exc: BaseException) -> str:
