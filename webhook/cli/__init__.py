@@ -7,6 +7,8 @@
   namespace may use).
 - ``snapshot`` — sync once from live sources and write an offline config.
 - ``certs`` — ``certs generate``: a CA and serving certificate for a Service.
+- ``provision`` — one pull-secret provisioning pass, or its plan.
+- ``audit`` — judge what runs in the cluster like ``check``, and ``--what-if``.
 - ``serve`` — the HTTPS webhook: the one place that joins :mod:`webhook.admission` and
   :mod:`webhook.live`.
 - ``exits`` — the exit codes every command shares.
