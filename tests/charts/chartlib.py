@@ -215,6 +215,9 @@ def values_sets(admin_ca_pem: str) -> dict[str, dict[str, Any]]:
         "out-of-cluster": {
             "webhook": {"url": "https://127.0.0.1:8443"},
         },
+        "audit": {
+            "config": {"audit": {"enabled": True, "reports": "wgpolicyk8s", "interval": "5m"}},
+        },
         "credentials": {
             "config": HARBOR_AND_REGISTRY,
             "registryCredentials": [
@@ -242,4 +245,5 @@ VALUES_SET_NAMES = (
     "out-of-cluster",
     "provisioning",
     "credentials",
+    "audit",
 )

@@ -121,3 +121,14 @@ def webhooks(api_client: client.ApiClient, spacegate: SpacegateProcess) -> Itera
     wait_until_enforced(api_client, probe)
     yield
     delete_webhooks(api_client)
+
+
+@pytest.fixture(scope="session")
+def policy_report_crd(control_plane: ControlPlane) -> Iterator[dict[str, object]]:
+    """The chart's PolicyReport CRD (``policyReports.installCRD``) applied through the API and
+    served; deleted at the end of the session (with every PolicyReport)."""
+    from tests.e2e.spacegate import delete_manifests, install_policy_report_crd
+
+    crd = install_policy_report_crd(control_plane)
+    yield crd
+    delete_manifests(control_plane, [crd])

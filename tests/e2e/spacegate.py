@@ -266,3 +266,254 @@ def running_spacegate(plane: ControlPlane, workdir: Path) -> Iterator[SpacegateP
         yield process
     finally:
         process.stop()
+
+
+# --------------------------------------------------------------------------- provisioning
+# Helpers for the pull-secret provisioning tests (tests/e2e/test_provisioning*.py).
+
+
+def pull_secret_logins(
+    api_client: client.ApiClient, namespace: str, name: str = "registry-secret"
+) -> dict[str, tuple[str, str]] | None:
+    """host -> (username, password) of the ``dockerconfigjson`` Secret ``name`` in
+    ``namespace``, read from each entry's ``auth`` field as the kubelet reads it; None when
+    there is no such Secret. Fails when the Secret is not a well-formed pull secret."""
+    import base64
+    import json
+
+    core: Api = client.CoreV1Api(api_client)
+    try:
+        secret = core.read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    assert secret.type == "kubernetes.io/dockerconfigjson", secret.type
+    document = json.loads(base64.b64decode(secret.data[".dockerconfigjson"]))
+    logins: dict[str, tuple[str, str]] = {}
+    for host, entry in document["auths"].items():
+        user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+        assert (entry.get("username"), entry.get("password")) == (user, password), host
+        logins[host] = (user, password)
+    return logins
+
+
+def secret_versions(api_client: client.ApiClient, name: str) -> dict[str, str]:
+    """namespace -> resourceVersion of every Secret called ``name`` in the cluster."""
+    core: Api = client.CoreV1Api(api_client)
+    listed = core.list_secret_for_all_namespaces(field_selector=f"metadata.name={name}")
+    return {s.metadata.namespace: s.metadata.resource_version for s in listed.items}
+
+
+def delete_namespaces(api_client: client.ApiClient, names: list[str]) -> None:
+    """Start deleting ``names`` (the namespace controller finishes it); gone ones are fine."""
+    core: Api = client.CoreV1Api(api_client)
+    for name in names:
+        try:
+            core.delete_namespace(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def kill_spacegate(process: SpacegateProcess) -> None:
+    """SIGKILL the serving process, as a node failure would: nothing is released."""
+    running, process._process = process._process, None
+    if running is not None and running.poll() is None:
+        running.kill()
+        running.wait()
+
+
+def spacegate_metric(process: SpacegateProcess, name: str) -> float | None:
+    """The value of the unlabelled sample ``name`` on the process's ``/metrics``."""
+    with process.client() as http:
+        text = http.get("/metrics").text
+    for line in text.splitlines():
+        metric, _, value = line.partition(" ")
+        if metric == name:
+            return float(value)
+    return None
+
+
+class Namespaces:
+    """Creates labelled namespaces for one test and deletes them all afterwards."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.made: list[str] = []
+
+    def make(self, labels: Mapping[str, str] | None = None, prefix: str = "prov") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        client.CoreV1Api(self.api_client).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=dict(labels or {})))
+        )
+        self.made.append(name)
+        return name
+
+    def relabel(self, name: str, labels: Mapping[str, str | None]) -> None:
+        """Merge-patch the namespace's labels (None removes one)."""
+        core: Api = client.CoreV1Api(self.api_client)
+        core.patch_namespace(name, {"metadata": {"labels": dict(labels)}})
+
+    def delete_all(self) -> None:
+        delete_namespaces(self.api_client, self.made)
+        self.made.clear()
+
+
+# --------------------------------------------------------------------------- audit
+# Helpers for the background audit tests (tests/e2e/test_audit.py) and bench/audit.py.
+
+POLICY_REPORTS = "/apis/wgpolicyk8s.io/v1alpha2"
+
+# Where the kinds the audit tests apply live in the API: (prefix, plural, namespaced).
+_KIND_PATHS: dict[str, tuple[str, str, bool]] = {
+    "CustomResourceDefinition": ("/apis/apiextensions.k8s.io/v1", "customresourcedefinitions",
+                                 False),
+    "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
+    "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
+    "ServiceAccount": ("/api/v1", "serviceaccounts", True),
+}
+
+
+def chart_objects(
+    values: Mapping[str, Any], *, release: str, namespace: str, kinds: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """The chart's objects of ``kinds``, rendered like ``helm install`` of ``release`` into
+    ``namespace``."""
+    from tests.charts.chartlib import parse_manifests
+
+    with helm.Chart.load(CHART_DIR) as chart:
+        raw = chart.render(dict(values), name=release, namespace=namespace, is_install=True)
+    objects, _ = parse_manifests(raw)
+    return [dict(obj) for obj in objects if obj["kind"] in kinds]
+
+
+def _object_path(obj: Mapping[str, Any], *, collection: bool = False) -> str:
+    prefix, plural, namespaced = _KIND_PATHS[obj["kind"]]
+    meta = obj["metadata"]
+    where = f"{prefix}/namespaces/{meta['namespace']}/{plural}" if namespaced else (
+        f"{prefix}/{plural}"
+    )
+    return where if collection else f"{where}/{meta['name']}"
+
+
+def apply_manifests(plane: ControlPlane, objects: list[dict[str, Any]]) -> None:
+    """Create, or replace, each object as the admin (the apiserver validates each one)."""
+    with plane.http_client() as http:
+        for obj in objects:
+            created = http.post(_object_path(obj, collection=True), json=obj)
+            if created.status_code == 409:
+                current = http.get(_object_path(obj))
+                current.raise_for_status()
+                version = current.json()["metadata"]["resourceVersion"]
+                body = {**obj, "metadata": {**obj["metadata"], "resourceVersion": version}}
+                http.put(_object_path(obj), json=body).raise_for_status()
+            else:
+                assert created.status_code == 201, (obj["kind"], created.text)
+
+
+def delete_manifests(plane: ControlPlane, objects: list[dict[str, Any]]) -> None:
+    """Delete each object; ones already gone are fine."""
+    with plane.http_client() as http:
+        for obj in objects:
+            response = http.delete(_object_path(obj))
+            assert response.status_code in (200, 202, 404), (obj["kind"], response.text)
+
+
+def install_policy_report_crd(plane: ControlPlane) -> dict[str, Any]:
+    """The chart's PolicyReport CRD (``policyReports.installCRD``), applied and served."""
+    (crd,) = chart_objects({"policyReports": {"installCRD": True}}, release="spacegate",
+                           namespace="spacegate-system", kinds=("CustomResourceDefinition",))
+    apply_manifests(plane, [crd])
+
+    def served() -> bool:
+        with plane.http_client() as http:
+            stored = http.get(_object_path(crd)).json()
+            conditions = {c["type"]: c["status"] for c in
+                          (stored.get("status") or {}).get("conditions") or []}
+            discovery = http.get(POLICY_REPORTS)
+        return conditions.get("Established") == "True" and discovery.status_code == 200
+
+    eventually(served, "the PolicyReport CRD to be established and served")
+    policy_reports(plane, "default")  # its storage has initialized
+    return crd
+
+
+def policy_reports(plane: ControlPlane, namespace: str) -> dict[str, dict[str, Any]]:
+    """The PolicyReports of ``namespace``, by name.
+
+    Right after the CRD is established (or the apiserver restarted) its storage answers 429
+    "storage is (re)initializing" for a moment; that is waited out, anything else raises.
+    """
+    deadline = time.monotonic() + 15
+    with plane.http_client() as http:
+        while True:
+            listed = http.get(f"{POLICY_REPORTS}/namespaces/{namespace}/policyreports")
+            if listed.status_code != 429 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    listed.raise_for_status()
+    return {item["metadata"]["name"]: item for item in listed.json()["items"]}
+
+
+def service_account_kubeconfig(
+    plane: ControlPlane, namespace: str, name: str, path: Path
+) -> Path:
+    """A kubeconfig that authenticates as ServiceAccount ``namespace/name`` (a TokenRequest
+    token, 1 hour), as the chart's pod would."""
+    import base64
+
+    import yaml
+
+    with plane.http_client() as http:
+        answer = http.post(
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                  "spec": {"expirationSeconds": 3600}},
+        )
+    answer.raise_for_status()
+    token = answer.json()["status"]["token"]
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": {
+            "server": plane.server,
+            "certificate-authority-data": base64.b64encode(plane.ca_cert.read_bytes()).decode(),
+        }}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": name}}],
+        "current-context": "e2e",
+    }
+    path.write_text(yaml.safe_dump(document))
+    path.chmod(0o600)
+    return path
+
+
+class PlaneAs:
+    """``plane`` with another kubeconfig: a :class:`SpacegateProcess` made with it talks to
+    the control plane as that kubeconfig's identity instead of the admin."""
+
+    def __init__(self, plane: ControlPlane, kubeconfig: Path) -> None:
+        self._plane = plane
+        self.kubeconfig = kubeconfig
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._plane, name)
+
+
+def metric_samples(process: SpacegateProcess, name: str) -> dict[frozenset[tuple[str, str]], float]:
+    """Every sample of ``name`` on the process's ``/metrics``, by its set of labels."""
+    import re
+
+    with process.client() as http:
+        text = http.get("/metrics").text
+    samples: dict[frozenset[tuple[str, str]], float] = {}
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        labels, _, value = line[len(name):].rpartition(" ")
+        pairs = re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels)
+        samples[frozenset(pairs)] = float(value)
+    return samples
