@@ -449,13 +449,6 @@ def test_the_auditor_holds_the_lease_with_the_charts_rbac_and_no_more(cluster: C
         assert http.get(f"{POLICY_REPORTS}/policyreports?limit=1").status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: in Auditor.run_pass one refused report write ends the whole pass. "
-    "A create in a namespace being deleted gets 403 (NamespaceLifecycle), so while any "
-    "namespace with a workload is stuck Terminating no pass finishes: no metrics, no "
-    "last-run time, no reports after it in list order.",
-)
 def test_a_namespace_stuck_terminating_does_not_stop_the_audit(
     cluster: Cluster, api_client: client.ApiClient
 ) -> None:
@@ -477,12 +470,6 @@ def test_a_namespace_stuck_terminating_does_not_stop_the_audit(
         core.patch_namespaced_pod("held", stuck, {"metadata": {"finalizers": None}})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: reports of resources the audit no longer reports on individually are "
-    "never deleted (ReportWriter only creates and replaces): a Pod adopted by a ReplicaSet "
-    "keeps its own report, frozen at its last result, beside its owner's.",
-)
 def test_a_pod_adopted_by_an_owner_loses_its_own_report(
     cluster: Cluster, api_client: client.ApiClient
 ) -> None:

@@ -18,6 +18,7 @@ admission path, in a worker thread, one page at a time.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -31,7 +32,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from policy.decision import Decision, decide
 from policy.provisioning import MANAGED_BY, MANAGED_BY_LABEL
-from policy.report import API_VERSIONS, ReportFormat, Resource, build_report, same_content
+from policy.report import API_VERSIONS, ReportFormat, Resource, build_report
 from policy.snapshot import Snapshot
 from policy.workload import WorkloadError, pod_spec
 
@@ -51,6 +52,9 @@ KINDS: tuple[tuple[str, str, str, str], ...] = (
 )
 OWNER_KINDS = frozenset(kind for _, _, kind, _ in KINDS)
 PAGE_SIZE = 500
+# A background pass sleeps this long every YIELD_EVERY resources (see Auditor.run_pass).
+YIELD_EVERY = 25
+YIELD_SECONDS = 0.002
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,15 @@ def refused(finding: Finding) -> bool:
 
 
 class ReportWriter:
-    """Writes policy reports, only when their CRD is installed and only when they change."""
+    """Writes policy reports, only when their CRD is installed and only when they change.
+
+    A pass reads spacegate's existing reports once (label selector, page by page: a digest
+    of each content, not the reports, is kept), writes only reports whose content differs,
+    and afterwards deletes spacegate's reports of resources the pass no longer reports on
+    individually (a Pod adopted by a ReplicaSet, a switched report format leaves the old
+    kind alone). A report without spacegate's label is never touched. One failed write (a
+    namespace being deleted refuses new content) is counted and the pass goes on.
+    """
 
     def __init__(self, api: client.ApiClient, report_format: ReportFormat) -> None:
         self._api: Any = client.CustomObjectsApi(api)
@@ -163,6 +175,8 @@ class ReportWriter:
         api_version, self.kind = API_VERSIONS[report_format]
         self.group, self.version = api_version.split("/")
         self.plural = "policyreports" if report_format == "wgpolicyk8s" else "reports"
+        self._existing: dict[tuple[str, str], tuple[str, str]] = {}  # (ns, name) -> (rv, digest)
+        self._foreign: set[tuple[str, str]] = set()
 
     def installed(self) -> bool:
         """The report CRD is served (discovery of its group version)."""
@@ -173,31 +187,87 @@ class ReportWriter:
             raise ApiException(status=status, reason="report CRD discovery")
         return True
 
+    def load(self) -> None:
+        """Read what exists now: spacegate's reports (digests), and names taken by others."""
+        self._existing.clear()
+        self._foreign.clear()
+        path = f"/apis/{self.group}/{self.version}/{self.plural}"
+        token: str | None = None
+        while True:
+            query: list[tuple[str, Any]] = [("limit", PAGE_SIZE)]
+            if token:
+                query.append(("continue", token))
+            status, data = get(self._api_client, path, query)
+            if status != 200:
+                raise ApiException(status=status, reason=f"GET {path}")
+            body = orjson.loads(data)
+            for item in body.get("items") or []:
+                meta = item.get("metadata") or {}
+                key = (meta.get("namespace", ""), meta.get("name", ""))
+                if (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY:
+                    self._existing[key] = (meta.get("resourceVersion", ""), digest(item))
+                else:
+                    self._foreign.add(key)
+            token = (body.get("metadata") or {}).get("continue") or None
+            if not token:
+                return
+
     def write(self, report: dict[str, Any]) -> str:
-        """Create or update one report; "created", "updated", "unchanged" or "foreign"."""
+        """Create or update one report: "created", "updated", "unchanged", "foreign" or
+        "failed" (logged; the pass goes on)."""
         meta = report["metadata"]
-        try:
-            current = self._api.get_namespaced_custom_object(
-                self.group, self.version, meta["namespace"], self.plural, meta["name"]
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            self._api.create_namespaced_custom_object(
-                self.group, self.version, meta["namespace"], self.plural, report
-            )
-            return "created"
-        labels = (current.get("metadata") or {}).get("labels") or {}
-        if labels.get(MANAGED_BY_LABEL) != MANAGED_BY:
+        key = (meta["namespace"], meta["name"])
+        if key in self._foreign:
             return "foreign"
-        if same_content(current, report):
-            return "unchanged"
-        report = {**report, "metadata": {**meta,
-                                         "resourceVersion": current["metadata"]["resourceVersion"]}}
-        self._api.replace_namespaced_custom_object(
-            self.group, self.version, meta["namespace"], self.plural, meta["name"], report
-        )
-        return "updated"
+        current = self._existing.pop(key, None)
+        try:
+            if current is None:
+                self._api.create_namespaced_custom_object(
+                    self.group, self.version, meta["namespace"], self.plural, report
+                )
+                return "created"
+            if current[1] == digest(report):
+                return "unchanged"
+            body = {**report, "metadata": {**meta, "resourceVersion": current[0]}}
+            self._api.replace_namespaced_custom_object(
+                self.group, self.version, meta["namespace"], self.plural, meta["name"], body
+            )
+            return "updated"
+        except ApiException as exc:
+            if exc.status == 409 and current is None:  # created meanwhile (another writer)
+                return "unchanged"
+            log.warning(
+                "audit: could not write report %s/%s: HTTP %s %s",
+                key[0], key[1], exc.status, exc.reason or "",
+            )
+            return "failed"
+
+    def delete_stale(self) -> int:
+        """Delete spacegate's reports this pass did not write (their resources are gone from
+        the pass: deleted, adopted, or no longer listed); the number deleted."""
+        deleted = 0
+        for namespace, name in sorted(self._existing):
+            try:
+                self._api.delete_namespaced_custom_object(
+                    self.group, self.version, namespace, self.plural, name
+                )
+                deleted += 1
+            except ApiException as exc:
+                if exc.status != 404:
+                    log.warning("audit: could not delete report %s/%s: HTTP %s",
+                                namespace, name, exc.status)
+        self._existing.clear()
+        return deleted
+
+
+def digest(report: Mapping[str, Any]) -> str:
+    """What a report says (timestamps aside), for comparing without keeping reports."""
+    results = [
+        {k: v for k, v in result.items() if k != "timestamp"}
+        for result in report.get("results") or []
+    ]
+    content = (report.get("summary"), results, report.get("scope"))
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 # --------------------------------------------------------------------------- background audit
@@ -254,9 +324,15 @@ class Auditor:
         counts: dict[tuple[str, str, str], int] = {}
         result = AuditPass(reports={})
         write = self.writer is not None and self.writer.installed()
+        if write and self.writer is not None:
+            self.writer.load()
         now = int(self._clock())
         for finding in audit(snapshot, list_objects(self.api)):
             result.audited += 1
+            if result.audited % YIELD_EVERY == 0:
+                # The pass runs in a thread of the serving process: hand the GIL to the
+                # event loop regularly, so admission answers keep their latency.
+                time.sleep(YIELD_SECONDS)
             decision = finding.decision
             if decision is None:
                 continue
@@ -273,6 +349,9 @@ class Auditor:
                 ))
                 assert result.reports is not None
                 result.reports[outcome] = result.reports.get(outcome, 0) + 1
+        if write and self.writer is not None and result.reports is not None:
+            guard()
+            result.reports["deleted"] = self.writer.delete_stale()
         if self.metrics is not None:
             self.metrics.violations.clear()
             for (namespace, registry, space), n in counts.items():
