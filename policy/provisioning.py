@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -120,25 +120,86 @@ class DesiredState:
 
 
 def desired_state(snapshot: Snapshot) -> DesiredState:
-    """The robots and Secrets provisioning must keep for ``snapshot`` (see the module doc)."""
-    policy = snapshot.policy
+    """The robots and Secrets provisioning must keep for ``snapshot`` (see the module doc).
+
+    Computed from an index of the bindings, so its cost grows with workspaces plus bindings
+    plus spaces, not with their product (1,000 workspaces and 5,000 spaces are ordinary);
+    ``tests/policy/test_provisioning.py`` checks it against :func:`needed_spaces`, which
+    applies ``decide``'s visibility rules space by space.
+    """
     unknown = frozenset(
         name
         for name, state in snapshot.registries.items()
         if state.registry.type == "harbor" and not state.synced
     )
+    bound: dict[str, dict[str, set[str]]] = {}  # workspace -> registry -> private spaces
+    for (registry, space), workspaces in snapshot.bindings.items():
+        state = snapshot.registries.get(registry)
+        if state is None or state.registry.type != "harbor" or state.registry.workspace:
+            continue
+        if state.space_public(space) is not False:
+            continue  # public (needs no binding) or unknown (decide refuses it)
+        for workspace in workspaces:
+            bound.setdefault(workspace, {}).setdefault(registry, set()).add(space)
+
+    def needed(workspace: str | None) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for name, state in snapshot.registries.items():
+            registry = state.registry
+            if name in unknown or (registry.workspace is not None
+                                   and registry.workspace != workspace):
+                continue
+            if registry.type == "docker-registry":
+                if not registry.anonymous_pull:
+                    out[name] = set(state.spaces) or {"*"}
+                continue
+            if registry.workspace is not None:  # the workspace's own Harbor: all it has
+                spaces = {s for s, public in state.spaces.items()
+                          if not public or not registry.anonymous_pull}
+            elif not registry.anonymous_pull:
+                spaces = {s for s, public in state.spaces.items() if public}
+                spaces |= bound.get(workspace or "", {}).get(name, set()) if workspace else set()
+            else:
+                spaces = set(bound.get(workspace, {}).get(name, ())) if workspace else set()
+            if spaces:
+                out[name] = spaces
+        return out
+
+    return _assemble(snapshot, needed, unknown)
+
+
+def needed_spaces(snapshot: Snapshot, workspace: str | None) -> dict[str, set[str]]:
+    """registry -> spaces whose images need credentials for ``workspace``, by ``decide``'s
+    rules applied space by space (the reference :func:`desired_state` is checked against)."""
+    unknown = {n for n, s in snapshot.registries.items()
+               if s.registry.type == "harbor" and not s.synced}
+    out: dict[str, set[str]] = {}
+    for visible in workspace_spaces(snapshot, workspace):
+        if visible.needs_secret and visible.registry not in unknown:
+            out.setdefault(visible.registry, set()).add(visible.space)
+    return out
+
+
+def reference_desired_state(snapshot: Snapshot) -> DesiredState:
+    """:func:`desired_state` the slow way (for tests): :func:`needed_spaces` per workspace."""
+    unknown = frozenset(n for n, s in snapshot.registries.items()
+                        if s.registry.type == "harbor" and not s.synced)
+    return _assemble(snapshot, lambda ws: needed_spaces(snapshot, ws), unknown)
+
+
+def _assemble(
+    snapshot: Snapshot,
+    needed: Callable[[str | None], dict[str, set[str]]],
+    unknown: frozenset[str],
+) -> DesiredState:
+    policy = snapshot.policy
     missing: set[str] = set()
-    # What the namespaces of one workspace need: computed once per workspace.
     by_workspace: dict[str | None, tuple[RegistryEntry, ...]] = {}
     robots: dict[tuple[str, str | None], RobotSpec] = {}
     workspaces = {info.workspace for info in snapshot.namespaces.values()}
     for workspace in sorted(workspaces, key=lambda w: (w is not None, w or "")):
-        needed: dict[str, set[str]] = {}
-        for visible in workspace_spaces(snapshot, workspace):
-            if visible.needs_secret and visible.registry not in unknown:
-                needed.setdefault(visible.registry, set()).add(visible.space)
         entries: list[RegistryEntry] = []
-        for name, spaces in sorted(needed.items()):
+        for name, spaces in sorted(needed(workspace).items()):
             registry = snapshot.registries[name].registry
             if registry.type == "harbor":
                 robots[(name, workspace)] = RobotSpec(name, workspace, frozenset(spaces))

@@ -156,3 +156,56 @@ def test_robot_names_are_ours_valid_for_harbor_and_distinct_per_pair(
               [("harbor", "101"), ("Harbor Main", "ws/1"), ("harbor", None), ("a-b", "c"),
                ("a", "b-c")] if (r, w) != (registry, workspace)}
     assert name not in others
+
+
+# --------------------------------------------------------------------------- same rules as decide
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from policy.provisioning import reference_desired_state  # noqa: E402
+
+SPACES = ["s1", "s2", "s3", "s4"]
+WORKSPACES = ["101", "102", "103"]
+
+
+@st.composite
+def snapshots(draw: st.DrawFn) -> Snapshot:
+    registries = []
+    for i in range(draw(st.integers(min_value=1, max_value=3))):
+        kind = draw(st.sampled_from(["harbor", "docker-registry"]))
+        entry = (
+            f"  - name: r{i}\n    type: {kind}\n    url: https://r{i}.example.com\n"
+            f"    anonymousPull: {str(draw(st.booleans())).lower()}\n"
+        )
+        if draw(st.booleans()):
+            entry += f'    workspace: "{draw(st.sampled_from(WORKSPACES))}"\n'
+        if kind == "docker-registry" and draw(st.booleans()):
+            entry += "    pullCredentials: {usernameFile: /u, passwordFile: /p}\n"
+        spaces = draw(st.dictionaries(st.sampled_from(SPACES), st.booleans(), max_size=4))
+        if spaces or kind == "harbor":
+            entry += "    spaces: [" + ", ".join(
+                f"{{name: {n}, public: {str(p).lower()}}}" for n, p in spaces.items()
+            ) + "]\n"
+        registries.append(entry)
+    bindings = [
+        f"  - {{registry: r{draw(st.integers(0, len(registries) - 1))}, "
+        f"space: {draw(st.sampled_from(SPACES))}, "
+        f"workspaces: [{', '.join(repr(w) for w in draw(st.sets(st.sampled_from(WORKSPACES))))}]}}"
+        for _ in range(draw(st.integers(0, 5)))
+    ]
+    text = "registries:\n" + "".join(registries) + "bindings:\n" + ("\n".join(bindings) or "  []")
+    namespaces = {
+        f"ns{i}": NamespaceInfo(workspace=draw(st.sampled_from([*WORKSPACES, None])))
+        for i in range(draw(st.integers(0, 5)))
+    }
+    return Snapshot.build(load_config(text.replace("bindings:\n  []", "bindings: []")),
+                          namespaces=namespaces)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(snapshot=snapshots())
+def test_the_fast_desired_state_is_exactly_what_decides_visibility_rules_give(
+    snapshot: Snapshot,
+) -> None:
+    assert desired_state(snapshot) == reference_desired_state(snapshot)

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from policy.config import Registry
@@ -392,12 +393,14 @@ class Provisioner:
     async def run_pass(self, snapshot: Snapshot, *, apply: bool = True) -> PassResult:
         """One level-triggered pass; with ``apply`` false, only the plan (a dry run)."""
         started = time.perf_counter()
-        desired = desired_state(snapshot)
+        # Both steps are CPU work proportional to the cluster: off the event loop, which
+        # answers admission in the same process.
+        desired = await asyncio.to_thread(desired_state, snapshot)
         try:
             observed = await self.observe(snapshot, desired)
             hosts_of = {name: s.registry.hosts for name, s in snapshot.registries.items()}
-            the_plan = plan(
-                desired, observed, now=self._clock(), rotate_every=self.rotate_every,
+            the_plan = await asyncio.to_thread(
+                plan, desired, observed, now=self._clock(), rotate_every=self.rotate_every,
                 hosts_of=hosts_of,
             )
             result = PassResult(the_plan, desired)
@@ -449,10 +452,14 @@ class Provisioner:
             if auths is None:
                 continue
             self.guard()
-            await asyncio.to_thread(
-                self.store.write_pull_secret, namespace, dockerconfigjson(auths),
-                exists=existing is not None,
-            )
+            try:
+                await asyncio.to_thread(
+                    self.store.write_pull_secret, namespace, dockerconfigjson(auths),
+                    exists=existing is not None,
+                )
+            except ApiException as exc:  # e.g. a namespace being deleted refuses new Secrets
+                self._write_failed(result, f"{verb} Secret {namespace}", exc)
+                continue
             self._changed(f"secret-{verb}")
             log.info(
                 "provisioning: %sd Secret %s/%s for %s",
@@ -465,7 +472,11 @@ class Provisioner:
 
         for namespace in the_plan.delete_secrets:
             self.guard()
-            await asyncio.to_thread(self.store.delete_pull_secret, namespace)
+            try:
+                await asyncio.to_thread(self.store.delete_pull_secret, namespace)
+            except ApiException as exc:
+                self._write_failed(result, f"delete Secret {namespace}", exc)
+                continue
             self._changed("secret-delete")
             log.info("provisioning: deleted Secret %s/%s (no longer needed)", namespace,
                      self.store.pull_secret_name)
@@ -540,6 +551,12 @@ class Provisioner:
             extra={"fields": {"registry": spec.registry, "change": "robot-create"}},
         )
         return credential
+
+    def _write_failed(self, result: PassResult, what: str, exc: ApiException) -> None:
+        """One write refused: recorded, logged on one line, and the pass goes on."""
+        message = f"could not {what}: HTTP {exc.status} {exc.reason or ''}".strip()
+        result.failures.append(message)
+        log.warning("provisioning: %s", message)
 
     def _changed(self, kind: str) -> None:
         if self.metrics is not None:
