@@ -43,7 +43,7 @@ import asyncio
 import logging
 import random
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlencode
@@ -57,7 +57,6 @@ from webhook.live.sources.harbor import MAX_PAGE_SIZE
 from webhook.live.sources.harbor import _total_count as total_count
 from webhook.live.sources.http import (
     BasicCredentials,
-    HttpClient,
     RegistrySource,
     Sleep,
     error_detail,
@@ -67,12 +66,6 @@ from webhook.live.sources.http import (
     request_path,
     safe_text,
     same_origin_url,
-)
-from webhook.live.sources.http import (
-    _retry_after as retry_after,
-)
-from webhook.live.sources.http import (
-    _transport_problem as transport_problem,
 )
 
 __all__ = [
@@ -100,7 +93,6 @@ _MANAGER = (
     "robot:read, robot:delete and project:list, and pull on the projects it delegates"
 )
 # A connection that could not be opened: the request was never sent.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class RobotAccessDenied(SourceError):
@@ -414,9 +406,12 @@ class HarborRobots(RegistrySource):
             return await self._http.get(url, what=what, headers=headers, secrets=creds.secrets)
         if body is not None:
             headers["Content-Type"] = "application/json"
-        return await _request(
-            self._http, method, url, what=what, headers=headers, secrets=creds.secrets,
-            body=body, idempotent=method != "POST", robot=robot,
+        return await self._http.request(
+            method, url, what=what, headers=headers, secrets=creds.secrets, body=body,
+            idempotent=method != "POST",
+            uncertain=lambda problem: RobotOutcomeUnknown(
+                _unknown(self._http.label, problem, robot), robot
+            ),
         )
 
     def _created(self, response: httpx.Response, what: str, login: str) -> CreatedRobot:
@@ -462,70 +457,9 @@ class HarborRobots(RegistrySource):
 # --------------------------------------------------------------------------- helpers
 
 
-async def _request(
-    http: HttpClient,
-    method: str,
-    url: str,
-    *,
-    what: str,
-    headers: Mapping[str, str],
-    secrets: Sequence[str],
-    body: bytes | None,
-    idempotent: bool,
-    robot: str,
-) -> httpx.Response:
-    """``HttpClient.get``'s retry loop for another method.
-
-    ``HttpClient`` only sends GET; this is its loop (same policy, same messages, same
-    pauses) for DELETE and POST, with one difference for a non-idempotent request: once it
-    may have reached the server, a failure raises :class:`RobotOutcomeUnknown` instead of
-    being retried. It uses the client's connection pool and timeouts.
-    """
-    client: httpx.AsyncClient = http._client
-    attempts = http.retry.retries + 1
-    for attempt in range(attempts):
-        last = attempt == attempts - 1
-        try:
-            response = await client.request(
-                method, url, headers=headers, content=body, timeout=http._timeout
-            )
-        except httpx.HTTPError as exc:
-            problem, retryable = transport_problem(exc)
-            problem = safe_text(problem, secrets)
-            if not idempotent and not isinstance(exc, _NOT_SENT):
-                message = _unknown(http.label, problem, what, robot)
-                raise RobotOutcomeUnknown(message, robot) from None
-            if not retryable or last:
-                tries = f" (gave up after {attempt + 1} attempts)" if attempt else ""
-                raise SourceError(f"{http.label}: {what}: {problem}{tries}") from None
-            await http._pause(attempt, what, problem, None)
-            continue
-        status = response.status_code
-        if status != 429 and status < 500:
-            return response
-        detail = error_detail(response, secrets)
-        if not idempotent:
-            if status == 429:  # refused before any work: nothing was created
-                raise SourceError(
-                    f"{http.label}: {detail} on {what}; nothing was created, try again later"
-                )
-            raise RobotOutcomeUnknown(_unknown(http.label, detail, what, robot), robot)
-        wait = retry_after(response) if status == 429 else None
-        if wait is not None and wait > http.retry.max_retry_after:
-            raise SourceError(
-                f"{http.label}: {detail} on {what}; Retry-After {wait:.0f}s exceeds "
-                f"{http.retry.max_retry_after:.0f}s, trying again later"
-            )
-        if last:
-            tries = f" (gave up after {attempts} attempts)" if attempts > 1 else ""
-            raise SourceError(f"{http.label}: {detail} on {what}{tries}")
-        await http._pause(attempt, what, detail, wait)
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _unknown(label: str, problem: str, what: str, robot: str) -> str:
+def _unknown(label: str, problem: str, robot: str) -> str:
     return (
-        f"{label}: {problem} on {what}; not retried, creating is not idempotent: robot "
+        f"{label}: {problem}; not retried, creating is not idempotent: robot "
         f"{robot!r} may or may not exist now; list robots to find out"
     )
 

@@ -315,6 +315,9 @@ def request_path(url: str) -> str:
 
 # --------------------------------------------------------------------------- client
 
+# Failures that prove a request never left: retrying it cannot do anything twice.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
 
 class HttpClient:
     """GET with explicit timeouts and retries, for one registry, with safe error text.
@@ -370,16 +373,40 @@ class HttpClient:
         5xx) still failing after the last retry, which raises :class:`SourceError`, as does
         a transport failure. ``what`` names the request in messages (``GET /v2/ ...``).
         """
+        return await self.request("GET", url, what=what, headers=headers, secrets=secrets)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        headers: Mapping[str, str] | None = None,
+        secrets: Sequence[str] = (),
+        body: bytes | None = None,
+        idempotent: bool = True,
+        uncertain: Callable[[str], SourceError] | None = None,
+    ) -> httpx.Response:
+        """Like :meth:`get`, for any method; the one retry loop of every registry request.
+
+        A request that is not ``idempotent`` (creating something) is retried only when it
+        was never sent (the connection could not be opened); once it may have reached the
+        server, a failure raises ``uncertain(problem)`` (default: a :class:`SourceError`
+        saying the outcome is unknown) instead of being repeated, and a 429 says nothing
+        was done.
+        """
         attempts = self.retry.retries + 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                response = await self._client.get(
-                    url, headers=headers, timeout=self._timeout
+                response = await self._client.request(
+                    method, url, headers=headers, content=body, timeout=self._timeout
                 )
             except httpx.HTTPError as exc:
                 problem, retryable = _transport_problem(exc)
                 problem = safe_text(problem, secrets)
+                if not idempotent and not isinstance(exc, NOT_SENT):
+                    raise self._uncertain(uncertain, f"{problem} on {what}") from None
                 if not retryable or last:
                     tries = f" (gave up after {attempt + 1} attempts)" if attempt else ""
                     raise SourceError(f"{self.label}: {what}: {problem}{tries}") from None
@@ -389,6 +416,12 @@ class HttpClient:
             if status != 429 and status < 500:
                 return response
             detail = error_detail(response, secrets)
+            if not idempotent:
+                if status == 429:  # refused before any work: nothing was done
+                    raise SourceError(
+                        f"{self.label}: {detail} on {what}; nothing was done, try again later"
+                    )
+                raise self._uncertain(uncertain, f"{detail} on {what}")
             wait = _retry_after(response) if status == 429 else None
             if wait is not None and wait > self.retry.max_retry_after:
                 raise SourceError(
@@ -400,6 +433,13 @@ class HttpClient:
                 raise SourceError(f"{self.label}: {detail} on {what}{tries}")
             await self._pause(attempt, what, detail, wait)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _uncertain(
+        self, uncertain: Callable[[str], SourceError] | None, problem: str
+    ) -> SourceError:
+        if uncertain is not None:
+            return uncertain(problem)
+        return SourceError(f"{self.label}: {problem}; not retried, the outcome is unknown")
 
     async def _pause(self, attempt: int, what: str, problem: str, wait: float | None) -> None:
         delay = self.retry.delay(attempt, self._rng)
