@@ -4,4 +4,5 @@ import sys
 
 from webhook.cli.main import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a child process (the background audit) imports it
+    sys.exit(main())

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import multiprocessing
+import queue
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -30,10 +32,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
+from policy.config import Config
 from policy.decision import Decision, decide
 from policy.provisioning import MANAGED_BY, MANAGED_BY_LABEL
 from policy.report import API_VERSIONS, ReportFormat, Resource, build_report
-from policy.snapshot import Snapshot
+from policy.snapshot import NamespaceInfo, Snapshot
 from policy.workload import WorkloadError, pod_spec
 
 log = logging.getLogger(__name__)
@@ -300,6 +303,17 @@ class AuditPass:
     audited: int = 0
     refused: int = 0
     reports: dict[str, int] | None = None
+    # (namespace, registry, space) -> refused images of running workloads
+    violations: dict[tuple[str, str, str], int] | None = None
+    seconds: float = 0.0
+
+    def record(self, metrics: AuditMetrics, now: float) -> None:
+        """Publish this pass in the metrics."""
+        metrics.violations.clear()
+        for (namespace, registry, space), n in (self.violations or {}).items():
+            metrics.violations.labels(namespace, registry, space).set(n)
+        metrics.duration.observe(self.seconds)
+        metrics.last_run.set(now)
 
 
 class Auditor:
@@ -352,21 +366,102 @@ class Auditor:
         if write and self.writer is not None and result.reports is not None:
             guard()
             result.reports["deleted"] = self.writer.delete_stale()
+        result.violations = counts
+        result.seconds = time.perf_counter() - started
         if self.metrics is not None:
-            self.metrics.violations.clear()
-            for (namespace, registry, space), n in counts.items():
-                self.metrics.violations.labels(namespace, registry, space).set(n)
-            self.metrics.duration.observe(time.perf_counter() - started)
-            self.metrics.last_run.set(self._clock())
+            result.record(self.metrics, self._clock())
         return result
 
 
+@dataclass(frozen=True)
+class _PassJob:
+    """What a child needs to rebuild the snapshot (a Snapshot itself does not pickle)."""
+
+    config: Config
+    spaces: dict[str, dict[str, bool]]
+    namespaces: dict[str, NamespaceInfo]
+    version: int
+    report_format: ReportFormat | None
+
+
+def _pass_in_child(job: _PassJob, results: Any) -> None:
+    """A background pass in a child process (its own interpreter, its own API client)."""
+    from webhook.live.kube import load_api_client
+
+    snapshot = Snapshot.build(
+        job.config, spaces=job.spaces, namespaces=job.namespaces, version=job.version
+    )
+    api = load_api_client()
+    try:
+        results.put(Auditor(api, report_format=job.report_format).run_pass(snapshot))
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+
+
+class ChildAuditor:
+    """Runs each background pass in a child process, so a pass over 10,000 objects never
+    competes with admission for the server's interpreter (a thread would: the GIL).
+
+    The child builds the same snapshot from plain data and its own Kubernetes client (the
+    pod's service account, or ``KUBECONFIG``); the parent publishes the metrics. When the
+    leadership is lost during a pass, the child is killed: nothing more is written.
+    """
+
+    def __init__(
+        self, *, report_format: ReportFormat | None, metrics: AuditMetrics | None = None
+    ) -> None:
+        self.report_format = report_format
+        self.metrics = metrics
+
+    async def run_pass(self, snapshot: Snapshot, is_leader: Callable[[], bool]) -> AuditPass:
+        context = multiprocessing.get_context("spawn")
+        results = context.Queue()
+        spaces = {n: dict(s.spaces) for n, s in snapshot.registries.items() if s.synced}
+        child = context.Process(
+            target=_pass_in_child,
+            args=(
+                _PassJob(snapshot.config, spaces, dict(snapshot.namespaces), snapshot.version,
+                         self.report_format),
+                results,
+            ),
+            name="spacegate-audit",
+            daemon=True,
+        )
+        child.start()
+        try:
+            while True:
+                try:
+                    result: AuditPass = await asyncio.to_thread(results.get, True, 0.5)
+                    break
+                except queue.Empty:
+                    if not is_leader():
+                        raise LostLeadershipDuringAudit(
+                            "leadership lost; audit pass stopped"
+                        ) from None
+                    if not child.is_alive():
+                        raise RuntimeError(
+                            f"the audit process ended with exit code {child.exitcode}"
+                        ) from None
+        finally:
+            if child.is_alive():
+                child.join(1)
+            if child.is_alive():  # still writing after losing the lead, or stuck: stop it
+                child.kill()
+            child.join(5)
+        if self.metrics is not None:
+            result.record(self.metrics, time.time())
+        return result
+
+
+class LostLeadershipDuringAudit(RuntimeError):
+    """The pass was stopped because this replica is no longer the leader."""
+
+
 async def audit_forever(
-    auditor: Auditor,
+    auditor: ChildAuditor,
     snapshot: Callable[[], Snapshot],
     *,
     is_leader: Callable[[], bool],
-    guard: Callable[[], None],
     interval: float = 600.0,
     poll: float = 1.0,
 ) -> None:
@@ -382,7 +477,7 @@ async def audit_forever(
         if current.version == last_version and time.monotonic() - last_pass < interval:
             continue
         try:
-            result = await asyncio.to_thread(auditor.run_pass, current, guard)
+            result = await auditor.run_pass(current, is_leader)
             log.info(
                 "audit: %d resources, %d refused by the current rules; reports %s",
                 result.audited,

@@ -28,7 +28,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from prometheus_client import CollectorRegistry, Gauge
 
 from policy.config import Config
-from webhook.live.audit import AuditMetrics, Auditor, audit_forever
+from webhook.live.audit import AuditMetrics, ChildAuditor, audit_forever
 from webhook.live.config_watch import DEFAULT_POLL_INTERVAL, ConfigWatcher
 from webhook.live.kube import ApiClientFactory, kube_configured, load_api_client, own_namespace
 from webhook.live.leader import LeaseElector
@@ -296,13 +296,12 @@ async def leader_work(
         ))
     if config.audit.enabled:
         reports = None if config.audit.reports == "none" else config.audit.reports
-        auditor = Auditor(api, report_format=reports, metrics=AuditMetrics(registry))
+        auditor = ChildAuditor(report_format=reports, metrics=AuditMetrics(registry))
         tasks.append(asyncio.create_task(
             audit_forever(
                 auditor,
                 lambda: refresher.snapshot,
                 is_leader=leading,
-                guard=elector.check,
                 interval=config.audit.interval,
             ),
             name="spacegate-audit",
