@@ -95,6 +95,7 @@ def child(mode: str, kubeconfig: str, config_path: str, what_if: str | None) -> 
     from prometheus_client import CollectorRegistry
 
     from webhook.cli import audit as audit_cli
+    from webhook.cli.cluster import live_snapshot
     from webhook.live.audit import AuditMetrics, Auditor
     from webhook.live.kube import load_api_client
     from webhook.settings import read_config
@@ -111,7 +112,7 @@ def child(mode: str, kubeconfig: str, config_path: str, what_if: str | None) -> 
 
     config = read_config(config_path)
     api = load_api_client(kubeconfig)
-    snapshot, _ = asyncio.run(audit_cli.snapshot_of(config, api))
+    snapshot, _ = asyncio.run(live_snapshot(config, api))
     registry = CollectorRegistry()
     auditor = Auditor(api, report_format=None if mode == "pass" else "wgpolicyk8s",
                       metrics=AuditMetrics(registry))

@@ -9,6 +9,7 @@
 - ``certs`` — ``certs generate``: a CA and serving certificate for a Service.
 - ``provision`` — one pull-secret provisioning pass, or its plan.
 - ``audit`` — judge what runs in the cluster like ``check``, and ``--what-if``.
+- ``cluster`` — connecting to the cluster and its live snapshot, for ``audit`` and ``provision``.
 - ``serve`` — the HTTPS webhook: the one place that joins :mod:`webhook.admission` and
   :mod:`webhook.live`.
 - ``exits`` — the exit codes every command shares.

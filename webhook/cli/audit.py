@@ -22,14 +22,12 @@ from typing import TextIO
 from kubernetes.client import ApiClient
 
 from policy.config import Config, ConfigError
-from policy.snapshot import NamespaceInfo, Snapshot
+from policy.snapshot import Snapshot
 from webhook.cli import exits
 from webhook.cli.check import CheckReport, WorkloadResult, to_json, to_table
-from webhook.cli.snapshot import sync
+from webhook.cli.cluster import connect, live_snapshot
 from webhook.live.audit import Finding, audit, list_objects
-from webhook.live.kube import load_api_client
 from webhook.live.sources import SourceError
-from webhook.live.sources.factory import make_source
 from webhook.live.sources.namespaces import fetch_namespaces
 from webhook.settings import read_config
 
@@ -56,10 +54,8 @@ def run(
     except ConfigError as exc:
         print(f"{PROG}: config error: {exc}", file=err)
         return exits.USAGE
-    try:
-        api = load_api_client(kubeconfig, context=context)
-    except SourceError as exc:
-        print(f"{PROG}: {exc}", file=err)
+    api = connect(PROG, kubeconfig, context, err)
+    if api is None:
         return exits.USAGE
     try:
         return asyncio.run(
@@ -72,25 +68,6 @@ def run(
         api.close()  # type: ignore[no-untyped-call]
 
 
-async def snapshot_of(
-    config: Config, api: ApiClient, namespaces: dict[str, NamespaceInfo] | None = None
-) -> tuple[Snapshot, dict[str, NamespaceInfo]]:
-    """The snapshot live mode would serve now: registries synced once, namespace labels."""
-    synced, listed, failures = await sync(
-        config,
-        source_factory=make_source,
-        namespace_lister=None
-        if namespaces is not None
-        else lambda: fetch_namespaces(api, config.workspace_label),
-    )
-    if failures:
-        detail = "; ".join(f"{name}: {error}" for name, error in sorted(failures.items()))
-        raise SourceError(f"could not sync: {detail}")
-    labels = dict(listed or {}) if namespaces is None else namespaces
-    spaces = {name: s.spaces for name, s in synced.registries.items() if s.synced}
-    return Snapshot.build(config, spaces=spaces, namespaces=labels), labels
-
-
 async def _run(
     config: Config,
     proposed: Config | None,
@@ -101,14 +78,14 @@ async def _run(
     out: TextIO,
     err: TextIO,
 ) -> int:
-    current, labels = await snapshot_of(config, api)
+    current, labels = await live_snapshot(config, api)
     future: Snapshot | None = None
     if proposed is not None:
         if proposed.workspace_label != config.workspace_label:
             labels = dict(
                 await asyncio.to_thread(fetch_namespaces, api, proposed.workspace_label)
             )
-        future, _ = await snapshot_of(proposed, api, labels)
+        future, _ = await live_snapshot(proposed, api, labels)
     report = await asyncio.to_thread(_judge, current, future, api, namespace)
     if output == "json":
         print(to_json(report), file=out)

@@ -17,16 +17,13 @@ from typing import TextIO
 from kubernetes.client import ApiClient
 
 from policy.config import Config, ConfigError
-from policy.snapshot import Snapshot
 from webhook.cli import exits
-from webhook.cli.snapshot import sync
-from webhook.live.kube import load_api_client, own_namespace
+from webhook.cli.cluster import connect, live_snapshot
+from webhook.live.kube import own_namespace
 from webhook.live.leader import LeaseElector, LostLeadership
 from webhook.live.provisioner import Provisioner, RobotAPIFactory
 from webhook.live.pull_secrets import SecretStore
 from webhook.live.sources import SourceError
-from webhook.live.sources.factory import make_source
-from webhook.live.sources.namespaces import fetch_namespaces
 from webhook.settings import read_config
 
 PROG = "spacegate provision"
@@ -57,10 +54,8 @@ def run(
             file=err,
         )
         return exits.USAGE
-    try:
-        api = load_api_client(kubeconfig, context=context)
-    except SourceError as exc:
-        print(f"{PROG}: {exc}", file=err)
+    api = connect(PROG, kubeconfig, context, err)
+    if api is None:
         return exits.USAGE
     if robots_for is None:
         from webhook.live.sources.harbor_robots import HarborRobots
@@ -81,20 +76,11 @@ async def _run(
     out: TextIO,
     err: TextIO,
 ) -> int:
-    snapshot, namespaces, failures = await sync(
-        config,
-        source_factory=make_source,
-        namespace_lister=lambda: fetch_namespaces(api, config.workspace_label),
-    )
-    if failures:
-        for name, error in sorted(failures.items()):
-            what = "namespaces" if name == "namespaces" else f"registry {name!r}"
-            print(f"{PROG}: {what} failed: {error}", file=err)
+    try:
+        snapshot, _ = await live_snapshot(config, api)
+    except SourceError as exc:
+        print(f"{PROG}: {exc}", file=err)
         return exits.REFUSED
-    listed = {
-        name: state.spaces for name, state in snapshot.registries.items() if state.synced
-    }
-    snapshot = Snapshot.build(config, spaces=listed, namespaces=namespaces)
     home = own_namespace(config.pull_secrets.credentials_namespace)
     store = SecretStore(api, pull_secret_name=config.policy.pull_secret_name, home=home)
     elector = LeaseElector(api, home)

@@ -39,9 +39,7 @@ a message, a log line or a repr: neither the configured credential (masked with
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -51,14 +49,12 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
-from policy.config import Registry
 from webhook.live.sources import SourceError
 from webhook.live.sources.harbor import MAX_PAGE_SIZE
 from webhook.live.sources.harbor import _total_count as total_count
 from webhook.live.sources.http import (
     BasicCredentials,
     RegistrySource,
-    Sleep,
     error_detail,
     load_credentials,
     parse_json,
@@ -150,33 +146,13 @@ class HarborRobots(RegistrySource):
         client, timeout, retries, backoff, max_backoff, max_retry_after, sleep, rng: as for
             :class:`~webhook.live.sources.harbor.HarborSource`.
         page_size: robots per listing page, 1..100.
-        robot_prefix: Harbor's ``robot_name_prefix`` (default ``robot$``).
     """
 
     KIND = "harbor"
     MAX_PAGE_SIZE = MAX_PAGE_SIZE
 
-    def __init__(
-        self,
-        registry: Registry,
-        *,
-        client: httpx.AsyncClient | None = None,
-        timeout: httpx.Timeout | float | None = None,
-        retries: int = 3,
-        backoff: float = 0.5,
-        max_backoff: float = 8.0,
-        max_retry_after: float = 30.0,
-        page_size: int | None = None,
-        sleep: Sleep = asyncio.sleep,
-        rng: random.Random | None = None,
-        robot_prefix: str = ROBOT_PREFIX,
-    ) -> None:
-        super().__init__(
-            registry, client=client, timeout=timeout, retries=retries, backoff=backoff,
-            max_backoff=max_backoff, max_retry_after=max_retry_after, page_size=page_size,
-            sleep=sleep, rng=rng,
-        )
-        self._prefix = robot_prefix
+    # Harbor's ``robot_name_prefix`` (its default); login names start with it.
+    robot_prefix = ROBOT_PREFIX
 
     # ------------------------------------------------------------------ public API
 
@@ -199,7 +175,7 @@ class HarborRobots(RegistrySource):
                 "(and no robot$ prefix)"
             )
         creds = self._credentials("list robots")
-        wanted = self._prefix + name_prefix
+        wanted = self.robot_prefix + name_prefix
         seen: dict[int, Robot] = {}
         for attempt in range(_LISTING_ATTEMPTS):
             robots, consistent = await self._list_once(name_prefix, creds)
@@ -271,7 +247,7 @@ class HarborRobots(RegistrySource):
                 for project in granted
             ],
         }
-        login = self._prefix + name
+        login = self.robot_prefix + name
         url = f"{self._base}{ROBOTS_PATH}"
         what = f"POST {ROBOTS_PATH}"
         response = await self._send(
