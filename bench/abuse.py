@@ -85,8 +85,9 @@ def server_pid(port: int) -> int:
     raise SystemExit(f"no process listens on port {port}")
 
 
-def abuser(url: str, ca: Path, parts: list[tuple[bytes, bytes]], n: int, stop: float,
-           tally: Tally) -> None:
+def abuser(
+    url: str, ca: Path, parts: list[tuple[bytes, bytes]], n: int, stop: float, tally: Tally
+) -> None:
     head, tail = parts[n % len(parts)]
     with httpx.Client(base_url=url, verify=str(ca), timeout=30) as client:
         i = 0
@@ -139,8 +140,9 @@ def main() -> int:
     parts = [huge_review_parts(2_000_000 + k * 125_000) for k in range(9)]  # 2-3 MB
     port = free_port()
     url = f"https://localhost:{port}"
-    with running("spacegate", spacegate_command(port, certs.cert.parent), port,
-                 WORK / "spacegate.log"):
+    with running(
+        "spacegate", spacegate_command(port, certs.cert.parent), port, WORK / "spacegate.log"
+    ):
         pid = server_pid(port)
         baseline = rss_kib(pid, "VmRSS")
         stop = time.monotonic() + args.duration
@@ -156,26 +158,45 @@ def main() -> int:
             thread.join()
         peak = rss_kib(pid, "VmHWM")
     p50, p99 = percentile(normal.latencies, 0.5), percentile(normal.latencies, 0.99)
-    print(f"abuse benchmark: {args.senders} senders of distinct 2-3 MB image reviews for "
-          f"{args.duration:g}s, one sender of ordinary reviews; server on CPU 0")
+    print(
+        f"abuse benchmark: {args.senders} senders of distinct 2-3 MB image reviews for "
+        f"{args.duration:g}s, one sender of ordinary reviews; server on CPU 0"
+    )
     print()
-    print(f"  huge reviews answered     {abused.answered:>8}  (errors {abused.errors}, "
-          f"wrongly admitted {abused.wrong})")
-    print(f"  ordinary reviews answered {normal.answered:>8}  (errors {normal.errors}, "
-          f"wrong answers {normal.wrong})")
-    print(f"  ordinary p50 / p99        {p50 * 1000:>8.1f} / {p99 * 1000:.1f} ms   "
-          f"(target p99 <= 250 ms)")
-    print(f"  server RSS before / peak  {baseline / 1024:>8.1f} / {peak / 1024:.1f} MB   "
-          f"(target peak <= 150 MB)")
+    print(
+        f"  huge reviews answered     {abused.answered:>8}  (errors {abused.errors}, "
+        f"wrongly admitted {abused.wrong})"
+    )
+    print(
+        f"  ordinary reviews answered {normal.answered:>8}  (errors {normal.errors}, "
+        f"wrong answers {normal.wrong})"
+    )
+    print(
+        f"  ordinary p50 / p99        {p50 * 1000:>8.1f} / {p99 * 1000:.1f} ms   "
+        f"(target p99 <= 250 ms)"
+    )
+    print(
+        f"  server RSS before / peak  {baseline / 1024:>8.1f} / {peak / 1024:.1f} MB   "
+        f"(target peak <= 150 MB)"
+    )
     ok = p99 <= 0.25 and peak / 1024 <= 150 and not abused.wrong and not normal.wrong
     print()
     print("targets met" if ok else "targets NOT met")
-    (WORK / "results.json").write_text(json.dumps({
-        "p50_ms": p50 * 1000, "p99_ms": p99 * 1000, "rss_before_mb": baseline / 1024,
-        "rss_peak_mb": peak / 1024, "huge_answered": abused.answered,
-        "ordinary_answered": normal.answered, "wrong": abused.wrong + normal.wrong,
-        "errors": abused.errors + normal.errors,
-    }, indent=2))
+    (WORK / "results.json").write_text(
+        json.dumps(
+            {
+                "p50_ms": p50 * 1000,
+                "p99_ms": p99 * 1000,
+                "rss_before_mb": baseline / 1024,
+                "rss_peak_mb": peak / 1024,
+                "huge_answered": abused.answered,
+                "ordinary_answered": normal.answered,
+                "wrong": abused.wrong + normal.wrong,
+                "errors": abused.errors + normal.errors,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -87,7 +87,7 @@ def webhook_buckets(plane: ControlPlane) -> dict[str, dict[float, float]]:
             continue
         labels, value = line[len(METRIC) + 8 :].rsplit("} ", 1)
         fields = dict(part.split("=", 1) for part in labels.split(","))
-        if fields.get('operation') != '"CREATE"':
+        if fields.get("operation") != '"CREATE"':
             continue
         name = fields["name"].strip('"')
         le = fields["le"].strip('"')
@@ -137,8 +137,9 @@ def create_pods(
                 if n is None:
                     return
                 started = time.perf_counter()
-                response = http.post(f"/api/v1/namespaces/{namespace}/pods",
-                                     json=pod(f"p{n}", TEAM_A))
+                response = http.post(
+                    f"/api/v1/namespaces/{namespace}/pods", json=pod(f"p{n}", TEAM_A)
+                )
                 elapsed = time.perf_counter() - started
                 with lock:
                     if response.status_code == 201:
@@ -159,12 +160,22 @@ def create_pods(
 def bare_endpoint(spacegate: SpacegateProcess) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "bare_app.py"), "--port", str(port), "--echo-uid",
-         "--tls-cert", str(spacegate.tls.cert), "--tls-key", str(spacegate.tls.key)],
+        [
+            sys.executable,
+            str(REPO / "bench" / "bare_app.py"),
+            "--port",
+            str(port),
+            "--echo-uid",
+            "--tls-cert",
+            str(spacegate.tls.cert),
+            "--tls-key",
+            str(spacegate.tls.key),
+        ],
         cwd=REPO,
     )
     url = f"https://127.0.0.1:{port}"
     try:
+
         def up() -> bool:
             try:
                 with httpx.Client(verify=str(spacegate.tls.ca_cert)) as http:
@@ -181,8 +192,13 @@ def bare_endpoint(spacegate: SpacegateProcess) -> Iterator[str]:
 
 
 def run_setting(
-    name: str, plane: ControlPlane, api: client.ApiClient, url: str | None, ca_pem: str,
-    pods: int, clients: int,
+    name: str,
+    plane: ControlPlane,
+    api: client.ApiClient,
+    url: str | None,
+    ca_pem: str,
+    pods: int,
+    clients: int,
 ) -> Result:
     delete_webhooks(api)
     namespace = create_namespace(api, {WS: "101"})
@@ -197,11 +213,21 @@ def run_setting(
     before = webhook_buckets(plane)
     latencies, errors, seconds = create_pods(plane, namespace, pods, clients)
     after = webhook_buckets(plane)
-    p99 = {hook: p99_between(before.get(hook, {}), buckets) for hook, buckets in after.items()
-           if buckets.get(float("inf"), 0) > before.get(hook, {}).get(float("inf"), 0)}
-    return Result(name, len(latencies), seconds, len(latencies) / seconds,
-                  percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000,
-                  errors, p99)
+    p99 = {
+        hook: p99_between(before.get(hook, {}), buckets)
+        for hook, buckets in after.items()
+        if buckets.get(float("inf"), 0) > before.get(hook, {}).get(float("inf"), 0)
+    }
+    return Result(
+        name,
+        len(latencies),
+        seconds,
+        len(latencies) / seconds,
+        percentile(latencies, 0.5) * 1000,
+        percentile(latencies, 0.99) * 1000,
+        errors,
+        p99,
+    )
 
 
 def main() -> int:
@@ -216,15 +242,29 @@ def main() -> int:
         spacegate = SpacegateProcess(plane, Path(tmp))
         spacegate.start()
         try:
-            print(f"apiserver benchmark: {args.pods} Pod creates per setting, {args.clients} "
-                  f"clients, apiserver {plane.server}", flush=True)
-            results.append(run_setting("none", plane, api, None, spacegate.ca_pem,
-                                       args.pods, args.clients))
-            results.append(run_setting("spacegate", plane, api, spacegate.url, spacegate.ca_pem,
-                                       args.pods, args.clients))
+            print(
+                f"apiserver benchmark: {args.pods} Pod creates per setting, {args.clients} "
+                f"clients, apiserver {plane.server}",
+                flush=True,
+            )
+            results.append(
+                run_setting("none", plane, api, None, spacegate.ca_pem, args.pods, args.clients)
+            )
+            results.append(
+                run_setting(
+                    "spacegate",
+                    plane,
+                    api,
+                    spacegate.url,
+                    spacegate.ca_pem,
+                    args.pods,
+                    args.clients,
+                )
+            )
             with bare_endpoint(spacegate) as bare:
-                results.append(run_setting("bare", plane, api, bare, spacegate.ca_pem,
-                                           args.pods, args.clients))
+                results.append(
+                    run_setting("bare", plane, api, bare, spacegate.ca_pem, args.pods, args.clients)
+                )
         finally:
             spacegate.stop()
             delete_webhooks(api)
@@ -232,17 +272,22 @@ def main() -> int:
     print("| webhooks | creates/s | p50 | p99 | errors | apiserver-measured webhook p99 |")
     print("| --- | --- | --- | --- | --- | --- |")
     for r in results:
-        hooks = ", ".join(
-            f"{h.split('.')[0]} {v:.1f} ms" for h, v in sorted(r.webhook_p99_ms.items())
-        ) or "-"
-        print(f"| {r.setting} | {r.creates_per_second:,.0f} | {r.p50_ms:.1f} ms | "
-              f"{r.p99_ms:.1f} ms | {r.errors} | {hooks} |")
+        hooks = (
+            ", ".join(f"{h.split('.')[0]} {v:.1f} ms" for h, v in sorted(r.webhook_p99_ms.items()))
+            or "-"
+        )
+        print(
+            f"| {r.setting} | {r.creates_per_second:,.0f} | {r.p50_ms:.1f} ms | "
+            f"{r.p99_ms:.1f} ms | {r.errors} | {hooks} |"
+        )
     by = {r.setting: r for r in results}
     ratio = by["spacegate"].creates_per_second / by["bare"].creates_per_second
     worst = max(by["spacegate"].webhook_p99_ms.values(), default=float("nan"))
     print()
-    print(f"spacegate / bare creates/s: {ratio:.2f} (target >= 0.9); "
-          f"spacegate webhook p99 (apiserver): {worst:.1f} ms (target <= 10 ms)")
+    print(
+        f"spacegate / bare creates/s: {ratio:.2f} (target >= 0.9); "
+        f"spacegate webhook p99 (apiserver): {worst:.1f} ms (target <= 10 ms)"
+    )
     (WORK / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
     return 0
 

@@ -105,8 +105,15 @@ def child(mode: str, kubeconfig: str, config_path: str, what_if: str | None) -> 
             reset_peak()
             before = proc_status_mb("VmRSS")
             began = time.perf_counter()
-            code = audit_cli.run(config_path, namespace=None, output="json", what_if=what_if,
-                                 kubeconfig=kubeconfig, stdout=sink, stderr=sys.stderr)
+            code = audit_cli.run(
+                config_path,
+                namespace=None,
+                output="json",
+                what_if=what_if,
+                kubeconfig=kubeconfig,
+                stdout=sink,
+                stderr=sys.stderr,
+            )
             seconds = time.perf_counter() - began
         return {"seconds": seconds, "exit": code, "extra_mb": proc_status_mb("VmHWM") - before}
 
@@ -114,23 +121,39 @@ def child(mode: str, kubeconfig: str, config_path: str, what_if: str | None) -> 
     api = load_api_client(kubeconfig)
     snapshot, _ = asyncio.run(live_snapshot(config, api))
     registry = CollectorRegistry()
-    auditor = Auditor(api, report_format=None if mode == "pass" else "wgpolicyk8s",
-                      metrics=AuditMetrics(registry))
+    auditor = Auditor(
+        api, report_format=None if mode == "pass" else "wgpolicyk8s", metrics=AuditMetrics(registry)
+    )
     reset_peak()
     before = proc_status_mb("VmRSS")
     start = time.time()
     began = time.perf_counter()
     result = auditor.run_pass(snapshot)
     seconds = time.perf_counter() - began
-    return {"seconds": seconds, "audited": result.audited, "refused": result.refused,
-            "reports": result.reports, "extra_mb": proc_status_mb("VmHWM") - before,
-            "start": start, "end": time.time()}
+    return {
+        "seconds": seconds,
+        "audited": result.audited,
+        "refused": result.refused,
+        "reports": result.reports,
+        "extra_mb": proc_status_mb("VmHWM") - before,
+        "start": start,
+        "end": time.time(),
+    }
 
 
-def run_child(mode: str, plane: ControlPlane, config: Path, what_if: Path | None = None
-              ) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", mode, "--kubeconfig", str(plane.kubeconfig),
-               "--config", str(config)]
+def run_child(
+    mode: str, plane: ControlPlane, config: Path, what_if: Path | None = None
+) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--kubeconfig",
+        str(plane.kubeconfig),
+        "--config",
+        str(config),
+    ]
     if what_if is not None:
         command += ["--what-if", str(what_if)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
@@ -150,21 +173,26 @@ def pod_manifest(name: str, image: str) -> dict[str, Any]:
         "kind": "Pod",
         "metadata": {"name": name, "labels": {"app": "web", "tier": "backend"}},
         "spec": {
-            "containers": [{
-                "name": "app",
-                "image": image,
-                "ports": [{"name": "http", "containerPort": 8080}],
-                "env": [{"name": "LOG_LEVEL", "value": "info"}],
-                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                              "limits": {"cpu": "500m", "memory": "256Mi"}},
-                "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
-            }],
+            "containers": [
+                {
+                    "name": "app",
+                    "image": image,
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "env": [{"name": "LOG_LEVEL", "value": "info"}],
+                    "resources": {
+                        "requests": {"cpu": "100m", "memory": "128Mi"},
+                        "limits": {"cpu": "500m", "memory": "256Mi"},
+                    },
+                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+                }
+            ],
         },
     }
 
 
-def concurrently(plane: ControlPlane, jobs: list[tuple[str, dict[str, Any]]], clients: int
-                 ) -> tuple[float, int]:
+def concurrently(
+    plane: ControlPlane, jobs: list[tuple[str, dict[str, Any]]], clients: int
+) -> tuple[float, int]:
     """POST every (path, body) with ``clients`` threads; (seconds, failures)."""
     lock = threading.Lock()
     todo = iter(jobs)
@@ -201,16 +229,25 @@ def review(namespace: str) -> bytes:
     gvr = {"group": "", "version": "v1", "resource": "pods"}
     obj = pod_manifest("probe", TEAM_A)
     obj["metadata"]["namespace"] = namespace
-    return json.dumps({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()), "kind": gvk, "resource": gvr, "requestKind": gvk,
-            "requestResource": gvr, "namespace": namespace, "operation": "CREATE",
-            "userInfo": {"username": "bench"}, "object": obj, "oldObject": None,
-            "dryRun": False,
-        },
-    }).encode()
+    return json.dumps(
+        {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": str(uuid.uuid4()),
+                "kind": gvk,
+                "resource": gvr,
+                "requestKind": gvk,
+                "requestResource": gvr,
+                "namespace": namespace,
+                "operation": "CREATE",
+                "userInfo": {"username": "bench"},
+                "object": obj,
+                "oldObject": None,
+                "dryRun": False,
+            },
+        }
+    ).encode()
 
 
 class Load:
@@ -261,8 +298,9 @@ class Latency:
 
     @classmethod
     def of(cls, latencies: list[float]) -> Latency:
-        return cls(percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000,
-                   len(latencies))
+        return cls(
+            percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000, len(latencies)
+        )
 
     def __str__(self) -> str:
         return f"p50 {self.p50_ms:.1f} ms, p99 {self.p99_ms:.1f} ms ({self.reviews:,} reviews)"
@@ -290,15 +328,27 @@ def _wait_for_pass(process: SpacegateProcess, count: float) -> None:
     eventually(lambda: _audit_duration(process)[1] > count, "a background pass", timeout=300)
 
 
-def serve_with_audit(plane: ControlPlane, workdir: Path, namespace: str, passes: int,
-                     baseline: float, config_path: Path) -> ServeFigures:
+def serve_with_audit(
+    plane: ControlPlane,
+    workdir: Path,
+    namespace: str,
+    passes: int,
+    baseline: float,
+    config_path: Path,
+) -> ServeFigures:
     """Admission latency with no audit, beside an audit in another process, and during the
     server's own background passes; the servers' memory."""
     # The leader Lease lives in spacegate's own namespace (spacegate-system without
     # POD_NAMESPACE), as in a cluster where the chart is installed.
     with plane.http_client() as http:
-        http.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace",
-                                              "metadata": {"name": "spacegate-system"}})
+        http.post(
+            "/api/v1/namespaces",
+            json={
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": "spacegate-system"},
+            },
+        )
     plain_dir, auditing_dir = workdir / "plain", workdir / "auditing"
     plain_dir.mkdir()
     auditing_dir.mkdir()
@@ -326,16 +376,20 @@ def serve_with_audit(plane: ControlPlane, workdir: Path, namespace: str, passes:
     auditing.start()
     try:
         (pid,) = pids_using(auditing.config_path)
-        eventually(lambda: metric_samples(auditing, LAST_RUN).get(frozenset(), 0) > 0,
-                   "the first background pass", timeout=300)
+        eventually(
+            lambda: metric_samples(auditing, LAST_RUN).get(frozenset(), 0) > 0,
+            "the first background pass",
+            timeout=300,
+        )
         with Load(auditing, namespace) as load:
             inside: list[float] = []
             seconds = []
             for n in range(passes):
                 total, count = _audit_duration(auditing)
                 # Any config change is a new snapshot, and the leader audits every new one.
-                auditing.write_config(config.replace("maxStaleness: 10m",
-                                                     f"maxStaleness: {11 + n}m"))
+                auditing.write_config(
+                    config.replace("maxStaleness: 10m", f"maxStaleness: {11 + n}m")
+                )
                 _wait_for_pass(auditing, count)
                 took = _audit_duration(auditing)[0] - total
                 ended = metric_samples(auditing, LAST_RUN)[frozenset()]
@@ -346,8 +400,9 @@ def serve_with_audit(plane: ControlPlane, workdir: Path, namespace: str, passes:
         peak = proc_status_mb("VmHWM", pid)
     finally:
         auditing.stop()
-    return ServeFigures(Latency.of(quiet), Latency.of(beside), Latency.of(inside), errors,
-                        max(seconds), rss, peak)
+    return ServeFigures(
+        Latency.of(quiet), Latency.of(beside), Latency.of(inside), errors, max(seconds), rss, peak
+    )
 
 
 # --------------------------------------------------------------------------- main
@@ -385,70 +440,130 @@ def main() -> int:
         bound, unbound = work / "bound.yaml", work / "unbound.yaml"
         bound.write_text(CONFIG)
         unbound.write_text(UNBOUND)
-        print(f"audit benchmark: {pods:,} Pods in {args.namespaces:,} namespaces, apiserver "
-              f"{plane.server}", flush=True)
+        print(
+            f"audit benchmark: {pods:,} Pods in {args.namespaces:,} namespaces, apiserver "
+            f"{plane.server}",
+            flush=True,
+        )
 
         names = [f"bench-{i:04d}" for i in range(args.namespaces)]
-        namespaces = [("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                       "metadata": {"name": n, "labels": {WS: "101" if i % 2 == 0 else "102"}}})
-                      for i, n in enumerate(names)]
+        namespaces = [
+            (
+                "/api/v1/namespaces",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": n, "labels": {WS: "101" if i % 2 == 0 else "102"}},
+                },
+            )
+            for i, n in enumerate(names)
+        ]
         with step(f"create {args.namespaces:,} namespaces"):
             ns_seconds, ns_failed = concurrently(plane, namespaces, args.clients)
-        jobs = [(f"/api/v1/namespaces/{n}/pods",
-                 pod_manifest(f"p{j}", IMAGES[(i + j) % len(IMAGES)]))
-                for i, n in enumerate(names) for j in range(args.pods_per_namespace)]
+        jobs = [
+            (f"/api/v1/namespaces/{n}/pods", pod_manifest(f"p{j}", IMAGES[(i + j) % len(IMAGES)]))
+            for i, n in enumerate(names)
+            for j in range(args.pods_per_namespace)
+        ]
         with step(f"create {pods:,} Pods"):
             pod_seconds, pod_failed = concurrently(plane, jobs, args.clients)
-        rows.append((f"setup: create {args.namespaces:,} namespaces ({args.clients} clients)",
-                     f"{ns_seconds:.1f} s ({args.namespaces / ns_seconds:,.0f}/s, "
-                     f"{ns_failed} failed)", "-"))
-        rows.append((f"setup: create {pods:,} Pods ({args.clients} clients)",
-                     f"{pod_seconds:.1f} s ({pods / pod_seconds:,.0f}/s, {pod_failed} failed)",
-                     "-"))
+        rows.append(
+            (
+                f"setup: create {args.namespaces:,} namespaces ({args.clients} clients)",
+                f"{ns_seconds:.1f} s ({args.namespaces / ns_seconds:,.0f}/s, {ns_failed} failed)",
+                "-",
+            )
+        )
+        rows.append(
+            (
+                f"setup: create {pods:,} Pods ({args.clients} clients)",
+                f"{pod_seconds:.1f} s ({pods / pod_seconds:,.0f}/s, {pod_failed} failed)",
+                "-",
+            )
+        )
 
         with step("Auditor.run_pass in a child process (no report CRD)"):
             alone = run_child("pass", plane, bound)
-        rows.append((f"audit pass, {alone['audited']:,} resources, {alone['refused']:,} refused",
-                     f"{alone['seconds']:.2f} s", "<= 10 s"))
+        rows.append(
+            (
+                f"audit pass, {alone['audited']:,} resources, {alone['refused']:,} refused",
+                f"{alone['seconds']:.2f} s",
+                "<= 10 s",
+            )
+        )
         rows.append(("  extra peak RSS of that pass", f"{alone['extra_mb']:.0f} MB", "<= 150 MB"))
         with step("spacegate audit -A -o json"):
             cli = run_child("cli", plane, bound)
-        rows.append((f"spacegate audit -A -o json (exit {cli['exit']})",
-                     f"{cli['seconds']:.2f} s, +{cli['extra_mb']:.0f} MB peak RSS", "-"))
+        rows.append(
+            (
+                f"spacegate audit -A -o json (exit {cli['exit']})",
+                f"{cli['seconds']:.2f} s, +{cli['extra_mb']:.0f} MB peak RSS",
+                "-",
+            )
+        )
         with step("spacegate audit -A --what-if <unbound>"):
             what_if = run_child("cli", plane, bound, unbound)
-        rows.append((f"spacegate audit -A --what-if (exit {what_if['exit']})",
-                     f"{what_if['seconds']:.2f} s, +{what_if['extra_mb']:.0f} MB peak RSS", "-"))
+        rows.append(
+            (
+                f"spacegate audit -A --what-if (exit {what_if['exit']})",
+                f"{what_if['seconds']:.2f} s, +{what_if['extra_mb']:.0f} MB peak RSS",
+                "-",
+            )
+        )
 
         (work / "serve").mkdir()
-        with step(f"spacegate serve under load: quiet, beside {args.passes} audits in another "
-                  f"process, during {args.passes} of its own background passes"):
-            serve = serve_with_audit(plane, work / "serve", names[0], args.passes,
-                                     args.baseline, bound)
-        rows.append(("background pass inside spacegate serve, under load (slowest)",
-                     f"{serve.pass_seconds:.2f} s", "<= 10 s"))
-        rows.append(("  spacegate serve RSS: plain, ready / peak with the background audit",
-                     f"{serve.rss_mb:.0f} MB / {serve.peak_mb:.0f} MB "
-                     f"(+{serve.peak_mb - serve.rss_mb:.0f} MB)", "<= 150 MB extra"))
+        with step(
+            f"spacegate serve under load: quiet, beside {args.passes} audits in another "
+            f"process, during {args.passes} of its own background passes"
+        ):
+            serve = serve_with_audit(
+                plane, work / "serve", names[0], args.passes, args.baseline, bound
+            )
+        rows.append(
+            (
+                "background pass inside spacegate serve, under load (slowest)",
+                f"{serve.pass_seconds:.2f} s",
+                "<= 10 s",
+            )
+        )
+        rows.append(
+            (
+                "  spacegate serve RSS: plain, ready / peak with the background audit",
+                f"{serve.rss_mb:.0f} MB / {serve.peak_mb:.0f} MB "
+                f"(+{serve.peak_mb - serve.rss_mb:.0f} MB)",
+                "<= 150 MB extra",
+            )
+        )
         rows.append(("admission /validate, no audit", str(serve.quiet), "-"))
-        rows.append(("admission /validate, audit pass in another process", str(serve.beside),
-                     "-"))
-        rows.append(("admission /validate, during the server's own background pass",
-                     str(serve.inside) + (f", {serve.errors} errors" if serve.errors else ""),
-                     "-"))
+        rows.append(("admission /validate, audit pass in another process", str(serve.beside), "-"))
+        rows.append(
+            (
+                "admission /validate, during the server's own background pass",
+                str(serve.inside) + (f", {serve.errors} errors" if serve.errors else ""),
+                "-",
+            )
+        )
 
         if not args.no_reports:
             install_policy_report_crd(plane)
             with step(f"first pass with the PolicyReport CRD ({pods:,} reports created)"):
                 first = run_child("reports", plane, bound)
-            rows.append(("pass with the report CRD, first (creates every report)",
-                         f"{first['seconds']:.1f} s, +{first['extra_mb']:.0f} MB; "
-                         f"{first['reports']}", "-"))
+            rows.append(
+                (
+                    "pass with the report CRD, first (creates every report)",
+                    f"{first['seconds']:.1f} s, +{first['extra_mb']:.0f} MB; {first['reports']}",
+                    "-",
+                )
+            )
             with step("next pass (every report unchanged)"):
                 steady = run_child("reports", plane, bound)
-            rows.append(("pass with the report CRD, next (nothing changed)",
-                         f"{steady['seconds']:.1f} s, +{steady['extra_mb']:.0f} MB; "
-                         f"{steady['reports']}", "<= 10 s"))
+            rows.append(
+                (
+                    "pass with the report CRD, next (nothing changed)",
+                    f"{steady['seconds']:.1f} s, +{steady['extra_mb']:.0f} MB; {steady['reports']}",
+                    "<= 10 s",
+                )
+            )
 
     print()
     print("| measurement | figure | target |")

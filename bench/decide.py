@@ -54,9 +54,7 @@ def pod_spec(containers: int, offset: int = 0) -> dict[str, Any]:
     }
 
 
-def bench_decide(
-    snapshot: Snapshot, containers: int, *, memo: bool, seconds: float = 2.0
-) -> float:
+def bench_decide(snapshot: Snapshot, containers: int, *, memo: bool, seconds: float = 2.0) -> float:
     """Decisions/s over 7 pod specs x 4 namespaces.
 
     ``memo=False`` empties the per-snapshot decision memo before every call, so each

@@ -138,9 +138,7 @@ class CountingRobots(HarborRobots):
         self, name: str, description: str, projects: Iterable[str], *, duration_days: int = -1
     ) -> CreatedRobot:
         self._counts.add("harbor", "create robot")
-        return await super().create_robot(
-            name, description, projects, duration_days=duration_days
-        )
+        return await super().create_robot(name, description, projects, duration_days=duration_days)
 
     async def delete_robot(self, robot_id: int) -> None:
         self._counts.add("harbor", "delete robot")
@@ -191,7 +189,7 @@ def apiserver_secret_requests(plane: ControlPlane) -> collections.Counter[str]:
     for line in text.splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue
-        labels, value = line[len("apiserver_request_total{"):].rsplit("} ", 1)
+        labels, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
         fields = dict(part.split("=", 1) for part in labels.split(",") if "=" in part)
         if fields.get("resource") == '"secrets"':
             counts[fields.get("verb", "?").strip('"')] += int(float(value))
@@ -248,7 +246,9 @@ def harbor_process(projects: list[str]) -> Iterator[str]:
     """The Harbor fake in another process; its URL."""
     process = subprocess.Popen(
         [sys.executable, "-c", HARBOR_SCRIPT, str(REPO), ",".join(projects)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None
@@ -367,8 +367,14 @@ def run_pass(
     if result.failures:
         summary += f"; {len(result.failures)} FAILURES: {result.failures[:3]}"
     row = Row(
-        name, seconds, dict(phases.seconds), dict(counts.harbor), dict(counts.kube),
-        {verb: n for verb, n in served.items() if n}, summary, stall,
+        name,
+        seconds,
+        dict(phases.seconds),
+        dict(counts.harbor),
+        dict(counts.kube),
+        {verb: n for verb, n in served.items() if n},
+        summary,
+        stall,
     )
     print_row(row)
     return row
@@ -406,9 +412,7 @@ def main() -> int:
     changed = min(7, workspaces - 1)  # the workspace whose binding changes
 
     projects = [project(w, k) for w in range(workspaces) for k in range(spaces + 1)]
-    namespaces = {
-        f"ns-{w:04d}-{i}": workspace(w) for w in range(workspaces) for i in range(per_ws)
-    }
+    namespaces = {f"ns-{w:04d}-{i}": workspace(w) for w in range(workspaces) for i in range(per_ws)}
     print(
         f"provisioning: {workspaces} workspaces x {per_ws} namespaces x {spaces} bound "
         f"private spaces ({len(namespaces)} namespaces, {len(projects)} Harbor projects)",
@@ -416,12 +420,18 @@ def main() -> int:
     )
     started = time.perf_counter()
     with harbor_process(projects) as url, ControlPlane(controllers=()) as plane:
-        print(f"setup: Harbor fake at {url} (another process); control plane up in "
-              f"{time.perf_counter() - started:.1f} s", flush=True)
+        print(
+            f"setup: Harbor fake at {url} (another process); control plane up in "
+            f"{time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
         began = time.perf_counter()
         create_namespaces(plane, namespaces, args.threads)
-        print(f"setup: {len(namespaces) + 1} namespaces created in "
-              f"{time.perf_counter() - began:.1f} s ({args.threads} clients)", flush=True)
+        print(
+            f"setup: {len(namespaces) + 1} namespaces created in "
+            f"{time.perf_counter() - began:.1f} s ({args.threads} clients)",
+            flush=True,
+        )
 
         creds = plane.workdir / "harbor-admin"
         creds.mkdir()
@@ -442,12 +452,16 @@ def main() -> int:
 
         base, load_seconds = load({})
         bound, _ = load({changed: 1})
-        print(f"setup: config with {len(base.bindings)} bindings parsed in {load_seconds:.2f} s; "
-              f"{len(listed)} namespaces listed in {list_seconds:.2f} s", flush=True)
+        print(
+            f"setup: config with {len(base.bindings)} bindings parsed in {load_seconds:.2f} s; "
+            f"{len(listed)} namespaces listed in {list_seconds:.2f} s",
+            flush=True,
+        )
 
         def snapshot(loaded: Config, version: int) -> Snapshot:
-            return Snapshot.build(loaded, spaces={"harbor": harbor_spaces}, namespaces=listed,
-                                  version=version)
+            return Snapshot.build(
+                loaded, spaces={"harbor": harbor_spaces}, namespaces=listed, version=version
+            )
 
         counts = Counts()
         phases = Phases()
@@ -465,16 +479,30 @@ def main() -> int:
         rows = [
             run_pass("from scratch", plane, provisioner, snapshot(base, 1), counts, phases),
             run_pass("no change", plane, provisioner, snapshot(base, 2), counts, phases),
-            run_pass(f"bind one more space to {workspace(changed)}", plane, provisioner,
-                     snapshot(bound, 3), counts, phases),
-            run_pass(f"unbind it from {workspace(changed)}", plane, provisioner,
-                     snapshot(base, 4), counts, phases),
+            run_pass(
+                f"bind one more space to {workspace(changed)}",
+                plane,
+                provisioner,
+                snapshot(bound, 3),
+                counts,
+                phases,
+            ),
+            run_pass(
+                f"unbind it from {workspace(changed)}",
+                plane,
+                provisioner,
+                snapshot(base, 4),
+                counts,
+                phases,
+            ),
         ]
         api.close()
 
-    print("\n| pass | seconds | desired state | observe | apply | loop stall | "
-          "Harbor calls (HTTP) | Harbor writes | apiserver Secret writes | "
-          "apiserver Secret reads |")
+    print(
+        "\n| pass | seconds | desired state | observe | apply | loop stall | "
+        "Harbor calls (HTTP) | Harbor writes | apiserver Secret writes | "
+        "apiserver Secret reads |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         http = sum(n for k, n in row.harbor.items() if k.startswith("http "))
@@ -492,8 +520,10 @@ def main() -> int:
         f"writes, {change.seconds:.2f} s (target <= {TARGET_SECONDS:.0f} s: "
         f"{'met' if change.seconds <= TARGET_SECONDS else 'NOT met'})."
     )
-    print(f"Longest event-loop stall in a pass: {max(r.stall for r in rows):.2f} s (admission "
-          "answers on the leader wait that long: the pass runs on serve's event loop).")
+    print(
+        f"Longest event-loop stall in a pass: {max(r.stall for r in rows):.2f} s (admission "
+        "answers on the leader wait that long: the pass runs on serve's event loop)."
+    )
     print(f"Peak RSS of this process (provisioner, client side only): {peak_rss_mb():.0f} MB")
     return 0
 

@@ -214,8 +214,12 @@ def main() -> int:
         return 0
 
     # The imports the live webhook needs, before the baseline RSS is read.
-    for module in ("kubernetes.client", "webhook.live.mode", "webhook.live.sources.factory",
-                   "webhook.live.sources.namespaces"):
+    for module in (
+        "kubernetes.client",
+        "webhook.live.mode",
+        "webhook.live.sources.factory",
+        "webhook.live.sources.namespaces",
+    ):
         importlib.import_module(module)
 
     # The fakes are plain http on loopback; their warning about it is not news here.
@@ -260,10 +264,7 @@ def main() -> int:
         f"cold sync to ready (all sources + Snapshot.build): best {min(cold):.2f} s, "
         f"median {statistics.median(cold):.2f} s over {len(cold)} runs   (target <= 5 s)"
     )
-    print(
-        f"steady refresh of both registries + rebuild: median "
-        f"{statistics.median(steady):.2f} s"
-    )
+    print(f"steady refresh of both registries + rebuild: median {statistics.median(steady):.2f} s")
     alone = ", ".join(f"{name} {t:.2f} s" for name, t in figures["per_source"].items())
     print(f"each source alone (median): {alone}")
     print(f"Snapshot.build alone: {figures['build_ms']:.1f} ms")

@@ -232,9 +232,7 @@ def _check_keys(data: Mapping[str, object], path: str, allowed: tuple[str, ...])
     for key in data:
         if key not in allowed:
             where = f"{path}.{key}" if path else key
-            raise ConfigError(
-                f"{where}: unknown key (expected one of: {', '.join(allowed)})"
-            )
+            raise ConfigError(f"{where}: unknown key (expected one of: {', '.join(allowed)})")
 
 
 def _str(value: object, path: str, *, allow_empty: bool = False) -> str:
@@ -526,9 +524,7 @@ def _parse_binding(value: object, path: str) -> Binding:
     return Binding(
         registry=_str(data["registry"], f"{path}.registry"),
         space=_str(data["space"], f"{path}.space"),
-        workspaces=tuple(
-            _str(item, f"{path}.workspaces[{i}]") for i, item in enumerate(items)
-        ),
+        workspaces=tuple(_str(item, f"{path}.workspaces[{i}]") for i, item in enumerate(items)),
     )
 
 
@@ -579,6 +575,7 @@ def _parse_audit(value: object) -> AuditSettings:
             else defaults.interval
         ),
     )
+
 
 _NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
@@ -651,9 +648,7 @@ def parse_config(data: object) -> Config:
         for ns, ws in _mapping(namespaces_raw, "namespaces").items()
     }
     return Config(
-        workspace_label=_str(
-            top.get("workspaceLabel", DEFAULT_WORKSPACE_LABEL), "workspaceLabel"
-        ),
+        workspace_label=_str(top.get("workspaceLabel", DEFAULT_WORKSPACE_LABEL), "workspaceLabel"),
         policy=_parse_policy(top["policy"]) if top.get("policy") is not None else PolicySettings(),
         registries=registries,
         bindings=bindings,

@@ -519,9 +519,7 @@ def _decide(
             namespace=namespace,
             workspace=workspace,
             containers=tuple(
-                ContainerVerdict(
-                    c.section, c.name, c.image, "exempt", exempt_reason, noun=c.noun
-                )
+                ContainerVerdict(c.section, c.name, c.image, "exempt", exempt_reason, noun=c.noun)
                 for c in pulled_images(pod_spec)
             ),
             exempt=True,
@@ -612,13 +610,7 @@ def _decide(
         annotations["refused"] = joined(denials, MAX_ANNOTATION_CHARS)
 
     patch: tuple[dict[str, Any], ...] = ()
-    if (
-        allowed
-        and needs_secret
-        and kind == "Pod"
-        and operation == "CREATE"
-        and not sub_resource
-    ):
+    if allowed and needs_secret and kind == "Pod" and operation == "CREATE" and not sub_resource:
         patch = pull_secret_patch(pod_spec, pointer, policy.pull_secret_name)
 
     return Decision(
@@ -627,11 +619,7 @@ def _decide(
         namespace=namespace,
         workspace=workspace,
         containers=tuple(results),
-        message=(
-            joined(denials, MAX_MESSAGE_CHARS)
-            if denials and mode == "enforce"
-            else ""
-        ),
+        message=(joined(denials, MAX_MESSAGE_CHARS) if denials and mode == "enforce" else ""),
         warnings=_bounded_warnings(warnings),
         audit_annotations=annotations,
         patch=patch,

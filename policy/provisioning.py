@@ -146,16 +146,20 @@ def desired_state(snapshot: Snapshot) -> DesiredState:
         out: dict[str, set[str]] = {}
         for name, state in snapshot.registries.items():
             registry = state.registry
-            if name in unknown or (registry.workspace is not None
-                                   and registry.workspace != workspace):
+            if name in unknown or (
+                registry.workspace is not None and registry.workspace != workspace
+            ):
                 continue
             if registry.type == "docker-registry":
                 if not registry.anonymous_pull:
                     out[name] = set(state.spaces) or {"*"}
                 continue
             if registry.workspace is not None:  # the workspace's own Harbor: all it has
-                spaces = {s for s, public in state.spaces.items()
-                          if not public or not registry.anonymous_pull}
+                spaces = {
+                    s
+                    for s, public in state.spaces.items()
+                    if not public or not registry.anonymous_pull
+                }
             elif not registry.anonymous_pull:
                 spaces = {s for s, public in state.spaces.items() if public}
                 spaces |= bound.get(workspace or "", {}).get(name, set()) if workspace else set()
@@ -171,8 +175,9 @@ def desired_state(snapshot: Snapshot) -> DesiredState:
 def needed_spaces(snapshot: Snapshot, workspace: str | None) -> dict[str, set[str]]:
     """registry -> spaces whose images need credentials for ``workspace``, by ``decide``'s
     rules applied space by space (the reference :func:`desired_state` is checked against)."""
-    unknown = {n for n, s in snapshot.registries.items()
-               if s.registry.type == "harbor" and not s.synced}
+    unknown = {
+        n for n, s in snapshot.registries.items() if s.registry.type == "harbor" and not s.synced
+    }
     out: dict[str, set[str]] = {}
     for visible in workspace_spaces(snapshot, workspace):
         if visible.needs_secret and visible.registry not in unknown:
@@ -182,8 +187,9 @@ def needed_spaces(snapshot: Snapshot, workspace: str | None) -> dict[str, set[st
 
 def reference_desired_state(snapshot: Snapshot) -> DesiredState:
     """:func:`desired_state` the slow way (for tests): :func:`needed_spaces` per workspace."""
-    unknown = frozenset(n for n, s in snapshot.registries.items()
-                        if s.registry.type == "harbor" and not s.synced)
+    unknown = frozenset(
+        n for n, s in snapshot.registries.items() if s.registry.type == "harbor" and not s.synced
+    )
     return _assemble(snapshot, lambda ws: needed_spaces(snapshot, ws), unknown)
 
 
@@ -218,9 +224,7 @@ def _assemble(
     }
     used = {e.credential for spec in secrets.values() for e in spec.entries}
     robots = {
-        key: spec
-        for key, spec in robots.items()
-        if CredentialRef("robot", key[0], key[1]) in used
+        key: spec for key, spec in robots.items() if CredentialRef("robot", key[0], key[1]) in used
     }
     return DesiredState(robots, secrets, unknown, frozenset(missing))
 

@@ -102,9 +102,7 @@ class Snapshot:
         by_host = {host: states[r.name] for r in config.registries for host in r.hosts}
         bound: dict[tuple[str, str], set[str]] = {}
         for binding in config.bindings:
-            bound.setdefault((binding.registry, binding.space), set()).update(
-                binding.workspaces
-            )
+            bound.setdefault((binding.registry, binding.space), set()).update(binding.workspaces)
         if namespaces is None:
             ns_map: Mapping[str, NamespaceInfo] = {
                 name: NamespaceInfo(workspace=ws) for name, ws in config.namespaces.items()

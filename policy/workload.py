@@ -72,7 +72,6 @@ def is_workload(kind: object, group: str | None) -> bool:
     return group is None or WORKLOAD_GROUPS[kind] == group
 
 
-
 @dataclass(frozen=True, slots=True)
 class ImageSource:
     """One list of a pod spec whose items name an image the kubelet pulls.

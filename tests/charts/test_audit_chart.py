@@ -85,9 +85,7 @@ def _lease_roles(rendered: Rendered) -> list[dict[str, Any]]:
 
 def _bound(rendered: Rendered, kind: str, role: dict[str, Any]) -> None:
     """A ``kind`` binding gives ``role`` to the release's ServiceAccount (and to no one else)."""
-    bindings = [
-        b for b in rendered.all(kind) if b["roleRef"]["name"] == role["metadata"]["name"]
-    ]
+    bindings = [b for b in rendered.all(kind) if b["roleRef"]["name"] == role["metadata"]["name"]]
     assert len(bindings) == 1, f"{len(bindings)} {kind}s for {role['metadata']['name']}"
     assert bindings[0]["roleRef"]["kind"] == role["kind"]
     assert bindings[0]["subjects"] == [SERVICE_ACCOUNT]
@@ -177,9 +175,15 @@ def test_the_audit_reads_pods_and_every_workload_kind(render: Render) -> None:
     role = render(AUDIT).one("ClusterRole", f"{FULLNAME}-audit")
     read = {(g, r) for g, r, v, names in _rules(role) if v in READ and not names}
     assert read >= {
-        ("", "pods"), ("", "replicationcontrollers"), ("", "podtemplates"),
-        ("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets"),
-        ("apps", "daemonsets"), ("batch", "jobs"), ("batch", "cronjobs"),
+        ("", "pods"),
+        ("", "replicationcontrollers"),
+        ("", "podtemplates"),
+        ("apps", "deployments"),
+        ("apps", "replicasets"),
+        ("apps", "statefulsets"),
+        ("apps", "daemonsets"),
+        ("batch", "jobs"),
+        ("batch", "cronjobs"),
     }
 
 
@@ -200,8 +204,14 @@ def test_the_audit_alone_gets_the_lease(render: Render) -> None:
 
 
 def test_the_lease_follows_the_credentials_namespace(render: Render) -> None:
-    rendered = render({"config": {"audit": {"enabled": True},
-                                  "pullSecrets": {"credentialsNamespace": "spacegate-state"}}})
+    rendered = render(
+        {
+            "config": {
+                "audit": {"enabled": True},
+                "pullSecrets": {"credentialsNamespace": "spacegate-state"},
+            }
+        }
+    )
     (role,) = _lease_roles(rendered)
     assert role["metadata"]["namespace"] == "spacegate-state"
     _bound(rendered, "RoleBinding", role)
@@ -227,8 +237,7 @@ def test_with_provisioning_the_lease_is_granted_once_by_the_provisioner_role(
     assert rendered.find("Role", f"{FULLNAME}-leader") is None
     assert rendered.find("RoleBinding", f"{FULLNAME}-leader") is None
     identities = [
-        (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
-        for o in rendered.objects
+        (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in rendered.objects
     ]
     assert len(identities) == len(set(identities))
 
@@ -312,7 +321,10 @@ def test_the_crd_matches_the_kubernetes_schema_strictly(
 
 def test_helm_lint_passes_with_the_crd_and_the_audit() -> None:
     report = helm.lint(
-        CHART_DIR, {**CRD, **AUDIT}, strict=True, namespace=NAMESPACE,
+        CHART_DIR,
+        {**CRD, **AUDIT},
+        strict=True,
+        namespace=NAMESPACE,
         kube_version=f"v{KUBE_VERSIONS[1]}",
     )
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
@@ -348,15 +360,32 @@ def test_the_crd_schema_is_structural_and_preserves_nothing_unknown(
 
 def test_the_crd_schema_has_the_report_format_fields(schema: dict[str, Any]) -> None:
     top = schema["properties"]
-    assert set(top) == {"apiVersion", "kind", "metadata", "scope", "scopeSelector", "summary",
-                        "results"}
+    assert set(top) == {
+        "apiVersion",
+        "kind",
+        "metadata",
+        "scope",
+        "scopeSelector",
+        "summary",
+        "results",
+    }
     assert set(top["summary"]["properties"]) == {"pass", "fail", "warn", "error", "skip"}
     result = top["results"]["items"]
     assert result["required"] == ["policy"]
     fields = result["properties"]
     assert set(fields) == {
-        "source", "policy", "rule", "category", "severity", "timestamp", "result", "scored",
-        "resources", "resourceSelector", "message", "properties",
+        "source",
+        "policy",
+        "rule",
+        "category",
+        "severity",
+        "timestamp",
+        "result",
+        "scored",
+        "resources",
+        "resourceSelector",
+        "message",
+        "properties",
     }
     assert fields["result"]["enum"] == ["pass", "fail", "warn", "error", "skip"]
     assert fields["severity"]["enum"] == ["critical", "high", "medium", "low", "info"]
@@ -392,8 +421,12 @@ def _reports() -> list[dict[str, Any]]:
     images = [
         ["harbor.example.com/team-a/web:1"],
         ["harbor.example.com/team-b/api:1"],
-        ["harbor.example.com/library/nginx:1", "harbor.example.com/nope/x:1", "docker.io/busybox",
-         "Not A Reference"],
+        [
+            "harbor.example.com/library/nginx:1",
+            "harbor.example.com/nope/x:1",
+            "docker.io/busybox",
+            "Not A Reference",
+        ],
     ]
     reports = []
     for group in images:

@@ -99,8 +99,9 @@ class SpacegateProcess:
         self.workdir = workdir
         self.config_path = workdir / "config.yaml"
         self.config_path.write_text(config)
-        self.tls = generate("spacegate", "spacegate-system", workdir / "tls", ["localhost"],
-                            [LOOPBACK])
+        self.tls = generate(
+            "spacegate", "spacegate-system", workdir / "tls", ["localhost"], [LOOPBACK]
+        )
         self.port = free_port()
         self.log = workdir / "spacegate.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -122,9 +123,20 @@ class SpacegateProcess:
         env = dict(os.environ, KUBECONFIG=str(self.plane.kubeconfig), PYTHONPATH=str(REPO))
         env.pop("KUBERNETES_SERVICE_HOST", None)
         command = [
-            sys.executable, "-m", "webhook", "serve", "--config", str(self.config_path),
-            "--host", LOOPBACK, "--port", str(self.port),
-            "--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key),
+            sys.executable,
+            "-m",
+            "webhook",
+            "serve",
+            "--config",
+            str(self.config_path),
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+            "--tls-cert",
+            str(self.tls.cert),
+            "--tls-key",
+            str(self.tls.key),
         ]
         with self.log.open("ab") as out:
             self._process = subprocess.Popen(
@@ -190,12 +202,21 @@ def apply_webhooks(api_client: client.ApiClient, configurations: list[dict[str, 
     for obj in configurations:
         name = obj["metadata"]["name"]
         validating = obj["kind"] == "ValidatingWebhookConfiguration"
-        read = (api.read_validating_webhook_configuration if validating
-                else api.read_mutating_webhook_configuration)
-        create = (api.create_validating_webhook_configuration if validating
-                  else api.create_mutating_webhook_configuration)
-        replace = (api.replace_validating_webhook_configuration if validating
-                   else api.replace_mutating_webhook_configuration)
+        read = (
+            api.read_validating_webhook_configuration
+            if validating
+            else api.read_mutating_webhook_configuration
+        )
+        create = (
+            api.create_validating_webhook_configuration
+            if validating
+            else api.create_mutating_webhook_configuration
+        )
+        replace = (
+            api.replace_validating_webhook_configuration
+            if validating
+            else api.replace_mutating_webhook_configuration
+        )
         try:
             current = read(name)
         except ApiException as exc:
@@ -209,8 +230,10 @@ def apply_webhooks(api_client: client.ApiClient, configurations: list[dict[str, 
 
 def delete_webhooks(api_client: client.ApiClient) -> None:
     api: Api = client.AdmissionregistrationV1Api(api_client)
-    for delete in (api.delete_validating_webhook_configuration,
-                   api.delete_mutating_webhook_configuration):
+    for delete in (
+        api.delete_validating_webhook_configuration,
+        api.delete_mutating_webhook_configuration,
+    ):
         try:
             delete(FULLNAME)
         except ApiException as exc:
@@ -367,8 +390,11 @@ POLICY_REPORTS = "/apis/wgpolicyk8s.io/v1alpha2"
 
 # Where the kinds the audit tests apply live in the API: (prefix, plural, namespaced).
 _KIND_PATHS: dict[str, tuple[str, str, bool]] = {
-    "CustomResourceDefinition": ("/apis/apiextensions.k8s.io/v1", "customresourcedefinitions",
-                                 False),
+    "CustomResourceDefinition": (
+        "/apis/apiextensions.k8s.io/v1",
+        "customresourcedefinitions",
+        False,
+    ),
     "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
     "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
@@ -393,8 +419,10 @@ def chart_objects(
 def _object_path(obj: Mapping[str, Any], *, collection: bool = False) -> str:
     prefix, plural, namespaced = _KIND_PATHS[obj["kind"]]
     meta = obj["metadata"]
-    where = f"{prefix}/namespaces/{meta['namespace']}/{plural}" if namespaced else (
-        f"{prefix}/{plural}"
+    where = (
+        f"{prefix}/namespaces/{meta['namespace']}/{plural}"
+        if namespaced
+        else (f"{prefix}/{plural}")
     )
     return where if collection else f"{where}/{meta['name']}"
 
@@ -424,15 +452,20 @@ def delete_manifests(plane: ControlPlane, objects: list[dict[str, Any]]) -> None
 
 def install_policy_report_crd(plane: ControlPlane) -> dict[str, Any]:
     """The chart's PolicyReport CRD (``policyReports.installCRD``), applied and served."""
-    (crd,) = chart_objects({"policyReports": {"installCRD": True}}, release="spacegate",
-                           namespace="spacegate-system", kinds=("CustomResourceDefinition",))
+    (crd,) = chart_objects(
+        {"policyReports": {"installCRD": True}},
+        release="spacegate",
+        namespace="spacegate-system",
+        kinds=("CustomResourceDefinition",),
+    )
     apply_manifests(plane, [crd])
 
     def served() -> bool:
         with plane.http_client() as http:
             stored = http.get(_object_path(crd)).json()
-            conditions = {c["type"]: c["status"] for c in
-                          (stored.get("status") or {}).get("conditions") or []}
+            conditions = {
+                c["type"]: c["status"] for c in (stored.get("status") or {}).get("conditions") or []
+            }
             discovery = http.get(POLICY_REPORTS)
         return conditions.get("Established") == "True" and discovery.status_code == 200
 
@@ -458,9 +491,7 @@ def policy_reports(plane: ControlPlane, namespace: str) -> dict[str, dict[str, A
     return {item["metadata"]["name"]: item for item in listed.json()["items"]}
 
 
-def service_account_kubeconfig(
-    plane: ControlPlane, namespace: str, name: str, path: Path
-) -> Path:
+def service_account_kubeconfig(plane: ControlPlane, namespace: str, name: str, path: Path) -> Path:
     """A kubeconfig that authenticates as ServiceAccount ``namespace/name`` (a TokenRequest
     token, 1 hour), as the chart's pod would."""
     import base64
@@ -470,18 +501,28 @@ def service_account_kubeconfig(
     with plane.http_client() as http:
         answer = http.post(
             f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
-            json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                  "spec": {"expirationSeconds": 3600}},
+            json={
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": 3600},
+            },
         )
     answer.raise_for_status()
     token = answer.json()["status"]["token"]
     document = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "e2e", "cluster": {
-            "server": plane.server,
-            "certificate-authority-data": base64.b64encode(plane.ca_cert.read_bytes()).decode(),
-        }}],
+        "clusters": [
+            {
+                "name": "e2e",
+                "cluster": {
+                    "server": plane.server,
+                    "certificate-authority-data": base64.b64encode(
+                        plane.ca_cert.read_bytes()
+                    ).decode(),
+                },
+            }
+        ],
         "users": [{"name": name, "user": {"token": token}}],
         "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": name}}],
         "current-context": "e2e",
@@ -513,7 +554,7 @@ def metric_samples(process: SpacegateProcess, name: str) -> dict[frozenset[tuple
     for line in text.splitlines():
         if not line.startswith(name + "{") and not line.startswith(name + " "):
             continue
-        labels, _, value = line[len(name):].rpartition(" ")
+        labels, _, value = line[len(name) :].rpartition(" ")
         pairs = re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels)
         samples[frozenset(pairs)] = float(value)
     return samples

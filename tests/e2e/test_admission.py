@@ -74,13 +74,13 @@ def test_a_pod_using_another_workspaces_private_space_is_rejected_with_spacegate
     message = denial(lambda: core.create_namespaced_pod(team_a, pod("steal", TEAM_B)))
 
     assert 'admission webhook \\"validate.spacegate.io\\" denied the request' in message
-    assert f'container \\"c0\\" image \\"{TEAM_B}\\" is not allowed in namespace {team_a}' in message
+    assert (
+        f'container \\"c0\\" image \\"{TEAM_B}\\" is not allowed in namespace {team_a}' in message
+    )
     assert "bind space 'team-b' to workspace 101" in message
 
 
-def test_a_public_image_is_admitted_without_a_pull_secret(
-    core: Api, team_a: str
-) -> None:
+def test_a_public_image_is_admitted_without_a_pull_secret(core: Api, team_a: str) -> None:
     stored = core.create_namespaced_pod(team_a, pod("web", PUBLIC))
 
     assert _secrets(stored) == []
@@ -100,9 +100,7 @@ def test_an_allowed_private_image_gets_the_pull_secret_and_existing_ones_are_kep
     assert _secrets(already) == ["registry-secret", "mine"]  # never duplicated
 
 
-def test_an_image_volume_from_another_workspace_is_rejected(
-    core: Api, team_a: str
-) -> None:
+def test_an_image_volume_from_another_workspace_is_rejected(core: Api, team_a: str) -> None:
     attack = pod("volume", PUBLIC)
     attack["spec"]["volumes"] = [{"name": "loot", "image": {"reference": TEAM_B}}]
 
@@ -131,9 +129,7 @@ def _deployment(name: str, image: str, replicas: int = 2) -> dict[str, Any]:
     }
 
 
-def test_a_deployment_with_a_refused_image_is_rejected_at_create(
-    apps: Api, team_a: str
-) -> None:
+def test_a_deployment_with_a_refused_image_is_rejected_at_create(apps: Api, team_a: str) -> None:
     message = denial(lambda: apps.create_namespaced_deployment(team_a, _deployment("x", TEAM_B)))
 
     assert "validate.spacegate.io" in message
@@ -146,8 +142,11 @@ def test_every_pod_the_controllers_create_for_an_allowed_deployment_gets_the_pul
     apps.create_namespaced_deployment(team_a, _deployment("web", TEAM_A, replicas=3))
 
     pods = eventually(
-        lambda: (items := core.list_namespaced_pod(team_a, label_selector="app=web").items)
-        and len(items) == 3 and items,
+        lambda: (
+            (items := core.list_namespaced_pod(team_a, label_selector="app=web").items)
+            and len(items) == 3
+            and items
+        ),
         "the ReplicaSet controller to create 3 pods",
     )
 
@@ -163,9 +162,7 @@ def test_every_pod_the_controllers_create_for_an_allowed_deployment_gets_the_pul
 def test_a_server_side_dry_run_gets_the_same_answer_and_stores_nothing(
     core: Api, team_a: str
 ) -> None:
-    refused = denial(
-        lambda: core.create_namespaced_pod(team_a, pod("dry", TEAM_B), dry_run="All")
-    )
+    refused = denial(lambda: core.create_namespaced_pod(team_a, pod("dry", TEAM_B), dry_run="All"))
     admitted = core.create_namespaced_pod(team_a, pod("dry-ok", TEAM_A), dry_run="All")
 
     assert TEAM_B in refused
@@ -216,8 +213,13 @@ def test_a_label_only_update_of_a_workload_whose_space_was_unbound_is_admitted(
 
         assert patched.metadata.labels == {"touched": "yes"}
         # ...while a new image from the unbound space is refused.
-        change = {"spec": {"template": {"spec": {"containers": [
-            {"name": "app", "image": TEAM_A.replace("1.2", "1.3")}]}}}}
+        change = {
+            "spec": {
+                "template": {
+                    "spec": {"containers": [{"name": "app", "image": TEAM_A.replace("1.2", "1.3")}]}
+                }
+            }
+        }
         assert "team-a" in denial(
             lambda: apps.patch_namespaced_deployment("legacy", team_a, change)
         )

@@ -106,8 +106,10 @@ def _deployment(name: str, image: str, replicas: int) -> dict[str, Any]:
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels},
-                         "spec": {"containers": [{"name": "app", "image": image}]}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
         },
     }
 
@@ -119,10 +121,16 @@ def _cron_job(name: str, image: str) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {
             "schedule": "0 3 * * *",
-            "jobTemplate": {"spec": {"template": {"spec": {
-                "restartPolicy": "OnFailure",
-                "containers": [{"name": "job", "image": image}],
-            }}}},
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "OnFailure",
+                            "containers": [{"name": "job", "image": image}],
+                        }
+                    }
+                }
+            },
         },
     }
 
@@ -139,17 +147,32 @@ def _admitted(api_client: client.ApiClient, namespace: str, image: str) -> bool:
 
 def _foreign_report(namespace: str, target: Any) -> dict[str, Any]:
     """Another tool's report in the slot spacegate would use for ``target`` (its UID)."""
-    reference = {"apiVersion": "v1", "kind": "Pod", "namespace": namespace,
-                 "name": target.metadata.name, "uid": target.metadata.uid}
+    reference = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "namespace": namespace,
+        "name": target.metadata.name,
+        "uid": target.metadata.uid,
+    }
     return {
         "apiVersion": "wgpolicyk8s.io/v1alpha2",
         "kind": "PolicyReport",
-        "metadata": {"name": target.metadata.uid, "namespace": namespace,
-                     "labels": {MANAGED_BY: "kyverno"}},
+        "metadata": {
+            "name": target.metadata.uid,
+            "namespace": namespace,
+            "labels": {MANAGED_BY: "kyverno"},
+        },
         "scope": reference,
         "summary": {"pass": 1, "fail": 0, "warn": 0, "error": 0, "skip": 0},
-        "results": [{"source": "kyverno", "policy": "require-labels", "result": "pass",
-                     "resources": [reference], "message": "labels are present"}],
+        "results": [
+            {
+                "source": "kyverno",
+                "policy": "require-labels",
+                "result": "pass",
+                "resources": [reference],
+                "message": "labels are present",
+            }
+        ],
     }
 
 
@@ -171,11 +194,14 @@ def cluster(
     release = f"audit-{uuid.uuid4().hex[:6]}"
     home = f"{release}-system"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=home)))
-    rbac = chart_objects({"config": {"audit": {"enabled": True}}}, release=release,
-                         namespace=home, kinds=RBAC_KINDS)
+    rbac = chart_objects(
+        {"config": {"audit": {"enabled": True}}}, release=release, namespace=home, kinds=RBAC_KINDS
+    )
     names = {(o["kind"], o["metadata"]["name"]) for o in rbac}
-    assert {("ClusterRole", f"{release}-spacegate-audit"),
-            ("Role", f"{release}-spacegate-leader")} <= names
+    assert {
+        ("ClusterRole", f"{release}-spacegate-audit"),
+        ("Role", f"{release}-spacegate-leader"),
+    } <= names
     apply_manifests(plane, rbac)
     service_account = f"{release}-spacegate"
     token = service_account_kubeconfig(plane, home, service_account, workdir / "sa.kubeconfig")
@@ -188,19 +214,24 @@ def cluster(
         eventually(lambda: _admitted(api_client, team_b, TEAM_B), f"{team_b} to admit team-b")
         uids = {
             "Deployment/web": apps.create_namespaced_deployment(
-                team_a, _deployment("web", TEAM_A, 2)).metadata.uid,
+                team_a, _deployment("web", TEAM_A, 2)
+            ).metadata.uid,
             "Pod/solo": core.create_namespaced_pod(team_a, pod("solo", TEAM_A)).metadata.uid,
             "CronJob/nightly": batch.create_namespaced_cron_job(
-                team_a, _cron_job("nightly", TEAM_A)).metadata.uid,
+                team_a, _cron_job("nightly", TEAM_A)
+            ).metadata.uid,
             "Pod/public": core.create_namespaced_pod(team_a, pod("public", PUBLIC)).metadata.uid,
             "Deployment/api": apps.create_namespaced_deployment(
-                team_b, _deployment("api", TEAM_B, 1)).metadata.uid,
+                team_b, _deployment("api", TEAM_B, 1)
+            ).metadata.uid,
         }
         claimed = core.create_namespaced_pod(team_a, pod("claimed", TEAM_A))
         uids["Pod/claimed"] = claimed.metadata.uid
         with plane.http_client() as http:
-            made = http.post(f"{POLICY_REPORTS}/namespaces/{team_a}/policyreports",
-                             json=_foreign_report(team_a, claimed))
+            made = http.post(
+                f"{POLICY_REPORTS}/namespaces/{team_a}/policyreports",
+                json=_foreign_report(team_a, claimed),
+            )
         assert made.status_code == 201, made.text
         foreign_version = made.json()["metadata"]["resourceVersion"]
 
@@ -216,17 +247,34 @@ def cluster(
         bound, unbound = workdir / "bound.yaml", workdir / "unbound.yaml"
         bound.write_text(CONFIG)
         unbound.write_text(UNBOUND)
-        process = SpacegateProcess(cast(ControlPlane, PlaneAs(plane, token)), workdir,
-                                   CONFIG + AUDIT)
-        state = Cluster(plane, process, team_a, team_b, home, service_account, token, bound,
-                        unbound, uids, owned_uids, foreign_version)
+        process = SpacegateProcess(
+            cast(ControlPlane, PlaneAs(plane, token)), workdir, CONFIG + AUDIT
+        )
+        state = Cluster(
+            plane,
+            process,
+            team_a,
+            team_b,
+            home,
+            service_account,
+            token,
+            bound,
+            unbound,
+            uids,
+            owned_uids,
+            foreign_version,
+        )
         with pytest.MonkeyPatch.context() as env:
             env.setenv("POD_NAMESPACE", home)  # the chart sets it through the downward API
             process.start()
         try:
-            state.wait(lambda: _outcomes(state, team_a).keys() >= OURS_IN_A
-                       and _outcomes(state, team_b).keys() >= {"Deployment/api"},
-                       "the first audit pass to write the reports")
+            state.wait(
+                lambda: (
+                    _outcomes(state, team_a).keys() >= OURS_IN_A
+                    and _outcomes(state, team_b).keys() >= {"Deployment/api"}
+                ),
+                "the first audit pass to write the reports",
+            )
             yield state
         finally:
             process.stop()
@@ -249,7 +297,7 @@ def _ours(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]:
 
 
 def _outcomes(cluster: Cluster, namespace: str) -> dict[str, str]:
-    """"Kind/name" -> the result of its one image, for spacegate's reports in ``namespace``."""
+    """ "Kind/name" -> the result of its one image, for spacegate's reports in ``namespace``."""
     return {
         workload: ",".join(r["result"] for r in report["results"])
         for workload, report in _ours(cluster, namespace).items()
@@ -275,21 +323,31 @@ def _violations(cluster: Cluster) -> dict[str, float]:
     return found
 
 
-def _cli(config: Path, *, namespace: str | None, output: str = "json",
-         what_if: Path | None = None, kubeconfig: Path) -> tuple[int, str]:
+def _cli(
+    config: Path,
+    *,
+    namespace: str | None,
+    output: str = "json",
+    what_if: Path | None = None,
+    kubeconfig: Path,
+) -> tuple[int, str]:
     """``spacegate audit`` in this process: (exit code, stdout)."""
     out, err = io.StringIO(), io.StringIO()
     code = audit_cli.run(
-        str(config), namespace=namespace, output=output,
+        str(config),
+        namespace=namespace,
+        output=output,
         what_if=None if what_if is None else str(what_if),
-        kubeconfig=str(kubeconfig), stdout=out, stderr=err,
+        kubeconfig=str(kubeconfig),
+        stdout=out,
+        stderr=err,
     )
     assert err.getvalue() == ""
     return code, out.getvalue()
 
 
 def _listed(text: str, *namespaces: str) -> dict[str, bool]:
-    """"Kind/name" -> allowed, for the JSON entries in ``namespaces``."""
+    """ "Kind/name" -> allowed, for the JSON entries in ``namespaces``."""
     return {
         f"{e['kind']}/{e['name']}": e["allowed"]
         for e in json.loads(text)
@@ -318,8 +376,13 @@ def test_each_workload_gets_one_passing_report_and_a_deployments_pods_get_none(
 
     web = _ours(cluster, cluster.team_a)["Deployment/web"]
     uid = cluster.uids["Deployment/web"]
-    reference = {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": cluster.team_a,
-                 "name": "web", "uid": uid}
+    reference = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "namespace": cluster.team_a,
+        "name": "web",
+        "uid": uid,
+    }
     assert web["metadata"]["name"] == uid
     assert web["metadata"]["ownerReferences"] == [
         {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": uid}
@@ -328,10 +391,19 @@ def test_each_workload_gets_one_passing_report_and_a_deployments_pods_get_none(
     assert web["summary"] == {"pass": 1, "fail": 0, "warn": 0, "error": 0, "skip": 0}
     (result,) = web["results"]
     assert (result["source"], result["policy"], result["result"]) == (
-        "spacegate", "registry-space-visibility", "pass")
+        "spacegate",
+        "registry-space-visibility",
+        "pass",
+    )
     assert result["resources"] == [reference]
-    assert result["properties"] == {"image": TEAM_A, "source": "container", "name": "app",
-                                    "workspace": "101", "registry": "harbor", "space": "team-a"}
+    assert result["properties"] == {
+        "image": TEAM_A,
+        "source": "container",
+        "name": "app",
+        "workspace": "101",
+        "registry": "harbor",
+        "space": "team-a",
+    }
 
 
 def test_an_unbinding_fails_exactly_the_stranded_workloads_until_the_space_is_bound_again(
@@ -343,31 +415,41 @@ def test_an_unbinding_fails_exactly_the_stranded_workloads_until_the_space_is_bo
     cluster.process.write_config(UNBOUND + AUDIT)
     try:
         expected = {w: "fail" if w in STRANDED else "pass" for w in OURS_IN_A}
-        cluster.wait(lambda: _outcomes(cluster, cluster.team_a) == expected,
-                     "the stranded workloads' reports to fail")
+        cluster.wait(
+            lambda: _outcomes(cluster, cluster.team_a) == expected,
+            "the stranded workloads' reports to fail",
+        )
         solo = _ours(cluster, cluster.team_a)["Pod/solo"]
         assert solo["summary"]["fail"] == 1
         (result,) = solo["results"]
         assert result["severity"] == "high"
         assert result["message"].startswith(
             f'container "c0" image "{TEAM_A}" is not allowed in namespace {cluster.team_a} '
-            "(workspace 101): ")
+            "(workspace 101): "
+        )
         assert "team-a" in result["message"]
 
         # One violation per stranded workload (the Deployment's Pods are its one), in that
         # namespace only.
-        cluster.wait(lambda: _violations(cluster).get(cluster.team_a) == len(STRANDED),
-                     f"{VIOLATIONS} for {cluster.team_a} to reach {len(STRANDED)}")
+        cluster.wait(
+            lambda: _violations(cluster).get(cluster.team_a) == len(STRANDED),
+            f"{VIOLATIONS} for {cluster.team_a} to reach {len(STRANDED)}",
+        )
         assert cluster.team_b not in _violations(cluster)
 
         # The CLI with the unbound config says the same.
-        code, text = _cli(cluster.unbound, namespace=cluster.team_a,
-                          kubeconfig=cluster.plane.kubeconfig)
+        code, text = _cli(
+            cluster.unbound, namespace=cluster.team_a, kubeconfig=cluster.plane.kubeconfig
+        )
         assert code == 1
         assert _listed(text, cluster.team_a) == {
-            **dict.fromkeys(STRANDED, False), "Pod/public": True}
-        assert _cli(cluster.unbound, namespace=cluster.team_b,
-                    kubeconfig=cluster.plane.kubeconfig)[0] == 0
+            **dict.fromkeys(STRANDED, False),
+            "Pod/public": True,
+        }
+        assert (
+            _cli(cluster.unbound, namespace=cluster.team_b, kubeconfig=cluster.plane.kubeconfig)[0]
+            == 0
+        )
 
         assert _versions(cluster, cluster.team_b) == before_b  # nothing changed there
         foreign = policy_reports(cluster.plane, cluster.team_a)[cluster.uids["Pod/claimed"]]
@@ -375,10 +457,14 @@ def test_an_unbinding_fails_exactly_the_stranded_workloads_until_the_space_is_bo
     finally:
         cluster.process.write_config(CONFIG + AUDIT)
 
-    cluster.wait(lambda: _outcomes(cluster, cluster.team_a) == dict.fromkeys(OURS_IN_A, "pass"),
-                 "the reports to pass again after the rebinding")
-    cluster.wait(lambda: cluster.team_a not in _violations(cluster),
-                 f"{VIOLATIONS} for {cluster.team_a} to go away")
+    cluster.wait(
+        lambda: _outcomes(cluster, cluster.team_a) == dict.fromkeys(OURS_IN_A, "pass"),
+        "the reports to pass again after the rebinding",
+    )
+    cluster.wait(
+        lambda: cluster.team_a not in _violations(cluster),
+        f"{VIOLATIONS} for {cluster.team_a} to go away",
+    )
     assert _versions(cluster, cluster.team_b) == before_b
 
 
@@ -386,19 +472,25 @@ def test_what_if_an_unbinding_lists_exactly_the_workloads_it_would_strand(
     cluster: Cluster,
 ) -> None:
     kubeconfig = cluster.plane.kubeconfig
-    code, text = _cli(cluster.bound, namespace=None, what_if=cluster.unbound,
-                      kubeconfig=kubeconfig)
+    code, text = _cli(cluster.bound, namespace=None, what_if=cluster.unbound, kubeconfig=kubeconfig)
 
     assert code == 1
     assert _listed(text, cluster.team_a, cluster.team_b) == dict.fromkeys(STRANDED, False)
     # Across the whole (shared) cluster, everything listed is refused for its team-a image.
     for entry in json.loads(text):
         assert not entry["allowed"]
-        assert any(c["image"].startswith("harbor.demo.local/team-a/") and
-                   c["verdict"] == "denied" for c in entry["containers"])
+        assert any(
+            c["image"].startswith("harbor.demo.local/team-a/") and c["verdict"] == "denied"
+            for c in entry["containers"]
+        )
 
-    code, table = _cli(cluster.bound, namespace=cluster.team_a, what_if=cluster.unbound,
-                       output="table", kubeconfig=kubeconfig)
+    code, table = _cli(
+        cluster.bound,
+        namespace=cluster.team_a,
+        what_if=cluster.unbound,
+        output="table",
+        kubeconfig=kubeconfig,
+    )
     assert code == 1
     assert "4 workloads admitted today would be refused: 0 admitted, 4 denied" in table
     for workload in STRANDED:
@@ -409,8 +501,13 @@ def test_what_if_with_an_unchanged_config_lists_nothing(cluster: Cluster) -> Non
     same = cluster.bound.with_name("same.yaml")
     same.write_text(CONFIG)
 
-    code, text = _cli(cluster.bound, namespace=None, what_if=same, output="table",
-                      kubeconfig=cluster.plane.kubeconfig)
+    code, text = _cli(
+        cluster.bound,
+        namespace=None,
+        what_if=same,
+        output="table",
+        kubeconfig=cluster.plane.kubeconfig,
+    )
 
     assert (code, text) == (0, "nothing admitted today would be refused\n")
 
@@ -420,8 +517,11 @@ def test_later_passes_rewrite_no_unchanged_report_and_never_a_foreign_one(
 ) -> None:
     versions = _versions(cluster, cluster.team_a, cluster.team_b)
     foreign = policy_reports(cluster.plane, cluster.team_a)[cluster.uids["Pod/claimed"]]
-    first = cluster.wait(lambda: (t := _last_run(cluster)) > time.time() - 0.5 and t,
-                         "an audit pass to finish", timeout=15)
+    first = cluster.wait(
+        lambda: (t := _last_run(cluster)) > time.time() - 0.5 and t,
+        "an audit pass to finish",
+        timeout=15,
+    )
     cluster.wait(lambda: _last_run(cluster) > first, "another audit pass to finish", timeout=15)
 
     assert _versions(cluster, cluster.team_a, cluster.team_b) == versions
@@ -433,8 +533,9 @@ def test_later_passes_rewrite_no_unchanged_report_and_never_a_foreign_one(
 
 def test_the_auditor_holds_the_lease_with_the_charts_rbac_and_no_more(cluster: Cluster) -> None:
     with cluster.plane.http_client() as http:
-        lease = http.get(f"/apis/coordination.k8s.io/v1/namespaces/{cluster.home}"
-                         "/leases/spacegate-provisioner")
+        lease = http.get(
+            f"/apis/coordination.k8s.io/v1/namespaces/{cluster.home}/leases/spacegate-provisioner"
+        )
     assert lease.status_code == 200
     assert lease.json()["spec"]["holderIdentity"]
     assert metric_samples(cluster.process, "spacegate_leader") == {frozenset(): 1.0}
@@ -442,8 +543,9 @@ def test_the_auditor_holds_the_lease_with_the_charts_rbac_and_no_more(cluster: C
     # The ServiceAccount the process runs as may read Pods but not Secrets.
     token = yaml.safe_load(cluster.token_kubeconfig.read_text())["users"][0]["user"]["token"]
     verify = ssl.create_default_context(cafile=str(cluster.plane.ca_cert))
-    with httpx.Client(base_url=cluster.plane.server, verify=verify,
-                      headers={"Authorization": f"Bearer {token}"}) as http:
+    with httpx.Client(
+        base_url=cluster.plane.server, verify=verify, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
         assert http.get("/api/v1/pods?limit=1").status_code == 200
         assert http.get("/api/v1/secrets?limit=1").status_code == 403
         assert http.get(f"{POLICY_REPORTS}/policyreports?limit=1").status_code == 200
@@ -461,11 +563,19 @@ def test_a_namespace_stuck_terminating_does_not_stop_the_audit(
     core.delete_namespace(stuck)
     try:
         # The namespace controller deletes what it can (a report already written too).
-        cluster.wait(lambda: core.read_namespace(stuck).status.phase == "Terminating"
-                     and not policy_reports(cluster.plane, stuck), f"{stuck} to be emptied")
+        cluster.wait(
+            lambda: (
+                core.read_namespace(stuck).status.phase == "Terminating"
+                and not policy_reports(cluster.plane, stuck)
+            ),
+            f"{stuck} to be emptied",
+        )
         since = time.time()
-        cluster.wait(lambda: _last_run(cluster) > since,
-                     "an audit pass to finish while a namespace is stuck terminating", timeout=15)
+        cluster.wait(
+            lambda: _last_run(cluster) > since,
+            "an audit pass to finish while a namespace is stuck terminating",
+            timeout=15,
+        )
     finally:
         core.patch_namespaced_pod("held", stuck, {"metadata": {"finalizers": None}})
 
@@ -481,24 +591,34 @@ def test_a_pod_adopted_by_an_owner_loses_its_own_report(
         orphan = pod("orphan", TEAM_A)
         orphan["metadata"]["labels"] = {"app": "adopted"}
         uid = core.create_namespaced_pod(adopting, orphan).metadata.uid
-        cluster.wait(lambda: uid in policy_reports(cluster.plane, adopting),
-                     "the orphan Pod's report")
+        cluster.wait(
+            lambda: uid in policy_reports(cluster.plane, adopting), "the orphan Pod's report"
+        )
         replica_set = {
             "apiVersion": "apps/v1",
             "kind": "ReplicaSet",
             "metadata": {"name": "adopter"},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "adopted"}},
-                     "template": {"metadata": {"labels": {"app": "adopted"}},
-                                  "spec": {"containers": [{"name": "c0", "image": TEAM_A}]}}},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "adopted"}},
+                "template": {
+                    "metadata": {"labels": {"app": "adopted"}},
+                    "spec": {"containers": [{"name": "c0", "image": TEAM_A}]},
+                },
+            },
         }
         owner = apps.create_namespaced_replica_set(adopting, replica_set).metadata.uid
         cluster.wait(
-            lambda: any(r.uid == owner and r.controller for r in
-                        core.read_namespaced_pod("orphan", adopting).metadata
-                        .owner_references or []),
-            "the ReplicaSet to adopt the Pod")
-        cluster.wait(lambda: owner in policy_reports(cluster.plane, adopting),
-                     "the ReplicaSet's report")
+            lambda: any(
+                r.uid == owner and r.controller
+                for r in core.read_namespaced_pod("orphan", adopting).metadata.owner_references
+                or []
+            ),
+            "the ReplicaSet to adopt the Pod",
+        )
+        cluster.wait(
+            lambda: owner in policy_reports(cluster.plane, adopting), "the ReplicaSet's report"
+        )
         since = time.time()
         cluster.wait(lambda: _last_run(cluster) > since, "a pass after the adoption")
 

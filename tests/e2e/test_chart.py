@@ -97,7 +97,11 @@ class Release:
     def install(self, values: dict[str, Any]) -> list[dict[str, Any]]:
         """``helm install --create-namespace``; the objects of the release's manifest."""
         release = self.config.install(
-            self.chart, self.name, values, namespace=self.namespace, create_namespace=True,
+            self.chart,
+            self.name,
+            values,
+            namespace=self.namespace,
+            create_namespace=True,
             timeout=120,
         )
         return _objects(release)
@@ -140,9 +144,12 @@ def new_namespace(api_client: client.ApiClient, core: Api) -> Iterator[Callable[
 def release(control_plane: ControlPlane, core: Api) -> Iterator[Release]:
     """A release name and namespace of its own; uninstalled and deleted afterwards."""
     name = f"sgc-{uuid.uuid4().hex[:6]}"
-    with helm.Chart.load(CHART_DIR) as chart, helm.Config(
-        kubeconfig_path=str(control_plane.kubeconfig), namespace=f"{name}-system"
-    ) as config:
+    with (
+        helm.Chart.load(CHART_DIR) as chart,
+        helm.Config(
+            kubeconfig_path=str(control_plane.kubeconfig), namespace=f"{name}-system"
+        ) as config,
+    ):
         each = Release(name, f"{name}-system", config, chart)
         try:
             yield each
@@ -210,8 +217,12 @@ def _token_kubeconfig(control_plane: ControlPlane, token: str, path: Path) -> Pa
     document = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "e2e", "cluster": {"server": control_plane.server,
-                                                 "certificate-authority-data": ca}}],
+        "clusters": [
+            {
+                "name": "e2e",
+                "cluster": {"server": control_plane.server, "certificate-authority-data": ca},
+            }
+        ],
         "users": [{"name": "release", "user": {"token": token}}],
         "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "release"}}],
         "current-context": "e2e",
@@ -346,8 +357,9 @@ def test_helm_upgrade_keeps_the_generated_ca_so_the_running_spacegate_stays_trus
         process.start()
         team, other = new_namespace("101"), new_namespace("101")
         for namespace in (team, other):
-            eventually(partial(_gets, BOTH, core, namespace, TEAM_A),
-                       "the release's webhooks to answer")
+            eventually(
+                partial(_gets, BOTH, core, namespace, TEAM_A), "the release's webhooks to answer"
+            )
         # Only the release's spacegate refuses unlisted registries.
         assert 'validate.spacegate.io\\" denied' in str(_pull_secrets(core, team, UNLISTED))
 
@@ -362,8 +374,10 @@ def test_helm_upgrade_keeps_the_generated_ca_so_the_running_spacegate_stays_trus
         x509.load_pem_x509_certificate(reissued["tls.crt"]).verify_directly_issued_by(ca)
         # The upgraded configurations are in effect and still trust the certificate the
         # running spacegate was started with.
-        eventually(partial(_gets, ["registry-secret"], core, other, TEAM_A),
-                   "the upgraded configuration to take effect")
+        eventually(
+            partial(_gets, ["registry-secret"], core, other, TEAM_A),
+            "the upgraded configuration to take effect",
+        )
         assert _pull_secrets(core, team, TEAM_A) == BOTH
     finally:
         process.stop()
@@ -387,8 +401,9 @@ def test_the_release_service_account_may_watch_namespaces_and_nothing_more(
 
     try:
         process.start()  # ready only once the namespace list has arrived
-        eventually(partial(_gets, BOTH, core, namespace, TEAM_A),
-                   "the release's webhooks to answer")
+        eventually(
+            partial(_gets, BOTH, core, namespace, TEAM_A), "the release's webhooks to answer"
+        )
 
         core.patch_namespace(namespace, {"metadata": {"labels": {WS: "102"}}})
 
@@ -399,8 +414,9 @@ def test_the_release_service_account_may_watch_namespaces_and_nothing_more(
     log = process.log.read_text(errors="replace")
     assert "namespace list failed" not in log and "namespace watch failed" not in log, log
 
-    with _as(control_plane, _service_account_token(core, release.fullname, release.namespace)) \
-            as http:
+    with _as(
+        control_plane, _service_account_token(core, release.fullname, release.namespace)
+    ) as http:
         assert http.get("/api/v1/namespaces").status_code == 200
         assert http.get("/api/v1/secrets").status_code == 403
         assert http.get(f"/api/v1/namespaces/{release.namespace}/secrets").status_code == 403

@@ -87,8 +87,10 @@ def own_webhooks(api_client: client.ApiClient) -> Iterator[Apply]:
     yield apply
     api: Api = client.AdmissionregistrationV1Api(api_client)
     for each in sorted(applied):
-        for delete in (api.delete_validating_webhook_configuration,
-                       api.delete_mutating_webhook_configuration):
+        for delete in (
+            api.delete_validating_webhook_configuration,
+            api.delete_mutating_webhook_configuration,
+        ):
             try:
                 delete(each)
             except ApiException as exc:
@@ -143,8 +145,10 @@ def test_while_spacegate_is_down_fail_rejects_pod_creates_and_ignore_admits_them
     strict_spacegate: SpacegateProcess,
 ) -> None:
     own_webhooks(webhooks_for(name, strict_spacegate.url, strict_spacegate.ca_pem, namespace))
-    eventually(lambda: refused_by(name) in create(core, namespace, UNLISTED),
-               "the test's webhook to answer")
+    eventually(
+        lambda: refused_by(name) in create(core, namespace, UNLISTED),
+        "the test's webhook to answer",
+    )
 
     strict_spacegate.stop()
 
@@ -153,8 +157,11 @@ def test_while_spacegate_is_down_fail_rejects_pod_creates_and_ignore_admits_them
     assert f".{name}.e2e.spacegate.io" in message
     assert "connection refused" in message
 
-    own_webhooks(webhooks_for(name, strict_spacegate.url, strict_spacegate.ca_pem, namespace,
-                              failure_policy="Ignore"))
+    own_webhooks(
+        webhooks_for(
+            name, strict_spacegate.url, strict_spacegate.ca_pem, namespace, failure_policy="Ignore"
+        )
+    )
 
     eventually(lambda: create(core, namespace, PUBLIC) == "admitted", "Ignore to take effect")
     # The price of Ignore: while spacegate is down, nothing is enforced.
@@ -202,8 +209,10 @@ class Outcome:
 def _served_serial(port: int, ca_file: Path) -> int:
     """The serial of the certificate spacegate presents to a new connection."""
     context = ssl.create_default_context(cafile=str(ca_file))
-    with socket.create_connection((LOOPBACK, port), timeout=5) as raw, \
-            context.wrap_socket(raw, server_hostname=LOOPBACK) as tls:
+    with (
+        socket.create_connection((LOOPBACK, port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=LOOPBACK) as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number
@@ -243,8 +252,11 @@ class _Traffic:
             while not self._stop.is_set():
                 for image in (PUBLIC, UNLISTED):
                     try:
-                        response = http.post(path, params={"dryRun": "All"},
-                                             json=pod(f"p-{uuid.uuid4().hex[:8]}", image))
+                        response = http.post(
+                            path,
+                            params={"dryRun": "All"},
+                            json=pod(f"p-{uuid.uuid4().hex[:8]}", image),
+                        )
                         status, message = response.status_code, response.text
                     except httpx.HTTPError as exc:  # recorded: the apiserver did not answer
                         status, message = 0, repr(exc)
@@ -286,16 +298,21 @@ def test_rotating_spacegates_certificate_under_load_loses_no_pod_create(
     try:
         process.start()
         own_webhooks(webhooks_for(name, process.url, ca.cert.decode(), namespace))
-        eventually(lambda: refused_by(name) in create(core, namespace, UNLISTED),
-                   "the test's webhook to answer")
+        eventually(
+            lambda: refused_by(name) in create(core, namespace, UNLISTED),
+            "the test's webhook to answer",
+        )
         assert _served_serial(process.port, process.tls.ca_cert) == first
 
         traffic.add_workers(1)
         eventually(lambda: len(traffic.outcomes) >= 20, "pod creates before the rotation")
         second = x509.load_pem_x509_certificate(issue().cert).serial_number
 
-        eventually(lambda: _served_serial(process.port, process.tls.ca_cert) == second,
-                   "spacegate to serve the new certificate", RELOAD_WITHIN)
+        eventually(
+            lambda: _served_serial(process.port, process.tls.ca_cert) == second,
+            "spacegate to serve the new certificate",
+            RELOAD_WITHIN,
+        )
         reloaded = time.monotonic()
         before = _apiserver_connections(control_plane, process.port)
         traffic.add_workers(5)
@@ -309,7 +326,8 @@ def test_rotating_spacegates_certificate_under_load_loses_no_pod_create(
     lost = [o for o in traffic.outcomes if FAILED_CALL in o.message]
     assert lost == [], f"{len(lost)} creates failed to reach spacegate: {lost[0].message}"
     wrong = [
-        o for o in traffic.outcomes
+        o
+        for o in traffic.outcomes
         if (o.image == PUBLIC and o.status != 201)
         or (o.image == UNLISTED and (o.status != 403 or refused_by(name) not in o.message))
     ]

@@ -36,8 +36,15 @@ def home(api_client: client.ApiClient) -> str:
 
 
 def elector(api_client: client.ApiClient, home: str, who: str, clock: Clock) -> LeaseElector:
-    return LeaseElector(api_client, home, identity=who, lease_duration=15, renew_deadline=10,
-                        retry_period=2, clock=clock)
+    return LeaseElector(
+        api_client,
+        home,
+        identity=who,
+        lease_duration=15,
+        renew_deadline=10,
+        retry_period=2,
+        clock=clock,
+    )
 
 
 def test_of_two_candidates_exactly_one_leads_and_the_other_may_not_write(
@@ -52,7 +59,9 @@ def test_of_two_candidates_exactly_one_leads_and_the_other_may_not_write(
     first.check()
     with pytest.raises(LostLeadership, match="held by a"):
         second.check()
-    lease = client.CoordinationV1Api(api_client).read_namespaced_lease("spacegate-provisioner", home)
+    lease = client.CoordinationV1Api(api_client).read_namespaced_lease(
+        "spacegate-provisioner", home
+    )
     assert lease.spec is not None and lease.spec.holder_identity == "a"
 
 
@@ -70,7 +79,9 @@ def test_a_leader_that_stops_renewing_is_replaced_after_its_lease_expires(
     assert second.try_acquire_or_renew() is True
     assert second.transitions == 0  # read before the takeover
     assert first.try_acquire_or_renew() is False
-    lease = client.CoordinationV1Api(api_client).read_namespaced_lease("spacegate-provisioner", home)
+    lease = client.CoordinationV1Api(api_client).read_namespaced_lease(
+        "spacegate-provisioner", home
+    )
     assert lease.spec is not None and lease.spec.lease_transitions == 1
 
 

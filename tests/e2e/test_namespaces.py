@@ -248,8 +248,7 @@ def test_after_a_410_gone_spacegate_relists_and_sees_what_changed_while_it_was_a
         deleted = create_namespace(api_client, {WS: "102"})
         namespaces.extend([kept, relabelled, deleted])
         for name, workspace in ((kept, "101"), (relabelled, "101"), (deleted, "102")):
-            _until(partial(_seen_by, process, name), workspace, f"spacegate to see {name}",
-                   WITHIN)
+            _until(partial(_seen_by, process, name), workspace, f"spacegate to see {name}", WITHIN)
         assert process._process is not None
         pid = process._process.pid
 
@@ -260,15 +259,21 @@ def test_after_a_410_gone_spacegate_relists_and_sees_what_changed_while_it_was_a
             core.delete_namespace(deleted)
             added = create_namespace(api_client, {WS: "101"})
             namespaces.append(added)
-            eventually(lambda: _gone(core, deleted), f"the namespace controller to remove {deleted}")
+            eventually(
+                lambda: _gone(core, deleted), f"the namespace controller to remove {deleted}"
+            )
             control_plane.compact_etcd()
         finally:
             os.kill(pid, signal.SIGCONT)
 
         expected = {kept: "101", relabelled: "102", deleted: NO_WORKSPACE, added: "101"}
         for name, workspace in expected.items():
-            _until(partial(_seen_by, process, name), workspace,
-                   f"spacegate to see {name} in {workspace}", RECONNECT_WITHIN)
+            _until(
+                partial(_seen_by, process, name),
+                workspace,
+                f"spacegate to see {name} in {workspace}",
+                RECONNECT_WITHIN,
+            )
         # It got there through a 410 and a relist, not a watch replaying what it missed.
         log = process.log.read_text(errors="replace")
         assert "namespace watch expired" in log and "relisting" in log, process.tail()
@@ -279,7 +284,11 @@ def test_after_a_410_gone_spacegate_relists_and_sees_what_changed_while_it_was_a
             WITHIN,
         )
         # The shared spacegate came through the same restart and compaction.
-        _until(lambda: _seen_through_the_apiserver(core, added), "101",
-               "the shared spacegate to see the namespace added meanwhile", RECONNECT_WITHIN)
+        _until(
+            lambda: _seen_through_the_apiserver(core, added),
+            "101",
+            "the shared spacegate to see the namespace added meanwhile",
+            RECONNECT_WITHIN,
+        )
     finally:
         process.stop()

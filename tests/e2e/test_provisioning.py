@@ -204,8 +204,11 @@ class Cluster:
 
     def wait_gone(self, namespace: str) -> None:
         try:
-            eventually(lambda: self.login(namespace) is None,
-                       f"the pull Secret of {namespace} to go", timeout=30)
+            eventually(
+                lambda: self.login(namespace) is None,
+                f"the pull Secret of {namespace} to go",
+                timeout=30,
+            )
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.logs()}") from None
 
@@ -297,10 +300,14 @@ def test_unbinding_shrinks_the_robot_and_removes_secrets_no_longer_needed(
     assert new[0] != old[0]  # a new robot: Harbor >= 2.12 has no robot:update for robots
     assert cluster.pullable(new) == {"team-a"}
     cluster.wait_gone(y_dev)
-    eventually(lambda: cluster.robots_of(x) == {new[0]: {"team-a"}},
-               "the old robot of the workspace to be deleted", timeout=30)
-    eventually(lambda: cluster.robots_of(y) == {}, "the robot of workspace y to be deleted",
-               timeout=30)
+    eventually(
+        lambda: cluster.robots_of(x) == {new[0]: {"team-a"}},
+        "the old robot of the workspace to be deleted",
+        timeout=30,
+    )
+    eventually(
+        lambda: cluster.robots_of(y) == {}, "the robot of workspace y to be deleted", timeout=30
+    )
     assert cluster.pullable(old) == set()  # the old credential is dead, not just unused
 
 
@@ -344,8 +351,10 @@ def test_a_registry_secret_spacegate_does_not_manage_is_left_alone_and_counted(
     kept = cluster.core.read_namespaced_secret(SECRET, theirs)
     assert kept.metadata.resource_version == created.metadata.resource_version
     assert kept.data == created.data
-    eventually(lambda: spacegate_metric(process, "spacegate_pull_secret_conflicts") == 1.0,
-               "spacegate_pull_secret_conflicts 1")
+    eventually(
+        lambda: spacegate_metric(process, "spacegate_pull_secret_conflicts") == 1.0,
+        "spacegate_pull_secret_conflicts 1",
+    )
     assert f"namespace {theirs} has a Secret {SECRET} that spacegate does not manage" in (
         process.log.read_text()
     )
@@ -363,8 +372,10 @@ def test_of_two_replicas_one_leads_and_the_other_takes_over_after_a_sigkill(
     leader = cluster.serve(bindings)
     login = cluster.wait_login(first_ns)
     standby = cluster.serve(bindings)
-    eventually(lambda: spacegate_metric(standby, "spacegate_leader") == 0.0,
-               "the second replica to report it is not the leader")
+    eventually(
+        lambda: spacegate_metric(standby, "spacegate_leader") == 0.0,
+        "the second replica to report it is not the leader",
+    )
     assert spacegate_metric(leader, "spacegate_leader") == 1.0
     holder, transitions = cluster.lease_holder()
     assert holder is not None and holder in leader.log.read_text()
@@ -381,8 +392,9 @@ def test_of_two_replicas_one_leads_and_the_other_takes_over_after_a_sigkill(
     assert cluster.login(second_ns) is None
     # ...then the standby takes over and carries on with the kept credential.
     try:
-        eventually(lambda: cluster.login(second_ns), "the standby to provision",
-                   timeout=TAKEOVER_TIMEOUT)
+        eventually(
+            lambda: cluster.login(second_ns), "the standby to provision", timeout=TAKEOVER_TIMEOUT
+        )
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{cluster.logs()}") from None
     took = time.monotonic() - killed_at
@@ -424,9 +436,11 @@ def test_a_leader_killed_between_robot_creation_and_secrets_leaves_no_orphan_rob
     x = ws()
     dev = cluster.namespace(x)
     config = load_config(cluster.config({"team-a": [x], "team-b": [x]}))
-    snapshot = Snapshot.build(config, spaces={"harbor": {"library": True, "team-a": False,
-                                                        "team-b": False, "team-c": False}},
-                              namespaces={dev: NamespaceInfo(workspace=x)})
+    snapshot = Snapshot.build(
+        config,
+        spaces={"harbor": {"library": True, "team-a": False, "team-b": False, "team-c": False}},
+        namespaces={dev: NamespaceInfo(workspace=x)},
+    )
 
     def run(store: SecretStore) -> PassResult:
         provisioner = Provisioner(store, HarborRobots, rotate_every=30 * 86400.0)
@@ -444,7 +458,8 @@ def test_a_leader_killed_between_robot_creation_and_secrets_leaves_no_orphan_rob
     [crashed] = cluster.robots_of(x)  # the robot exists in Harbor...
     assert cluster.login(dev) is None  # ...but no namespace has its credential
     kept = cluster.core.list_namespaced_secret(
-        cluster.home, label_selector=f"spacegate.io/component={ROBOT_CREDENTIAL}").items
+        cluster.home, label_selector=f"spacegate.io/component={ROBOT_CREDENTIAL}"
+    ).items
     assert len(kept) == (1 if at == "secrets" else 0)
 
     result = run(SecretStore(cluster.api_client, pull_secret_name=SECRET, home=cluster.home))
@@ -474,17 +489,34 @@ def test_provision_dry_run_prints_the_plan_and_changes_nothing(
     config.write_text(cluster.config({"team-a": [x], "team-b": [x]}))
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("KUBECONFIG", None)
-    command = [sys.executable, "-m", "webhook", "provision", "--config", str(config),
-               "--kubeconfig", str(cluster.plane.kubeconfig)]
+    command = [
+        sys.executable,
+        "-m",
+        "webhook",
+        "provision",
+        "--config",
+        str(config),
+        "--kubeconfig",
+        str(cluster.plane.kubeconfig),
+    ]
     writes_before = [r for r in cluster.harbor.requests if r.method != "GET"]
 
-    dry = subprocess.run([*command, "--dry-run"], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=60, check=False)
+    dry = subprocess.run(
+        [*command, "--dry-run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
     assert dry.returncode == 0, dry.stderr
     base = robot_base_name("harbor", x)
-    assert (f"would create robot {base}-… on harbor for workspace {x}: repository:pull on "
-            f"team-a, team-b (new)") in dry.stdout.splitlines()
+    assert (
+        f"would create robot {base}-… on harbor for workspace {x}: repository:pull on "
+        f"team-a, team-b (new)"
+    ) in dry.stdout.splitlines()
     assert f"would create Secret {dev} (harbor)" in dry.stdout.splitlines()
     assert f"would create Secret {prod} (harbor)" in dry.stdout.splitlines()
     assert [r for r in cluster.harbor.requests if r.method != "GET"] == writes_before
@@ -493,15 +525,23 @@ def test_provision_dry_run_prints_the_plan_and_changes_nothing(
         cluster.lease_holder()  # a dry run does not even take the Lease
     assert missing.value.status == 404
 
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
 
     assert done.returncode == 0, done.stderr
     login = cluster.login(dev)
     assert login is not None and cluster.login(prod) == login
     assert cluster.pullable(login) == {"team-a", "team-b"}
-    again = subprocess.run([*command, "--dry-run"], cwd=REPO, env=env, capture_output=True,
-                           text=True, timeout=60, check=False)
+    again = subprocess.run(
+        [*command, "--dry-run"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines() == ["nothing to change"]
 
@@ -516,8 +556,9 @@ def test_a_namespace_stuck_terminating_does_not_stop_other_namespaces_getting_th
 ) -> None:
     x = ws()
     stuck = cluster.namespaces.make({LABEL: x}, prefix="prov-a")  # sorted first
-    cluster.core.create_namespaced_config_map(stuck, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="held", finalizers=[HOLD])))
+    cluster.core.create_namespaced_config_map(
+        stuck, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="held", finalizers=[HOLD]))
+    )
     cluster.serve({"team-a": [x]})
     login = cluster.wait_login(stuck)
     cluster.core.delete_namespace(stuck)  # a finalizer nobody removes: Terminating for good
@@ -530,5 +571,4 @@ def test_a_namespace_stuck_terminating_does_not_stop_other_namespaces_getting_th
         # A pass takes a second or two after the namespace appears; allow for a busy machine.
         assert cluster.wait_login(later, timeout=10) == login
     finally:
-        cluster.core.patch_namespaced_config_map(
-            "held", stuck, {"metadata": {"finalizers": None}})
+        cluster.core.patch_namespaced_config_map("held", stuck, {"metadata": {"finalizers": None}})

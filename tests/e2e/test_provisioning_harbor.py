@@ -248,8 +248,7 @@ def test_no_robot_is_ever_granted_all_projects_whatever_the_bindings_become(
             assert projects, f"{login} holds no project permission"
         # Exactly the bound private spaces, per workspace, never more.
         wanted = {
-            ws: {space for space, bound in bindings.items() if ws in bound}
-            for ws in ("101", "102")
+            ws: {space for space, bound in bindings.items() if ws in bound} for ws in ("101", "102")
         }
         held = {
             ws: projects
@@ -271,8 +270,7 @@ def test_a_pass_with_nothing_changed_writes_nothing_to_harbor_or_the_apiserver(
     assert first.plan.create_robots and first.plan.write_secrets
     robots = world.robot_projects()
     versions = secret_versions(world.api_client, world.secret_name)
-    credentials = {s.metadata.name: s.metadata.resource_version
-                   for s in world.credential_secrets()}
+    credentials = {s.metadata.name: s.metadata.resource_version for s in world.credential_secrets()}
     before = len(world.harbor.requests)
 
     again = world.run(BOUND)
@@ -281,8 +279,9 @@ def test_a_pass_with_nothing_changed_writes_nothing_to_harbor_or_the_apiserver(
     assert world.harbor_writes(since=before) == []
     assert world.robot_projects() == robots
     assert secret_versions(world.api_client, world.secret_name) == versions
-    assert {s.metadata.name: s.metadata.resource_version
-            for s in world.credential_secrets()} == credentials
+    assert {
+        s.metadata.name: s.metadata.resource_version for s in world.credential_secrets()
+    } == credentials
 
 
 def test_a_restarted_provisioner_reuses_the_credential_kept_in_its_namespace(
@@ -291,8 +290,11 @@ def test_a_restarted_provisioner_reuses_the_credential_kept_in_its_namespace(
     dev = world.namespace("101")
     world.run(BOUND, world.provisioner())
     login = world.login(dev)
-    [kept] = [s for s in world.credential_secrets()
-              if s.metadata.annotations["spacegate.io/workspace"] == "101"]
+    [kept] = [
+        s
+        for s in world.credential_secrets()
+        if s.metadata.annotations["spacegate.io/workspace"] == "101"
+    ]
     assert kept.metadata.name == robot_base_name("harbor", "101")
     assert kept.metadata.labels["app.kubernetes.io/managed-by"] == "spacegate"
     assert kept.metadata.annotations["spacegate.io/robot-name"] == login[0]
@@ -336,14 +338,16 @@ def test_a_provisioning_pass_leaves_the_event_loop_free_for_admission_answers(
     world: Setup,
 ) -> None:
     workspaces, per_workspace = 300, 5
-    bound = {f"p{w:03d}-{k}": [f"ws{w:03d}"] for w in range(workspaces)
-             for k in range(per_workspace)}
+    bound = {
+        f"p{w:03d}-{k}": [f"ws{w:03d}"] for w in range(workspaces) for k in range(per_workspace)
+    }
     world.harbor.add_projects(bound, public=False)
     snapshot = Snapshot.build(
         world.config(bound),
         spaces={"harbor": SPACES | dict.fromkeys(bound, False)},
-        namespaces={f"ns-{w:03d}": NamespaceInfo(workspace=f"ws{w:03d}")
-                    for w in range(workspaces)},
+        namespaces={
+            f"ns-{w:03d}": NamespaceInfo(workspace=f"ws{w:03d}") for w in range(workspaces)
+        },
     )
     provisioner = world.provisioner()
 

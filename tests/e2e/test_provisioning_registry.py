@@ -123,8 +123,7 @@ class Setup:
             "    type: docker-registry\n"
             f"    url: {self.team.url}\n"
             '    workspace: "201"\n'
-            "    anonymousPull: false\n"
-            + team_pull
+            "    anonymousPull: false\n" + team_pull
         )
         return Snapshot.build(
             config,

@@ -101,9 +101,7 @@ class Faults:
         """The next ``n`` requests are answered normally (to aim later faults at page 3)."""
         return self._add(n, Fault("pass"))
 
-    def fail_next(
-        self, n: int = 1, status: int = 500, *, retry_after: str | None = None
-    ) -> Faults:
+    def fail_next(self, n: int = 1, status: int = 500, *, retry_after: str | None = None) -> Faults:
         """The next ``n`` requests get ``status`` with a Harbor/Distribution error body."""
         return self._add(n, Fault("status", status=status, retry_after=retry_after))
 

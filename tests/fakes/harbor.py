@@ -188,33 +188,71 @@ Access = tuple[str, str]  # (resource, action)
 # escalation"), so no robot can ever PUT or PATCH robots.
 SYSTEM_ACCESS: Final[frozenset[Access]] = frozenset(
     {
-        ("robot", "create"), ("robot", "read"), ("robot", "list"), ("robot", "delete"),
-        ("project", "list"), ("project", "create"), ("catalog", "read"),
-        ("audit-log", "list"), ("registry", "read"), ("registry", "list"),
-        ("quota", "read"), ("quota", "list"), ("label", "read"), ("scanner", "read"),
-        ("user", "create"), ("user", "read"), ("user", "update"), ("user", "list"),
+        ("robot", "create"),
+        ("robot", "read"),
+        ("robot", "list"),
+        ("robot", "delete"),
+        ("project", "list"),
+        ("project", "create"),
+        ("catalog", "read"),
+        ("audit-log", "list"),
+        ("registry", "read"),
+        ("registry", "list"),
+        ("quota", "read"),
+        ("quota", "list"),
+        ("label", "read"),
+        ("scanner", "read"),
+        ("user", "create"),
+        ("user", "read"),
+        ("user", "update"),
+        ("user", "list"),
         ("user", "delete"),
     }
 )
 PROJECT_ACCESS: Final[frozenset[Access]] = frozenset(
     {
-        ("repository", "pull"), ("repository", "push"), ("repository", "list"),
-        ("repository", "read"), ("repository", "update"), ("repository", "delete"),
-        ("artifact", "read"), ("artifact", "list"), ("artifact", "create"),
-        ("artifact", "delete"), ("tag", "list"), ("tag", "create"), ("tag", "delete"),
-        ("project", "read"), ("project", "update"), ("project", "delete"),
-        ("metadata", "read"), ("metadata", "list"), ("scan", "create"), ("scan", "read"),
-        ("robot", "create"), ("robot", "read"), ("robot", "list"), ("robot", "delete"),
-        ("member", "read"), ("member", "list"), ("log", "list"),
+        ("repository", "pull"),
+        ("repository", "push"),
+        ("repository", "list"),
+        ("repository", "read"),
+        ("repository", "update"),
+        ("repository", "delete"),
+        ("artifact", "read"),
+        ("artifact", "list"),
+        ("artifact", "create"),
+        ("artifact", "delete"),
+        ("tag", "list"),
+        ("tag", "create"),
+        ("tag", "delete"),
+        ("project", "read"),
+        ("project", "update"),
+        ("project", "delete"),
+        ("metadata", "read"),
+        ("metadata", "list"),
+        ("scan", "create"),
+        ("scan", "read"),
+        ("robot", "create"),
+        ("robot", "read"),
+        ("robot", "list"),
+        ("robot", "delete"),
+        ("member", "read"),
+        ("member", "list"),
+        ("log", "list"),
     }
 )
 # getPoliciesForPublicProject (src/common/rbac/project/rbac_util.go), read-only part.
 _PUBLIC_ACCESS: Final[frozenset[Access]] = frozenset(
-    {("repository", "pull"), ("repository", "list"), ("artifact", "read"),
-     ("artifact", "list"), ("tag", "list")}
+    {
+        ("repository", "pull"),
+        ("repository", "list"),
+        ("artifact", "read"),
+        ("artifact", "list"),
+        ("tag", "list"),
+    }
 )
 _MEMBER_ACCESS: Final[frozenset[Access]] = _PUBLIC_ACCESS | {
-    ("repository", "read"), ("project", "read"),
+    ("repository", "read"),
+    ("project", "read"),
 }
 _MANIFEST = orjson.dumps(
     {
@@ -504,7 +542,8 @@ class HarborFake(ServedFake):
         """
         if permissions is None:
             permissions = (
-                [RobotPermission.system("project:list")] if project is None
+                [RobotPermission.system("project:list")]
+                if project is None
                 else [RobotPermission.project(project)]
             )
         body = [p.to_json() for p in permissions]
@@ -524,8 +563,15 @@ class HarborFake(ServedFake):
                     if other.name == stored and other.project_id == project_id:
                         del self._robots[other.id]
                 self._store_robot(
-                    stored, secret, level, project_id, description, grants,
-                    disabled=disabled, duration=-1, expires_at=expires_at,
+                    stored,
+                    secret,
+                    level,
+                    project_id,
+                    description,
+                    grants,
+                    disabled=disabled,
+                    duration=-1,
+                    expires_at=expires_at,
                     creator=("local", 1),
                 )
         except _Problem as problem:
@@ -629,10 +675,20 @@ class HarborFake(ServedFake):
     ) -> _Robot:
         now = self.now()
         robot = _Robot(
-            id=next(self._robot_ids), name=name, secret=secret, level=level,
-            project_id=project_id, description=description, grants=grants,
-            disabled=disabled, duration=duration, expires_at=expires_at, created=now,
-            updated=now, creator_type=creator[0], creator_ref=creator[1],
+            id=next(self._robot_ids),
+            name=name,
+            secret=secret,
+            level=level,
+            project_id=project_id,
+            description=description,
+            grants=grants,
+            disabled=disabled,
+            duration=duration,
+            expires_at=expires_at,
+            created=now,
+            updated=now,
+            creator_type=creator[0],
+            creator_ref=creator[1],
         )
         self._robots[robot.id] = robot
         return robot
@@ -640,7 +696,7 @@ class HarborFake(ServedFake):
     def _robot_by_login(self, login: str) -> _Robot | None:
         if not login.startswith(ROBOT_PREFIX):
             return None
-        stored = login[len(ROBOT_PREFIX):]
+        stored = login[len(ROBOT_PREFIX) :]
         return next((r for r in self._robots.values() if r.name == stored), None)
 
     def _active(self, robot: _Robot) -> bool:
@@ -657,8 +713,13 @@ class HarborFake(ServedFake):
             elif isinstance(grant.scope, int) and grant.scope in self._projects_by_id:
                 names.add(self._projects_by_id[grant.scope].name)
         return Principal(
-            robot.login, robot.secret, admin=lists_all, robot=True,
-            member_of=frozenset(names), level=robot.level, grants=robot.grants,
+            robot.login,
+            robot.secret,
+            admin=lists_all,
+            robot=True,
+            member_of=frozenset(names),
+            level=robot.level,
+            grants=robot.grants,
             robot_id=robot.id,
         )
 
@@ -715,11 +776,14 @@ class HarborFake(ServedFake):
         if principal is None:
             return public
         if not principal.robot:
-            return principal.admin or public or (
-                project.name in principal.member_of and (resource, action) in _MEMBER_ACCESS
+            return (
+                principal.admin
+                or public
+                or (project.name in principal.member_of and (resource, action) in _MEMBER_ACCESS)
             )
         grants = [
-            g for g in principal.grants
+            g
+            for g in principal.grants
             if g.kind == "project" and (g.scope == "*" or g.scope in self._projects_by_id)
         ]
         if principal.level == "system" and not grants:
@@ -732,7 +796,8 @@ class HarborFake(ServedFake):
             if grant.allows(resource, action):
                 return True
             push_pulls = principal.level == "project" and (resource, action) == (
-                "repository", "pull",
+                "repository",
+                "pull",
             )
             if push_pulls and grant.allows("repository", "push"):
                 return True
@@ -801,7 +866,8 @@ class HarborFake(ServedFake):
             return _error(401, "UNAUTHORIZED", "unauthorized")
         if principal.robot:
             return _error(
-                412, "PRECONDITION",
+                412,
+                "PRECONDITION",
                 "get current user not available for security context: robot",
             )
         return _json({"user_id": 1, "username": principal.name, "sysadmin_flag": principal.admin})
@@ -821,9 +887,10 @@ class HarborFake(ServedFake):
         public = _bool(params.get("public"))
         if public == "invalid":
             return _error(
-                422, "UNPROCESSABLE_ENTITY",
+                422,
+                "UNPROCESSABLE_ENTITY",
                 f"validation failure list:\npublic in query must be of type boolean: "
-                f"\"{params['public']}\"",
+                f'"{params["public"]}"',
             )
         principal = self._principal(request)
         if principal is None:
@@ -836,7 +903,8 @@ class HarborFake(ServedFake):
                 self._sorted = sorted(self._projects.values(), key=lambda p: p.name)
             everything = self._sorted
         matches = [
-            p for p in everything
+            p
+            for p in everything
             if (public is None or p.public == public)
             and (name is None or name in p.name)
             and (principal is None or principal.admin or p.public or p.name in principal.member_of)
@@ -883,7 +951,8 @@ class HarborFake(ServedFake):
         name = body.get("name")
         if not isinstance(name, str) or not _ROBOT_NAME.match(name):
             raise _Problem(
-                400, "BAD_REQUEST",
+                400,
+                "BAD_REQUEST",
                 "robot name is not in lower case or contains illegal characters",
             )
         level = body.get("level")
@@ -905,7 +974,8 @@ class HarborFake(ServedFake):
                 own = self._permissions_json(robot) if robot else []
             if not _within(permissions, own):
                 raise _Problem(
-                    403, "DENIED",
+                    403,
+                    "DENIED",
                     "permission scope is invalid. It must be equal to or more restrictive "
                     f"than the creator robot's permissions: {principal.name}",
                 )
@@ -922,10 +992,15 @@ class HarborFake(ServedFake):
             grants = self._resolve(permissions)
             expires_at = -1 if duration == -1 else int(self.now()) + duration * _DAY
             robot = self._store_robot(
-                stored, _generate_secret(), level, project_id,
-                description if isinstance(description, str) else "", grants,
+                stored,
+                _generate_secret(),
+                level,
+                project_id,
+                description if isinstance(description, str) else "",
+                grants,
                 disabled=False,  # CreateRobot never copies "disable"
-                duration=duration, expires_at=expires_at,
+                duration=duration,
+                expires_at=expires_at,
                 creator=("robot", principal.robot_id) if principal.robot else ("local", 1),
             )
         location = f"{request.url.path.rstrip('/')}/{robot.id}"
@@ -973,8 +1048,10 @@ class HarborFake(ServedFake):
         with self._lock:
             matches = sorted(
                 (
-                    r for r in self._robots.values()
-                    if r.level == level and r.project_id == project_id
+                    r
+                    for r in self._robots.values()
+                    if r.level == level
+                    and r.project_id == project_id
                     and (name is None or _name_matches(r.name, *name))
                 ),
                 key=lambda r: r.name,
@@ -982,9 +1059,7 @@ class HarborFake(ServedFake):
             items = [self._robot_json(r) for r in matches]
         return _page_response(request, query, items, page, page_size)
 
-    def _update_robot(
-        self, principal: Principal, robot: _Robot, body: dict[str, object]
-    ) -> None:
+    def _update_robot(self, principal: Principal, robot: _Robot, body: dict[str, object]) -> None:
         """``updateV2Robot``, in Harbor's order of checks."""
         duration = body.get("duration")
         if duration is None:
@@ -1020,7 +1095,8 @@ class HarborFake(ServedFake):
             raise _Problem(400, "BAD_REQUEST", "secret must be a string")
         if chosen and not _valid_secret(chosen):
             raise _Problem(
-                400, "BAD_REQUEST",
+                400,
+                "BAD_REQUEST",
                 "the secret must be 8-128, inclusively, characters long with at least 1 "
                 "uppercase letter, 1 lowercase letter and 1 number",
             )
@@ -1032,9 +1108,7 @@ class HarborFake(ServedFake):
 
     # ------------------------------------------------------------------ handlers: registry
 
-    def _registry_context(
-        self, request: Request
-    ) -> tuple[bool, Principal | None, _Token | None]:
+    def _registry_context(self, request: Request) -> tuple[bool, Principal | None, _Token | None]:
         """(Authorization header sent, basic principal, valid bearer token)."""
         header = request.headers.get("authorization")
         if header and header[:7].lower() == "bearer ":
@@ -1056,7 +1130,9 @@ class HarborFake(ServedFake):
         sent, principal, token = self._registry_context(request)
         if principal is None and token is None:
             return _error(
-                401, "UNAUTHORIZED", "unauthorized: unauthorized",
+                401,
+                "UNAUTHORIZED",
+                "unauthorized: unauthorized",
                 headers={**_REGISTRY_API, "WWW-Authenticate": self._challenge(request, sent)},
             )
         return _json({}, headers=_REGISTRY_API)
@@ -1067,9 +1143,12 @@ class HarborFake(ServedFake):
         sent, principal, token = self._registry_context(request)
         if not sent:  # Harbor #11271: GET/HEAD on a repository needs an Authorization header
             return _error(
-                401, "UNAUTHORIZED", "authorize header needed to send HEAD to repository",
+                401,
+                "UNAUTHORIZED",
+                "authorize header needed to send HEAD to repository",
                 headers={
-                    **_REGISTRY_API, "WWW-Authenticate": self._challenge(request, sent, scope),
+                    **_REGISTRY_API,
+                    "WWW-Authenticate": self._challenge(request, sent, scope),
                 },
             )
         project_name = name.split("/", 1)[0]
@@ -1084,12 +1163,15 @@ class HarborFake(ServedFake):
         if project is None:
             message = f"project {project_name} not found"
             return _error(
-                401, "UNAUTHORIZED", f"{message}: {message}",
+                401,
+                "UNAUTHORIZED",
+                f"{message}: {message}",
                 headers={**_REGISTRY_API, "WWW-Authenticate": ""},
             )
         if not allowed:
             return _error(
-                401, "UNAUTHORIZED",
+                401,
+                "UNAUTHORIZED",
                 f"unauthorized to access repository: {name}, action: pull",
                 headers={**_REGISTRY_API, "WWW-Authenticate": self._challenge(request, sent)},
             )
@@ -1097,7 +1179,9 @@ class HarborFake(ServedFake):
             _MANIFEST,
             media_type=MANIFEST_MEDIA_TYPE,
             headers={
-                **_REGISTRY_API, **_request_id(), "Docker-Content-Digest": _MANIFEST_DIGEST,
+                **_REGISTRY_API,
+                **_request_id(),
+                "Docker-Content-Digest": _MANIFEST_DIGEST,
             },
         )
 
@@ -1142,11 +1226,14 @@ def _validate_robot(
     duration: object, level: object, permissions: object
 ) -> list[dict[str, object]]:
     """``robotAPI.validate``: raises the 400 Harbor answers; returns the permissions."""
-    if isinstance(duration, bool) or not isinstance(duration, int) or not (
-        duration == -1 or 0 < duration < _MAX_DURATION
+    if (
+        isinstance(duration, bool)
+        or not isinstance(duration, int)
+        or not (duration == -1 or 0 < duration < _MAX_DURATION)
     ):
         raise _Problem(
-            400, "BAD_REQUEST",
+            400,
+            "BAD_REQUEST",
             f"bad request error duration input: {duration}, duration must be either "
             "-1(Never) or a positive integer",
         )
@@ -1159,8 +1246,10 @@ def _validate_robot(
         if not isinstance(perm, dict):
             raise _Problem(400, "BAD_REQUEST", "bad request empty permission")
         access = perm.get("access")
-        if not isinstance(access, list) or not access or not all(
-            isinstance(a, dict) for a in access
+        if (
+            not isinstance(access, list)
+            or not access
+            or not all(isinstance(a, dict) for a in access)
         ):
             raise _Problem(400, "BAD_REQUEST", "bad request empty access")
         result.append(perm)
@@ -1256,7 +1345,7 @@ async def _json_body(request: Request, what: str) -> dict[str, object]:
     try:
         body = orjson.loads(raw) if raw else None
     except orjson.JSONDecodeError as exc:
-        raise _Problem(400, "BAD_REQUEST", f"parsing {what} body from \"\" failed: {exc}") from None
+        raise _Problem(400, "BAD_REQUEST", f'parsing {what} body from "" failed: {exc}') from None
     if not isinstance(body, dict):
         raise _Problem(400, "BAD_REQUEST", f"{what} in body is required")
     return body
@@ -1270,7 +1359,8 @@ def _paging(params: dict[str, str]) -> tuple[int, int]:
         raise _Problem(422, "UNPROCESSABLE_ENTITY", f"validation failure list:\n{exc}") from None
     if page_size > MAX_PAGE_SIZE:
         raise _Problem(
-            422, "UNPROCESSABLE_ENTITY",
+            422,
+            "UNPROCESSABLE_ENTITY",
             "validation failure list:\npage_size in query should be less than or equal "
             f"to {MAX_PAGE_SIZE}",
         )
@@ -1285,7 +1375,7 @@ def _page_response(
     page_size: int,
 ) -> Response:
     total = len(items)
-    selected = items[(page - 1) * page_size:page * page_size] if page_size > 0 else items
+    selected = items[(page - 1) * page_size : page * page_size] if page_size > 0 else items
     headers = {"X-Total-Count": str(total)}
     link = _links(request.url.path, query, total, page, page_size)
     if link:
@@ -1305,9 +1395,7 @@ def _bool(value: str | None) -> bool | str | None:
     return "invalid"
 
 
-def _links(
-    path: str, query: list[tuple[str, str]], total: int, page: int, page_size: int
-) -> str:
+def _links(path: str, query: list[tuple[str, str]], total: int, page: int, page_size: int) -> str:
     """Harbor's ``BaseAPI.Links``: prev iff page > 1 and (page-1)*size < total; next iff
     page*size < total; query re-encoded with sorted keys, then unescaped (as Go does)."""
     if page_size <= 0:

@@ -104,7 +104,9 @@ _SEED_REPO = "spacegate-seed/image"  # holds the shared blobs; removed from the 
 def real_registry_unavailable() -> str | None:
     """Why the real registry cannot run here, or None when it can."""
     if not os.access(REGISTRY_BINARY, os.X_OK):
-        return f"{REGISTRY_BINARY} not found (Debian package docker-registry; `make test` installs it)"
+        return (
+            f"{REGISTRY_BINARY} not found (Debian package docker-registry; `make test` installs it)"
+        )
     if shutil.which("htpasswd") is None:
         return "htpasswd not found (Debian package apache2-utils; `make test` installs it)"
     return None
@@ -170,7 +172,9 @@ class RealRegistry(Startable):
         self.storage.mkdir(exist_ok=True)
         htpasswd = subprocess.run(
             ["htpasswd", "-Bbn", self.username, self.password],
-            check=True, capture_output=True, timeout=30,
+            check=True,
+            capture_output=True,
+            timeout=30,
         ).stdout
         (self.workdir / "htpasswd").write_bytes(htpasswd)
         last_error = ""
@@ -181,7 +185,9 @@ class RealRegistry(Startable):
             log = self.log_file.open("ab")
             self._process = subprocess.Popen(
                 [REGISTRY_BINARY, "serve", str(config)],
-                stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
                 start_new_session=True,
             )
             log.close()
@@ -452,7 +458,9 @@ class TokenRegistryFake(ServedFake):
         scopes = self._scopes(request)
         if scopes is None or "registry:catalog:*" not in scopes:
             return _registry_error(
-                401, "UNAUTHORIZED", "authentication required",
+                401,
+                "UNAUTHORIZED",
+                "authentication required",
                 self._challenge("registry:catalog:*"),
             )
         params = dict(parse_qsl(request.url.query))
@@ -486,9 +494,7 @@ def _registry_json(body: object, headers: dict[str, str] | None = None) -> Respo
     )
 
 
-def _registry_error(
-    status: int, code: str, message: str, headers: dict[str, str]
-) -> Response:
+def _registry_error(status: int, code: str, message: str, headers: dict[str, str]) -> Response:
     body = orjson.dumps({"errors": [{"code": code, "message": message, "detail": None}]})
     return Response(
         body + b"\n",

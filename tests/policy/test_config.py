@@ -359,7 +359,9 @@ def test_a_docker_registry_keeps_its_pull_credential_apart_from_its_listing_cred
         " pullCredentials: {usernameFile: /pu, passwordFile: /pp}}\n"
     ).registries[0]
     assert registry.credentials is not None and registry.credentials.password_file == "/lp"
-    assert registry.pull_credentials is not None and registry.pull_credentials.password_file == "/pp"
+    assert (
+        registry.pull_credentials is not None and registry.pull_credentials.password_file == "/pp"
+    )
 
 
 def test_the_background_audit_is_off_by_default_and_its_report_format_is_checked() -> None:

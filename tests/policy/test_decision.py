@@ -457,8 +457,10 @@ def image_volume(name: str, reference: str) -> dict[str, Any]:
 
 
 def test_an_image_volume_from_another_workspaces_space_is_denied_naming_the_volume() -> None:
-    spec = pod(PUBLIC, volumes=[{"name": "cfg", "configMap": {"name": "x"}},
-                               image_volume("models", TEAM_B)])
+    spec = pod(
+        PUBLIC,
+        volumes=[{"name": "cfg", "configMap": {"name": "x"}}, image_volume("models", TEAM_B)],
+    )
 
     decision = decide(SNAP, "team-a-dev", spec)
 
@@ -496,8 +498,13 @@ def test_an_update_judges_an_image_volume_it_introduces() -> None:
     from policy.workload import images
 
     decision = decide(
-        SNAP, "team-a-dev", new, operation="UPDATE", kind="Deployment",
-        pointer="/spec/template/spec", unchanged=images(old),
+        SNAP,
+        "team-a-dev",
+        new,
+        operation="UPDATE",
+        kind="Deployment",
+        pointer="/spec/template/spec",
+        unchanged=images(old),
     )
     assert not decision.allowed
     assert images(new) == {PUBLIC, TEAM_B}
@@ -515,8 +522,10 @@ def test_an_image_longer_than_any_reference_is_denied_unparsed_and_quoted_by_its
     decision = decide(SNAP, "team-a-dev", pod(huge))
 
     assert not decision.allowed
-    assert f"2500027 characters long, longer than any pullable reference can be " \
+    assert (
+        f"2500027 characters long, longer than any pullable reference can be "
         f"({MAX_REFERENCE_LENGTH})" in decision.message
+    )
     assert len(decision.message) < 1000
     assert huge[:64] in decision.message
     assert not SNAP.verdict_cache
@@ -581,8 +590,11 @@ def test_a_digest_after_a_real_repository_name_is_not_a_local_id() -> None:
 
 def test_the_registrys_default_port_cannot_be_used_to_step_around_it() -> None:
     # harbor.example.com is https on 443: harbor.example.com:443 is the same server
-    decision = decide(snapshot(unknownRegistry="allow"), "team-a-dev",
-                      pod("harbor.example.com:443/team-b/api:1.0"))
+    decision = decide(
+        snapshot(unknownRegistry="allow"),
+        "team-a-dev",
+        pod("harbor.example.com:443/team-b/api:1.0"),
+    )
     assert not decision.allowed
     assert "private space 'team-b' of registry 'harbor' is not bound" in decision.message
 

@@ -37,8 +37,13 @@ def guard(
 ) -> Any:
     user, groups = who
     return guard_namespace(
-        config, operation=operation, name=name, labels=labels, old_labels=old,
-        user=user, groups=groups,
+        config,
+        operation=operation,
+        name=name,
+        labels=labels,
+        old_labels=old,
+        user=user,
+        groups=groups,
     )
 
 

@@ -133,7 +133,9 @@ def test_an_unbinding_shrinks_the_robot_and_removes_unneeded_secrets() -> None:
     before = state(**{"a-dev": "101", "c-dev": "103"})
     config = load_config(CONFIG.replace('workspaces: ["101", "102"]', 'workspaces: ["102"]'))
     after = desired_state(
-        Snapshot.build(config, namespaces={"a-dev": NamespaceInfo("101"), "c-dev": NamespaceInfo("103")})
+        Snapshot.build(
+            config, namespaces={"a-dev": NamespaceInfo("101"), "c-dev": NamespaceInfo("103")}
+        )
     )
 
     assert before.robots[("harbor", "101")].spaces == {"team-a", "shared"}
@@ -152,9 +154,17 @@ def test_robot_names_are_ours_valid_for_harbor_and_distinct_per_pair(
     name = robot_base_name(registry, workspace)
     assert name.startswith("spacegate-")
     assert re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", name)
-    others = {robot_base_name(r, w) for r, w in
-              [("harbor", "101"), ("Harbor Main", "ws/1"), ("harbor", None), ("a-b", "c"),
-               ("a", "b-c")] if (r, w) != (registry, workspace)}
+    others = {
+        robot_base_name(r, w)
+        for r, w in [
+            ("harbor", "101"),
+            ("Harbor Main", "ws/1"),
+            ("harbor", None),
+            ("a-b", "c"),
+            ("a", "b-c"),
+        ]
+        if (r, w) != (registry, workspace)
+    }
     assert name not in others
 
 
@@ -184,9 +194,11 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
             entry += "    pullCredentials: {usernameFile: /u, passwordFile: /p}\n"
         spaces = draw(st.dictionaries(st.sampled_from(SPACES), st.booleans(), max_size=4))
         if spaces or kind == "harbor":
-            entry += "    spaces: [" + ", ".join(
-                f"{{name: {n}, public: {str(p).lower()}}}" for n, p in spaces.items()
-            ) + "]\n"
+            entry += (
+                "    spaces: ["
+                + ", ".join(f"{{name: {n}, public: {str(p).lower()}}}" for n, p in spaces.items())
+                + "]\n"
+            )
         registries.append(entry)
     bindings = [
         f"  - {{registry: r{draw(st.integers(0, len(registries) - 1))}, "
@@ -199,8 +211,9 @@ def snapshots(draw: st.DrawFn) -> Snapshot:
         f"ns{i}": NamespaceInfo(workspace=draw(st.sampled_from([*WORKSPACES, None])))
         for i in range(draw(st.integers(0, 5)))
     }
-    return Snapshot.build(load_config(text.replace("bindings:\n  []", "bindings: []")),
-                          namespaces=namespaces)
+    return Snapshot.build(
+        load_config(text.replace("bindings:\n  []", "bindings: []")), namespaces=namespaces
+    )
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)

@@ -59,7 +59,9 @@ def test_policy_modules_import_nothing_that_does_io(path: Path) -> None:
             )
 
 
-HEAVY = tuple(sorted(m for m in FORBIDDEN_MODULES if "." not in m and m not in sys.stdlib_module_names))
+HEAVY = tuple(
+    sorted(m for m in FORBIDDEN_MODULES if "." not in m and m not in sys.stdlib_module_names)
+)
 
 
 def test_importing_policy_loads_no_network_or_kubernetes_library() -> None:

@@ -46,8 +46,13 @@ def test_a_report_is_named_by_the_resource_uid_owned_by_it_and_labelled_ours() -
     assert metadata["ownerReferences"] == [
         {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": WEB.uid}
     ]
-    assert report["scope"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                               "namespace": "a-dev", "name": "web", "uid": WEB.uid}
+    assert report["scope"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "namespace": "a-dev",
+        "name": "web",
+        "uid": WEB.uid,
+    }
 
 
 def test_each_image_is_one_result_with_the_denial_text_and_its_properties() -> None:
@@ -63,8 +68,12 @@ def test_each_image_is_one_result_with_the_denial_text_and_its_properties() -> N
         "a-dev (workspace 101): private space 'team-b' of registry 'harbor' is not bound"
     )
     assert refused["properties"] == {
-        "image": "harbor.example.com/team-b/api:1", "source": "container", "name": "c1",
-        "workspace": "101", "registry": "harbor", "space": "team-b",
+        "image": "harbor.example.com/team-b/api:1",
+        "source": "container",
+        "name": "c1",
+        "workspace": "101",
+        "registry": "harbor",
+        "space": "team-b",
     }
     assert report["summary"] == {"pass": 1, "fail": 1, "warn": 0, "error": 0, "skip": 0}
 
@@ -86,7 +95,9 @@ def test_the_openreports_switch_writes_the_same_content_as_an_openreports_report
     decision = decide(SNAP, "a-dev", {"containers": [{"name": "c", "image": "nginx"}]})
     report = build_report(WEB, decision, timestamp=1, report_format="openreports")
     assert (report["apiVersion"], report["kind"], report["source"]) == (
-        "openreports.io/v1alpha1", "Report", "spacegate"
+        "openreports.io/v1alpha1",
+        "Report",
+        "spacegate",
     )
 
 

@@ -237,9 +237,7 @@ def app_client(server: RunningServer, session_app_client: InProcessClient) -> In
 def pod(*images: str, name: str = "app", pull_secrets: list[Any] | None = None) -> dict[str, Any]:
     """A Pod object with one container per image (as kubectl would send it)."""
     spec: dict[str, Any] = {
-        "containers": [
-            {"name": f"c{i}", "image": image} for i, image in enumerate(images)
-        ],
+        "containers": [{"name": f"c{i}", "image": image} for i, image in enumerate(images)],
     }
     if pull_secrets is not None:
         spec["imagePullSecrets"] = pull_secrets
@@ -262,8 +260,12 @@ def deployment(*images: str, name: str = "web") -> dict[str, Any]:
     }
 
 
-_GROUPS = {"Pod": ("", "v1", "pods"), "Deployment": ("apps", "v1", "deployments"),
-           "CronJob": ("batch", "v1", "cronjobs"), "ConfigMap": ("", "v1", "configmaps")}
+_GROUPS = {
+    "Pod": ("", "v1", "pods"),
+    "Deployment": ("apps", "v1", "deployments"),
+    "CronJob": ("batch", "v1", "cronjobs"),
+    "ConfigMap": ("", "v1", "configmaps"),
+}
 
 
 def review(

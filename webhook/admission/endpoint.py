@@ -415,4 +415,3 @@ class AdmissionEndpoint:
                 }
             },
         )
-

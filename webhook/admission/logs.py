@@ -168,9 +168,7 @@ class LogSink:
         self._buffer.clear()
 
     @asynccontextmanager
-    async def buffering(
-        self, interval: float = FLUSH_INTERVAL_SECONDS
-    ) -> AsyncIterator[None]:
+    async def buffering(self, interval: float = FLUSH_INTERVAL_SECONDS) -> AsyncIterator[None]:
         """Buffer lines while the block runs; flush every ``interval`` s and at its end.
 
         The flushing task lives on the running loop, so it stops with the server, and the
@@ -277,9 +275,7 @@ def log_fields(logger: logging.Logger, level: int, message: str, fields: Mapping
         logger.log(level, message, extra={"fields": fields})
 
 
-def configure_logging(
-    level: int | str = logging.INFO, stream: IO[bytes] | None = None
-) -> LogSink:
+def configure_logging(level: int | str = logging.INFO, stream: IO[bytes] | None = None) -> LogSink:
     """Send every logger (ours and uvicorn's) to ``stream`` as JSON lines; return the sink.
 
     ``stream`` defaults to the standard error's binary layer. Called by ``serve``, which

@@ -146,9 +146,7 @@ class _AdmissionSeries:
             cumulative = 0
             for le, count in zip(_LE, histogram.counts, strict=True):
                 cumulative += count
-                duration.add_sample(
-                    f"{name}_bucket", {"endpoint": endpoint, "le": le}, cumulative
-                )
+                duration.add_sample(f"{name}_bucket", {"endpoint": endpoint, "le": le}, cumulative)
             labels = {"endpoint": endpoint}
             duration.add_sample(f"{name}_count", labels, cumulative)
             duration.add_sample(f"{name}_sum", labels, histogram.sum)

@@ -43,7 +43,6 @@ __all__ = [
 CHECKED_SUBRESOURCES: Final = frozenset({"", "ephemeralcontainers"})
 
 
-
 def decide_review(review: ReviewRequest, snapshot: Snapshot) -> Decision | None:
     """The policy decision on a decoded review; None when there is nothing to decide.
 
@@ -223,5 +222,3 @@ def _labels(obj: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
 
 
 _ENCODED_ALLOWED: Final = {m: EncodedReply(_ALLOWED, mutating=m) for m in (False, True)}
-
-

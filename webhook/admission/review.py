@@ -371,9 +371,7 @@ def reply_for(decision: Decision, *, mutating: bool) -> Reply:
     )
 
 
-def encode_review(
-    *, uid: str, reply: Reply, mutating: bool, api_version: str = V1
-) -> bytes:
+def encode_review(*, uid: str, reply: Reply, mutating: bool, api_version: str = V1) -> bytes:
     """The AdmissionReview bytes for ``reply``, passing every check of §2.
 
     - ``uid`` echoed; ``apiVersion`` echoes the request's (v1 or v1beta1).

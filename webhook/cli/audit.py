@@ -82,9 +82,7 @@ async def _run(
     future: Snapshot | None = None
     if proposed is not None:
         if proposed.workspace_label != config.workspace_label:
-            labels = dict(
-                await asyncio.to_thread(fetch_namespaces, api, proposed.workspace_label)
-            )
+            labels = dict(await asyncio.to_thread(fetch_namespaces, api, proposed.workspace_label))
         future, _ = await live_snapshot(proposed, api, labels)
     report = await asyncio.to_thread(_judge, current, future, api, namespace)
     if output == "json":
@@ -92,9 +90,11 @@ async def _run(
     else:
         text = to_table(report)
         if proposed is not None:
-            text = text.replace(
-                "workloads checked:", "workloads admitted today would be refused:", 1
-            ) if report.results else "nothing admitted today would be refused"
+            text = (
+                text.replace("workloads checked:", "workloads admitted today would be refused:", 1)
+                if report.results
+                else "nothing admitted today would be refused"
+            )
         print(text, file=out)
     del err
     return report.exit_code

@@ -17,7 +17,6 @@ from webhook.cli import exits
 __all__ = ["generate_command"]
 
 
-
 def generate_command(
     service: str, namespace: str, out: str, extra_dns: list[str], extra_ips: list[str]
 ) -> int:

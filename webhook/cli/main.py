@@ -43,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="check manifests offline (exit 0/1/2)")
     check.add_argument(
-        "-f", "--filename", action="extend", nargs="+", required=True,
+        "-f",
+        "--filename",
+        action="extend",
+        nargs="+",
+        required=True,
         metavar="FILE_OR_DIR_OR_-",
         help="manifest files, directories or - for stdin (repeatable)",
     )
@@ -100,9 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "provision", help="one pull-secret provisioning pass (or its plan with --dry-run)"
     )
     provision.add_argument("--config", required=True, help="config file")
-    provision.add_argument(
-        "--dry-run", action="store_true", help="print the plan, change nothing"
-    )
+    provision.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     provision.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, in-cluster)")
     provision.add_argument("--context", help="kubeconfig context")
 

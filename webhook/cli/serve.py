@@ -109,7 +109,5 @@ def _print_banner(
     ]
     if files.ca is not None:
         lines.append(f"spacegate: CA certificate {files.ca.resolve()}")
-        lines.append(
-            f"spacegate: try  curl --cacert {files.ca} https://{shown}:{port}/healthz"
-        )
+        lines.append(f"spacegate: try  curl --cacert {files.ca} https://{shown}:{port}/healthz")
     print("\n".join(lines), flush=True)

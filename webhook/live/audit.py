@@ -94,9 +94,7 @@ def list_objects(
     more memory and time than the few fields the audit reads).
     """
     for prefix, plural, kind, api_version in KINDS:
-        path = (
-            f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
-        )
+        path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
         token: str | None = None
         while True:
             query: list[tuple[str, Any]] = [("limit", page_size)]
@@ -136,9 +134,7 @@ def audit(
         owner = _owner(obj)
         if owner is not None and owner[1] in seen:
             continue
-        resource = Resource(
-            api_version, kind, meta.get("namespace", ""), meta.get("name", ""), uid
-        )
+        resource = Resource(api_version, kind, meta.get("namespace", ""), meta.get("name", ""), uid)
         try:
             ref = pod_spec(obj, kind)
         except WorkloadError as exc:
@@ -146,9 +142,7 @@ def audit(
             continue
         if ref is None:  # pragma: no cover - every listed kind has a pod spec
             continue
-        decision = decide(
-            snapshot, resource.namespace, ref.spec, pointer=ref.pointer, kind=kind
-        )
+        decision = decide(snapshot, resource.namespace, ref.spec, pointer=ref.pointer, kind=kind)
         yield Finding(resource, decision)
 
 
@@ -241,7 +235,10 @@ class ReportWriter:
                 return "unchanged"
             log.warning(
                 "audit: could not write report %s/%s: HTTP %s %s",
-                key[0], key[1], exc.status, exc.reason or "",
+                key[0],
+                key[1],
+                exc.status,
+                exc.reason or "",
             )
             return "failed"
 
@@ -257,8 +254,9 @@ class ReportWriter:
                 deleted += 1
             except ApiException as exc:
                 if exc.status != 404:
-                    log.warning("audit: could not delete report %s/%s: HTTP %s",
-                                namespace, name, exc.status)
+                    log.warning(
+                        "audit: could not delete report %s/%s: HTTP %s", namespace, name, exc.status
+                    )
         self._existing.clear()
         return deleted
 
@@ -358,9 +356,11 @@ class Auditor:
                         counts[key] = counts.get(key, 0) + 1
             if write and self.writer is not None:
                 guard()
-                outcome = self.writer.write(build_report(
-                    finding.resource, decision, timestamp=now, report_format=self.writer.format
-                ))
+                outcome = self.writer.write(
+                    build_report(
+                        finding.resource, decision, timestamp=now, report_format=self.writer.format
+                    )
+                )
                 assert result.reports is not None
                 result.reports[outcome] = result.reports.get(outcome, 0) + 1
         if write and self.writer is not None and result.reports is not None:
@@ -420,8 +420,13 @@ class ChildAuditor:
         child = context.Process(
             target=_pass_in_child,
             args=(
-                _PassJob(snapshot.config, spaces, dict(snapshot.namespaces), snapshot.version,
-                         self.report_format),
+                _PassJob(
+                    snapshot.config,
+                    spaces,
+                    dict(snapshot.namespaces),
+                    snapshot.version,
+                    self.report_format,
+                ),
                 results,
             ),
             name="spacegate-audit",

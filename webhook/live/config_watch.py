@@ -86,9 +86,7 @@ class ConfigWatcher:
         data = self._read()
         if data is None:
             if not self._missing_reported:
-                log.warning(
-                    "config %s cannot be read; keeping the current config", self._path
-                )
+                log.warning("config %s cannot be read; keeping the current config", self._path)
                 self._missing_reported = True
             return None
         self._missing_reported = False

@@ -203,14 +203,18 @@ async def open_live_state(
             refresher.set_namespaces(watch.map)
             if config.namespaces:
                 log.info(
-                    "namespaces are read from the %s label; the config's namespaces map "
-                    "is ignored",
+                    "namespaces are read from the %s label; the config's namespaces map is ignored",
                     config.workspace_label,
                 )
     if watch is None:
-        why = "namespace watch disabled" if kube is False else (
-            "no Kubernetes API (not in a cluster, no kubeconfig)" if not use_kube
-            else "namespace watch failed to start"
+        why = (
+            "namespace watch disabled"
+            if kube is False
+            else (
+                "no Kubernetes API (not in a cluster, no kubeconfig)"
+                if not use_kube
+                else "namespace watch failed to start"
+            )
         )
         log.warning(
             "%s: using the config's static namespaces map (%d namespaces); "
@@ -288,24 +292,28 @@ async def leader_work(
             guard=elector.check,
             metrics=ProvisionMetrics(registry),
         )
-        tasks.append(asyncio.create_task(
-            provision_forever(
-                provisioner, lambda: refresher.snapshot, is_leader=leading, resync=resync
-            ),
-            name="spacegate-provisioner",
-        ))
+        tasks.append(
+            asyncio.create_task(
+                provision_forever(
+                    provisioner, lambda: refresher.snapshot, is_leader=leading, resync=resync
+                ),
+                name="spacegate-provisioner",
+            )
+        )
     if config.audit.enabled:
         reports = None if config.audit.reports == "none" else config.audit.reports
         auditor = ChildAuditor(report_format=reports, metrics=AuditMetrics(registry))
-        tasks.append(asyncio.create_task(
-            audit_forever(
-                auditor,
-                lambda: refresher.snapshot,
-                is_leader=leading,
-                interval=config.audit.interval,
-            ),
-            name="spacegate-audit",
-        ))
+        tasks.append(
+            asyncio.create_task(
+                audit_forever(
+                    auditor,
+                    lambda: refresher.snapshot,
+                    is_leader=leading,
+                    interval=config.audit.interval,
+                ),
+                name="spacegate-audit",
+            )
+        )
     try:
         yield elector
     finally:

@@ -239,8 +239,8 @@ def plan(
             continue
         verb = "create" if existing is None else "update"
         uses_renewed = any(
-            e.credential.kind == "robot" and (e.credential.registry, e.credential.workspace)
-            in renewed
+            e.credential.kind == "robot"
+            and (e.credential.registry, e.credential.workspace) in renewed
             for e in spec.entries
         )
         keep = _unknown_hosts(existing, desired.unknown, hosts_of)
@@ -400,7 +400,11 @@ class Provisioner:
             observed = await self.observe(snapshot, desired)
             hosts_of = {name: s.registry.hosts for name, s in snapshot.registries.items()}
             the_plan = await asyncio.to_thread(
-                plan, desired, observed, now=self._clock(), rotate_every=self.rotate_every,
+                plan,
+                desired,
+                observed,
+                now=self._clock(),
+                rotate_every=self.rotate_every,
                 hosts_of=hosts_of,
             )
             result = PassResult(the_plan, desired)
@@ -439,8 +443,11 @@ class Provisioner:
 
         for namespace, verb in the_plan.write_secrets:
             spec = desired.secrets[namespace]
-            if any((e.credential.registry, e.credential.workspace) in failed_keys
-                   for e in spec.entries if e.credential.kind == "robot"):
+            if any(
+                (e.credential.registry, e.credential.workspace) in failed_keys
+                for e in spec.entries
+                if e.credential.kind == "robot"
+            ):
                 continue  # its new robot could not be made: keep the Secret as it is
             existing = observed.pull_secrets.get(namespace)
             keep = _unknown_hosts(
@@ -454,7 +461,9 @@ class Provisioner:
             self.guard()
             try:
                 await asyncio.to_thread(
-                    self.store.write_pull_secret, namespace, dockerconfigjson(auths),
+                    self.store.write_pull_secret,
+                    namespace,
+                    dockerconfigjson(auths),
                     exists=existing is not None,
                 )
             except ApiException as exc:  # e.g. a namespace being deleted refuses new Secrets
@@ -478,8 +487,11 @@ class Provisioner:
                 self._write_failed(result, f"delete Secret {namespace}", exc)
                 continue
             self._changed("secret-delete")
-            log.info("provisioning: deleted Secret %s/%s (no longer needed)", namespace,
-                     self.store.pull_secret_name)
+            log.info(
+                "provisioning: deleted Secret %s/%s (no longer needed)",
+                namespace,
+                self.store.pull_secret_name,
+            )
 
         for key in the_plan.delete_credentials:
             self.guard()
@@ -499,8 +511,9 @@ class Provisioner:
                 log.error("provisioning: %s", exc)
                 continue
             self._changed("robot-delete")
-            log.info("provisioning: deleted robot %s (id %d) on %s", robot_name, robot_id,
-                     registry_name)
+            log.info(
+                "provisioning: deleted robot %s (id %d) on %s", robot_name, robot_id, registry_name
+            )
 
         for namespace in the_plan.conflicts:
             if namespace not in self._conflicts_logged:
@@ -524,9 +537,7 @@ class Provisioner:
         base = robot_base_name(spec.registry, spec.workspace)
         name = f"{base}-{int(self._clock()):x}{secrets.token_hex(2)}"
         ws = spec.workspace or "(no workspace)"
-        description = (
-            f"spacegate pull robot for workspace {ws}; managed by spacegate, do not edit"
-        )
+        description = f"spacegate pull robot for workspace {ws}; managed by spacegate, do not edit"
         self.guard()
         created = await self._robots(registry).create_robot(name, description, sorted(spec.spaces))
         credential = RobotCredential(
@@ -596,8 +607,7 @@ async def provision_forever(
             try:
                 result = await provisioner.run_pass(current)
                 if result.failures:
-                    log.warning("provisioning pass finished with %d failures",
-                                len(result.failures))
+                    log.warning("provisioning pass finished with %d failures", len(result.failures))
             except Exception as exc:
                 log.error("provisioning pass failed: %s", exc)
             last_version = current.version

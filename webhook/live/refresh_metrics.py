@@ -56,8 +56,12 @@ class RefreshMetrics:
 
     def forget(self, registry_name: str) -> None:
         """Drop the series of a registry removed from the config, so dashboards stop showing it."""
-        for metric in (self.refresh_duration, self.refresh_failures, self.last_success,
-                       self.spaces):
+        for metric in (
+            self.refresh_duration,
+            self.refresh_failures,
+            self.last_success,
+            self.spaces,
+        ):
             try:
                 metric.remove(registry_name)
             except KeyError:

@@ -122,4 +122,3 @@ def patched(obj: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
 def with_policy(snapshot: Snapshot, **changes: Any) -> Snapshot:
     policy = dataclasses.replace(snapshot.policy, **changes)
     return Snapshot.from_config(dataclasses.replace(snapshot.config, policy=policy))
-

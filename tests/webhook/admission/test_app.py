@@ -107,7 +107,9 @@ def test_the_duration_histogram_counts_each_review_in_every_bucket_from_its_dura
     text = metrics.render(None).decode()
 
     def bucket(le: str) -> float:
-        return sample(text, f'spacegate_admission_duration_seconds_bucket{{endpoint="mutate",le="{le}"}}')
+        return sample(
+            text, f'spacegate_admission_duration_seconds_bucket{{endpoint="mutate",le="{le}"}}'
+        )
 
     assert (bucket("0.0005"), bucket("0.0025"), bucket("0.005"), bucket("2.5")) == (3, 3, 4, 4)
     assert bucket("+Inf") == 5

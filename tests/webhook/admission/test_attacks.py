@@ -53,8 +53,8 @@ def test_a_pod_mounting_another_workspaces_image_as_a_volume_is_denied(
     mutation = mutate(client, review(attack))
 
     assert response["allowed"] is False
-    assert f'volume "models" image "{TEAM_B_IMAGE}" is not allowed' in (
-        response["status"]["message"]
+    assert (
+        f'volume "models" image "{TEAM_B_IMAGE}" is not allowed' in (response["status"]["message"])
     )
     assert patch_ops(mutation) == []  # no pull secret handed to the forbidden volume
 
@@ -152,9 +152,17 @@ def over_the_limit(uid: str, api_version: str = "admission.k8s.io/v1") -> bytes:
     obj = pod(PUBLIC)
     obj["metadata"]["annotations"] = {"blob": "<" * (9 * 1024 * 1024)}
     return json.dumps(
-        {"kind": "AdmissionReview", "apiVersion": api_version,
-         "request": {"uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                     "operation": "CREATE", "namespace": "team-a-dev", "object": obj}}
+        {
+            "kind": "AdmissionReview",
+            "apiVersion": api_version,
+            "request": {
+                "uid": uid,
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "operation": "CREATE",
+                "namespace": "team-a-dev",
+                "object": obj,
+            },
+        }
     ).encode()
 
 
@@ -210,9 +218,7 @@ def namespace_review(
 
 @pytest.fixture
 def guarded(server: RunningServer, demo_snapshot: Snapshot) -> None:
-    policy = dataclasses.replace(
-        demo_snapshot.policy, namespace_guard=NamespaceGuard(enabled=True)
-    )
+    policy = dataclasses.replace(demo_snapshot.policy, namespace_guard=NamespaceGuard(enabled=True))
     server.state.replace(
         Snapshot.from_config(dataclasses.replace(demo_snapshot.config, policy=policy))
     )
@@ -221,8 +227,10 @@ def guarded(server: RunningServer, demo_snapshot: Snapshot) -> None:
 @pytest.mark.usefixtures("guarded")
 def test_a_tenant_cannot_move_its_namespace_into_another_workspace(client: httpx.Client) -> None:
     sent = namespace_review(
-        namespace("team-a-dev", {WS: "102"}), namespace("team-a-dev", {WS: "101"}),
-        "alice", ["system:authenticated"],
+        namespace("team-a-dev", {WS: "102"}),
+        namespace("team-a-dev", {WS: "101"}),
+        "alice",
+        ["system:authenticated"],
     )
 
     response = validate(client, sent)
@@ -240,8 +248,10 @@ def test_a_tenant_cannot_move_its_namespace_into_another_workspace(client: httpx
 @pytest.mark.usefixtures("guarded")
 def test_a_cluster_admin_may_move_a_namespace(client: httpx.Client) -> None:
     sent = namespace_review(
-        namespace("team-a-dev", {WS: "102"}), namespace("team-a-dev", {WS: "101"}),
-        "kubernetes-admin", ["system:masters", "system:authenticated"],
+        namespace("team-a-dev", {WS: "102"}),
+        namespace("team-a-dev", {WS: "101"}),
+        "kubernetes-admin",
+        ["system:masters", "system:authenticated"],
     )
     assert validate(client, sent)["allowed"] is True
 

@@ -115,5 +115,3 @@ def test_closing_sends_what_is_held_first_and_aborting_drops_it() -> None:
     assert closed.events == [("write", b"last reply"), ("close", b"")]
     assert aborted.events == [("abort", b"")]
     assert gone.events == []
-
-

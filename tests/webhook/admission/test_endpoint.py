@@ -54,9 +54,14 @@ def status_of(http: httpx.Response, code: int) -> str:
         ({"Content-Type": "text/plain"}, b"{}", 415, "expected application/json"),
         ({}, b"{}", 415, "missing Content-Type"),
         (JSON_HEADERS, b"", 400, "empty request body"),
-        (JSON_HEADERS, b"{\"apiVersion\": ", 400, "not valid JSON"),
+        (JSON_HEADERS, b'{"apiVersion": ', 400, "not valid JSON"),
         (JSON_HEADERS, b"[]", 400, "is an array"),
-        (JSON_HEADERS, b'{"apiVersion": "v1", "kind": "Pod"}', 400, "expected kind AdmissionReview"),
+        (
+            JSON_HEADERS,
+            b'{"apiVersion": "v1", "kind": "Pod"}',
+            400,
+            "expected kind AdmissionReview",
+        ),
         (
             JSON_HEADERS,
             b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {}}',
@@ -359,4 +364,3 @@ def test_without_a_log_sink_decisions_are_ordinary_log_records(
     entry = json.loads(lines[0])
     assert (entry["uid"], entry["allowed"], entry["refused"]) == ("record-uid", False, 1)
     assert entry["message"] == "admission decision"
-

@@ -41,15 +41,18 @@ json_leaf = st.one_of(
 )
 json_value = st.recursive(
     json_leaf,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 images = st.one_of(
     st.sampled_from(REAL_IMAGES),
     st.text(max_size=60),
     st.from_regex(r"[a-z0-9.:/@_-]{1,80}", fullmatch=True),
-    st.integers(min_value=1_000, max_value=300_000).map(lambda n: "harbor.demo.local/a" * (n // 19)),
+    st.integers(min_value=1_000, max_value=300_000).map(
+        lambda n: "harbor.demo.local/a" * (n // 19)
+    ),
     json_value,
 )
 containers = st.lists(
@@ -62,9 +65,10 @@ containers = st.lists(
 volumes = st.lists(
     st.one_of(
         st.fixed_dictionaries(
-            {"name": st.text(max_size=10), "image": st.one_of(
-                st.fixed_dictionaries({"reference": images}), json_value
-            )}
+            {
+                "name": st.text(max_size=10),
+                "image": st.one_of(st.fixed_dictionaries({"reference": images}), json_value),
+            }
         ),
         json_value,
     ),
@@ -86,8 +90,15 @@ pod_specs = st.one_of(
     ),
     json_value,
 )
-KINDS = [("", "Pod"), ("apps", "Deployment"), ("batch", "CronJob"), ("", "Namespace"),
-         ("", "ConfigMap"), ("batch", "Job"), ("apps", "Weird")]
+KINDS = [
+    ("", "Pod"),
+    ("apps", "Deployment"),
+    ("batch", "CronJob"),
+    ("", "Namespace"),
+    ("", "ConfigMap"),
+    ("batch", "Job"),
+    ("apps", "Weird"),
+]
 
 
 @st.composite
@@ -102,32 +113,50 @@ def reviews(draw: st.DrawFn) -> Any:
         "junk": draw(json_value),
     }[shape]
     if isinstance(obj, dict):
-        obj["metadata"] = draw(st.one_of(
-            st.fixed_dictionaries({"name": st.text(max_size=30), "labels": st.dictionaries(
-                st.sampled_from(["workspace.ghippo.io/id", "spacegate.io/mode", "x"]),
-                st.text(max_size=10), max_size=2)}),
-            json_value,
-        ))
+        obj["metadata"] = draw(
+            st.one_of(
+                st.fixed_dictionaries(
+                    {
+                        "name": st.text(max_size=30),
+                        "labels": st.dictionaries(
+                            st.sampled_from(["workspace.ghippo.io/id", "spacegate.io/mode", "x"]),
+                            st.text(max_size=10),
+                            max_size=2,
+                        ),
+                    }
+                ),
+                json_value,
+            )
+        )
     request: dict[str, Any] = {
         "uid": draw(st.one_of(st.uuids().map(str), st.text(max_size=10), json_leaf)),
-        "kind": draw(st.one_of(st.just({"group": group, "version": "v1", "kind": kind}),
-                               json_value)),
+        "kind": draw(
+            st.one_of(st.just({"group": group, "version": "v1", "kind": kind}), json_value)
+        ),
         "operation": draw(st.sampled_from(["CREATE", "UPDATE", "DELETE", "CONNECT", "PATCH"])),
-        "namespace": draw(st.sampled_from(["team-a-dev", "team-b-dev", "sandbox", "kube-system",
-                                           ""])),
+        "namespace": draw(
+            st.sampled_from(["team-a-dev", "team-b-dev", "sandbox", "kube-system", ""])
+        ),
         "subResource": draw(st.sampled_from([None, "ephemeralcontainers", "status", 7])),
-        "userInfo": draw(st.one_of(
-            st.fixed_dictionaries({"username": st.text(max_size=20),
-                                   "groups": st.lists(st.text(max_size=15), max_size=3)}),
-            json_value,
-        )),
+        "userInfo": draw(
+            st.one_of(
+                st.fixed_dictionaries(
+                    {
+                        "username": st.text(max_size=20),
+                        "groups": st.lists(st.text(max_size=15), max_size=3),
+                    }
+                ),
+                json_value,
+            )
+        ),
         "object": obj,
         "oldObject": draw(st.one_of(st.none(), st.just(obj), json_value)),
         "dryRun": draw(st.one_of(st.booleans(), json_leaf)),
     }
     return {
-        "apiVersion": draw(st.sampled_from(["admission.k8s.io/v1", "admission.k8s.io/v1beta1",
-                                            "v1"])),
+        "apiVersion": draw(
+            st.sampled_from(["admission.k8s.io/v1", "admission.k8s.io/v1beta1", "v1"])
+        ),
         "kind": draw(st.sampled_from(["AdmissionReview", "AdmissionReview", "Pod"])),
         "request": draw(st.one_of(st.just(request), json_value)),
     }

@@ -10,7 +10,9 @@ from webhook.admission.metrics import Metrics
 from webhook.state import StaticState
 
 
-def samples(metrics: Metrics, state: StaticState | None = None) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def samples(
+    metrics: Metrics, state: StaticState | None = None
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     text = metrics.render(state).decode()
     return {
         (s.name, frozenset(s.labels.items())): s.value
@@ -27,11 +29,18 @@ def test_each_review_is_counted_by_endpoint_kind_operation_and_result() -> None:
 
     got = samples(metrics)
 
-    key = frozenset({("endpoint", "validate"), ("kind", "Pod"), ("operation", "CREATE"),
-                     ("result", "denied")})
+    key = frozenset(
+        {("endpoint", "validate"), ("kind", "Pod"), ("operation", "CREATE"), ("result", "denied")}
+    )
     assert got[("spacegate_admission_requests_total", key)] == 2
-    namespace = frozenset({("endpoint", "mutate"), ("kind", "Namespace"),
-                           ("operation", "UPDATE"), ("result", "allowed")})
+    namespace = frozenset(
+        {
+            ("endpoint", "mutate"),
+            ("kind", "Namespace"),
+            ("operation", "UPDATE"),
+            ("result", "allowed"),
+        }
+    )
     assert got[("spacegate_admission_requests_total", namespace)] == 1
     count = ("spacegate_admission_duration_seconds_count", frozenset({("endpoint", "validate")}))
     assert got[count] == 2
@@ -46,8 +55,9 @@ def test_kinds_and_operations_a_request_makes_up_do_not_become_label_values() ->
 
     kinds = {dict(labels).get("kind") for name, labels in got if name.endswith("_total")}
     assert kinds == {"other"}
-    other = frozenset({("endpoint", "validate"), ("kind", "other"), ("operation", "other"),
-                       ("result", "invalid")})
+    other = frozenset(
+        {("endpoint", "validate"), ("kind", "other"), ("operation", "other"), ("result", "invalid")}
+    )
     assert got[("spacegate_admission_requests_total", other)] == 5000
 
 

@@ -180,9 +180,7 @@ def test_a_v1beta1_review_is_answered_in_v1beta1(client: Client) -> None:
 
 
 @pytest.mark.parametrize("operation", ["DELETE", "CONNECT"])
-def test_delete_and_connect_are_allowed_without_a_patch(
-    client: Client, operation: str
-) -> None:
+def test_delete_and_connect_are_allowed_without_a_patch(client: Client, operation: str) -> None:
     data = review(None, operation=operation, old_object=pod(TEAM_B_IMAGE), namespace="sandbox")
 
     assert validate(client, data)["allowed"] is True
@@ -242,7 +240,10 @@ def test_kubectl_debug_on_a_pod_with_old_images_checks_only_the_debug_image(
     new = copy.deepcopy(old)
     new["spec"]["ephemeralContainers"] = [{"name": "debug", "image": ALLOWED_IMAGE}]
     data = review(
-        new, namespace="sandbox", operation="UPDATE", sub_resource="ephemeralcontainers",
+        new,
+        namespace="sandbox",
+        operation="UPDATE",
+        sub_resource="ephemeralcontainers",
         old_object=old,
     )
 
@@ -351,7 +352,9 @@ def test_captured_pods_in_an_unbound_namespace_are_judged_by_their_images(
     # Derived from fixture 03 (kubectl Pod with nginx + alpine from Docker Hub): Docker Hub
     # is not a declared registry, and the demo policy allows unknown registries; with
     # unknownRegistry: deny the same review is refused, naming both images.
-    data = dict(captured_reviews(shared_testdata))["03_kubewarden-kwctl_pod-create_kubectl_managedFields.json"]
+    data = dict(captured_reviews(shared_testdata))[
+        "03_kubewarden-kwctl_pod-create_kubectl_managedFields.json"
+    ]
     assert validate(client, data)["allowed"] is True
 
     server.state.replace(with_policy(server.state.snapshot, unknown_registry="deny"))
@@ -362,9 +365,7 @@ def test_captured_pods_in_an_unbound_namespace_are_judged_by_their_images(
     assert "alpine" in response["status"]["message"]
 
 
-def test_the_v1beta1_capture_is_answered_in_v1beta1(
-    shared_testdata: Path, client: Client
-) -> None:
+def test_the_v1beta1_capture_is_answered_in_v1beta1(shared_testdata: Path, client: Client) -> None:
     data = dict(captured_reviews(shared_testdata))["05_linkerd2_deployment-create_v1beta1.json"]
 
     assert post(client, "/validate", data).json()["apiVersion"] == "admission.k8s.io/v1beta1"
@@ -397,4 +398,3 @@ def test_the_example_reviews_get_the_answers_their_names_promise(client: Client)
     result = patched(needs_secret["request"]["object"], mutate(client, needs_secret))
     assert result["spec"]["imagePullSecrets"] == [{"name": "registry-secret"}]
     schema_valid(result)
-

@@ -227,7 +227,7 @@ def test_warnings_and_audit_annotations_are_passed_on() -> None:
         allow(),
         Reply(allowed=True, patch=PATCH),
         Reply(allowed=True, warnings=("w1", 'quote " and \\'), audit_annotations={"d": "warned"}),
-        deny("no way for container \"web\": ünïcode"),
+        deny('no way for container "web": ünïcode'),
         deny("spacegate failed", code=500, reason="InternalError"),
     ],
 )
@@ -242,7 +242,12 @@ def test_a_reply_encoded_ahead_gives_the_same_bytes_as_encoding_it_per_review(
 
 
 def decision(**fields: Any) -> Decision:
-    base: dict[str, Any] = {"allowed": True, "mode": "enforce", "namespace": "ns", "workspace": None}
+    base: dict[str, Any] = {
+        "allowed": True,
+        "mode": "enforce",
+        "namespace": "ns",
+        "workspace": None,
+    }
     return Decision(**(base | fields))
 
 

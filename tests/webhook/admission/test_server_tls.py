@@ -93,8 +93,9 @@ def test_the_certificate_names_localhost_and_chains_to_the_ca(
 ) -> None:
     with shared_server.client() as client:
         assert client.get("/healthz").text == "ok\n"
-    with httpx.Client(verify=ssl.create_default_context()) as untrusting, pytest.raises(
-        httpx.ConnectError
+    with (
+        httpx.Client(verify=ssl.create_default_context()) as untrusting,
+        pytest.raises(httpx.ConnectError),
     ):
         untrusting.get(f"{shared_server.url}/healthz")
 

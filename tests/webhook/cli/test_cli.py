@@ -112,7 +112,11 @@ def test_check_lists_image_volumes_as_rows_naming_the_volume(
     assert code == 1
     [row] = [line for line in table.splitlines() if "models" in line]
     assert row.split()[:5] == [
-        "team-a-dev", "Pod/p", "models", "(volume)", "harbor.demo.local/team-b/models:1"
+        "team-a-dev",
+        "Pod/p",
+        "models",
+        "(volume)",
+        "harbor.demo.local/team-b/models:1",
     ]
     assert "denied" in row
     [result] = json.loads(out)

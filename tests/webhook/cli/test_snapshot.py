@@ -58,7 +58,7 @@ registries:
     type: harbor
     url: {harbor_url}
     hosts: [harbor.example.com]
-    credentials: {{usernameFile: {tmp_path / 'user'}, passwordFile: {tmp_path / 'password'}}}
+    credentials: {{usernameFile: {tmp_path / "user"}, passwordFile: {tmp_path / "password"}}}
     refreshInterval: 45s
 bindings:
   - {{registry: harbor, space: team-a, workspaces: ["101"]}}
@@ -157,9 +157,9 @@ def test_a_failing_registry_exits_1_naming_it_and_writes_nothing(
     out = tmp_path / "offline.yaml"
     harbor.faults.fail_next(10, 500)
     err = io.StringIO()
-    assert run(
-        str(config_path), str(out), kube=False, source_factory=quick_sources, stderr=err
-    ) == 1
+    assert (
+        run(str(config_path), str(out), kube=False, source_factory=quick_sources, stderr=err) == 1
+    )
     assert "registry 'harbor' failed" in err.getvalue()
     assert "500" in err.getvalue()
     assert not out.exists()
@@ -207,9 +207,7 @@ namespaces: {team-a-dev: "101"}
     assert [s.name for s in offline.registries[0].spaces] == ["library"]
 
 
-def test_the_cli_runs_the_snapshot_command(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_cli_runs_the_snapshot_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.kube/config: no namespace listing

@@ -213,9 +213,7 @@ def test_a_harbor_down_at_start_is_not_ready_and_becomes_ready_once_it_answers(
     async def scenario() -> None:
         async with gate_to(harbor_port(harbor), open_now=False) as gate:
             config = harbor_config(gate.url, credentials=credentials)
-            async with open_live_state(
-                config, kube=False, source_factory=quick_sources
-            ) as state:
+            async with open_live_state(config, kube=False, source_factory=quick_sources) as state:
                 await until(lambda: state.status()[0].failures >= 1, what="a failed listing")
                 ready, reason = state.readiness()
                 assert not ready
@@ -330,16 +328,12 @@ def test_wrong_harbor_credentials_are_logged_clearly_without_the_password(
     async def scenario() -> None:
         config = harbor_config(harbor.url, credentials=credentials)
         with caplog.at_level(logging.DEBUG):
-            async with open_live_state(
-                config, kube=False, source_factory=quick_sources
-            ) as state:
+            async with open_live_state(config, kube=False, source_factory=quick_sources) as state:
                 await until(lambda: state.status()[0].failures >= 1, what="a failure")
                 assert not state.readiness()[0]
 
     asyncio.run(scenario())
-    failures = [
-        r.getMessage() for r in caplog.records if r.name == "webhook.live.poller"
-    ]
+    failures = [r.getMessage() for r in caplog.records if r.name == "webhook.live.poller"]
     assert failures
     assert "'harbor'" in failures[0]
     assert "401" in failures[0]
@@ -395,9 +389,7 @@ def test_namespace_labels_from_the_cluster_decide_and_changes_apply_at_once(
     image = "harbor.example.com/team-a/app"
 
     async def scenario() -> None:
-        async with open_live_state(
-            static_harbor(), kube=True, api_client=kube.api_client
-        ) as state:
+        async with open_live_state(static_harbor(), kube=True, api_client=kube.api_client) as state:
             await until(lambda: state.readiness()[0], what="namespaces listed")
             assert admitted(state, "team-a-dev", image)
             assert not admitted(state, "sandbox", image)
@@ -417,9 +409,7 @@ def test_a_dropped_or_expired_namespace_watch_recovers(expired_as_http: bool) ->
     kube.create_namespace("team-a-dev", {WS: "101"})
 
     async def scenario() -> None:
-        async with open_live_state(
-            static_harbor(), kube=True, api_client=kube.api_client
-        ) as state:
+        async with open_live_state(static_harbor(), kube=True, api_client=kube.api_client) as state:
             await until(lambda: state.readiness()[0], what="namespaces listed")
             assert await asyncio.to_thread(kube.wait_for_watches, 1, 5.0)
 
@@ -444,9 +434,7 @@ def test_an_api_server_down_at_start_is_not_ready_until_it_answers() -> None:
     kube = FakeKubernetes(start=False)
 
     async def scenario() -> None:
-        async with open_live_state(
-            static_harbor(), kube=True, api_client=kube.api_client
-        ) as state:
+        async with open_live_state(static_harbor(), kube=True, api_client=kube.api_client) as state:
             await asyncio.sleep(0.1)
             ready, reason = state.readiness()
             assert not ready
@@ -521,7 +509,9 @@ namespaces:
             assert len(harbor.requests) == fetches  # unchanged registry: not relisted
 
             def refusals() -> list[str]:
-                return [r.getMessage() for r in caplog.records if r.name == "webhook.live.config_watch"]
+                return [
+                    r.getMessage() for r in caplog.records if r.name == "webhook.live.config_watch"
+                ]
 
             with caplog.at_level(logging.WARNING, logger="webhook.live.config_watch"):
                 path.write_text(text('"101", "102"') + "surprise: true\n")

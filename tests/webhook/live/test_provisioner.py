@@ -41,26 +41,37 @@ class FakeRobot:
 
 
 def desired(**namespaces: str | None) -> DesiredState:
-    return desired_state(Snapshot.build(
-        load_config(CONFIG),
-        namespaces={name: NamespaceInfo(workspace=ws) for name, ws in namespaces.items()},
-    ))
+    return desired_state(
+        Snapshot.build(
+            load_config(CONFIG),
+            namespaces={name: NamespaceInfo(workspace=ws) for name, ws in namespaces.items()},
+        )
+    )
 
 
 def credential(ws: str, robot_id: int, spaces: set[str], age: float = DAY) -> RobotCredential:
-    return RobotCredential("harbor", ws, robot_id, f"robot$r{robot_id}", frozenset(spaces),
-                           NOW - age, f"pw{robot_id}")
+    return RobotCredential(
+        "harbor", ws, robot_id, f"robot$r{robot_id}", frozenset(spaces), NOW - age, f"pw{robot_id}"
+    )
 
 
 def secret_for(*robots: RobotCredential) -> PullSecret:
-    auths = {host: {"username": r.robot_name, "password": r.password}
-             for r in robots for host in HOSTS["harbor"]}
+    auths = {
+        host: {"username": r.robot_name, "password": r.password}
+        for r in robots
+        for host in HOSTS["harbor"]
+    }
     return PullSecret("x", True, auths)
 
 
 def test_a_bound_workspace_gets_a_new_robot_then_its_secrets() -> None:
-    result = plan(desired(**{"a-dev": "101", "a-prod": "101"}), Observed({"harbor": ()}, {}, {}),
-                  now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS)
+    result = plan(
+        desired(**{"a-dev": "101", "a-prod": "101"}),
+        Observed({"harbor": ()}, {}, {}),
+        now=NOW,
+        rotate_every=30 * DAY,
+        hosts_of=HOSTS,
+    )
 
     assert [(c.spec.key, c.spec.spaces, c.reason) for c in result.create_robots] == [
         (("harbor", "101"), frozenset({"team-a"}), "new")
@@ -73,9 +84,12 @@ def test_nothing_changes_when_everything_is_in_place() -> None:
     kept = credential("101", 7, {"team-a"})
     result = plan(
         desired(**{"a-dev": "101"}),
-        Observed({"harbor": (FakeRobot(7, "robot$r7"),)}, {kept.key: kept},
-                 {"a-dev": secret_for(kept)}),
-        now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS,
+        Observed(
+            {"harbor": (FakeRobot(7, "robot$r7"),)}, {kept.key: kept}, {"a-dev": secret_for(kept)}
+        ),
+        now=NOW,
+        rotate_every=30 * DAY,
+        hosts_of=HOSTS,
     )
     assert result.empty
 
@@ -84,9 +98,12 @@ def test_a_changed_space_set_means_new_robot_updated_secrets_then_the_old_robot_
     old = credential("101", 7, {"team-a", "team-b"})
     result = plan(
         desired(**{"a-dev": "101"}),
-        Observed({"harbor": (FakeRobot(7, "robot$r7"),)}, {old.key: old},
-                 {"a-dev": secret_for(old)}),
-        now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS,
+        Observed(
+            {"harbor": (FakeRobot(7, "robot$r7"),)}, {old.key: old}, {"a-dev": secret_for(old)}
+        ),
+        now=NOW,
+        rotate_every=30 * DAY,
+        hosts_of=HOSTS,
     )
     assert [(c.spec.spaces, c.reason) for c in result.create_robots] == [
         (frozenset({"team-a"}), "spaces changed")
@@ -100,9 +117,14 @@ def test_an_old_credential_is_rotated_and_a_lost_robot_replaced() -> None:
     lost = credential("102", 8, {"team-b"})
     result = plan(
         desired(**{"a-dev": "101", "b-dev": "102"}),
-        Observed({"harbor": (FakeRobot(7, "robot$r7"),)}, {stale.key: stale, lost.key: lost},
-                 {"a-dev": secret_for(stale), "b-dev": secret_for(lost)}),
-        now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS,
+        Observed(
+            {"harbor": (FakeRobot(7, "robot$r7"),)},
+            {stale.key: stale, lost.key: lost},
+            {"a-dev": secret_for(stale), "b-dev": secret_for(lost)},
+        ),
+        now=NOW,
+        rotate_every=30 * DAY,
+        hosts_of=HOSTS,
     )
     assert sorted(c.reason for c in result.create_robots) == ["robot lost", "rotation"]
     assert sorted(result.write_secrets) == [("a-dev", "update"), ("b-dev", "update")]
@@ -113,9 +135,14 @@ def test_a_robot_no_credential_names_is_an_orphan_and_is_deleted() -> None:
     kept = credential("101", 7, {"team-a"})
     result = plan(
         desired(**{"a-dev": "101"}),
-        Observed({"harbor": (FakeRobot(7, "robot$r7"), FakeRobot(9, "robot$crashed"))},
-                 {kept.key: kept}, {"a-dev": secret_for(kept)}),
-        now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS,
+        Observed(
+            {"harbor": (FakeRobot(7, "robot$r7"), FakeRobot(9, "robot$crashed"))},
+            {kept.key: kept},
+            {"a-dev": secret_for(kept)},
+        ),
+        now=NOW,
+        rotate_every=30 * DAY,
+        hosts_of=HOSTS,
     )
     assert result.delete_robots == [("harbor", 9, "robot$crashed")]
     assert not result.create_robots
@@ -125,9 +152,12 @@ def test_a_namespace_that_left_the_workspace_loses_its_secret_and_its_robot() ->
     kept = credential("101", 7, {"team-a"})
     result = plan(
         desired(**{"a-dev": None}),
-        Observed({"harbor": (FakeRobot(7, "robot$r7"),)}, {kept.key: kept},
-                 {"a-dev": secret_for(kept)}),
-        now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS,
+        Observed(
+            {"harbor": (FakeRobot(7, "robot$r7"),)}, {kept.key: kept}, {"a-dev": secret_for(kept)}
+        ),
+        now=NOW,
+        rotate_every=30 * DAY,
+        hosts_of=HOSTS,
     )
     assert result.delete_secrets == ["a-dev"]
     assert result.delete_credentials == [("harbor", "101")]
@@ -138,7 +168,9 @@ def test_a_foreign_secret_of_the_same_name_is_left_alone_and_reported() -> None:
     result = plan(
         desired(**{"a-dev": "101"}),
         Observed({"harbor": ()}, {}, {"a-dev": PullSecret("a-dev", managed=False)}),
-        now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS,
+        now=NOW,
+        rotate_every=30 * DAY,
+        hosts_of=HOSTS,
     )
     assert result.conflicts == ["a-dev"]
     assert result.write_secrets == []
@@ -149,10 +181,18 @@ def test_robots_and_entries_of_a_registry_not_listed_yet_are_never_revoked() -> 
     live_entry = {"live.example.com": {"username": "robot$l", "password": "pw"}}
     result = plan(
         desired(**{"a-dev": None}),
-        Observed({}, {("live", "101"): RobotCredential("live", "101", 3, "robot$l",
-                                                        frozenset({"x"}), NOW, "pw")},
-                 {"a-dev": PullSecret("a-dev", True, live_entry)}),
-        now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS,
+        Observed(
+            {},
+            {
+                ("live", "101"): RobotCredential(
+                    "live", "101", 3, "robot$l", frozenset({"x"}), NOW, "pw"
+                )
+            },
+            {"a-dev": PullSecret("a-dev", True, live_entry)},
+        ),
+        now=NOW,
+        rotate_every=30 * DAY,
+        hosts_of=HOSTS,
     )
     assert result.delete_secrets == []
     assert result.delete_credentials == []

@@ -378,9 +378,7 @@ def test_a_source_that_cannot_be_built_is_retried_on_the_next_refresh() -> None:
 def test_each_registry_is_refreshed_on_its_own_interval() -> None:
     async def scenario() -> None:
         sources = Sources({"fast": {"a": True}, "slow": {"b": True}})
-        refresher = Refresher(
-            config(TWO_REGISTRIES), source_factory=sources, rng=random.Random(1)
-        )
+        refresher = Refresher(config(TWO_REGISTRIES), source_factory=sources, rng=random.Random(1))
         async with refresher:
             await until(lambda: "fast" in sources.built and sources.current("fast").fetches >= 4)
             assert sources.current("slow").fetches == 1

@@ -128,12 +128,11 @@ class DockerRegistrySource(RegistrySource):
         for page in range(1, _MAX_PAGES + 1):
             what = f"GET {request_path(url)} (page {page})"
             response = await session.get(url, what)
-            if response.status_code == 400 and not fallback_done and _pagination_invalid(
-                response
-            ):
+            if response.status_code == 400 and not fallback_done and _pagination_invalid(response):
                 # catalog.maxentries is below our n: let the registry pick its default size.
-                log.info("%s: n=%d refused, using the default page size", self._label,
-                         self._page_size)
+                log.info(
+                    "%s: n=%d refused, using the default page size", self._label, self._page_size
+                )
                 fallback_done = True
                 url = f"{self._base}/v2/_catalog"
                 what = f"GET /v2/_catalog (page {page})"

@@ -44,16 +44,27 @@ def make_source(
     if registry.insecure_url:
         log.warning(
             "registry '%s': %s is plain http; credentials and the space list are not protected",
-            registry.name, registry.url,
+            registry.name,
+            registry.url,
         )
     if registry.type == "harbor":
         return HarborSource(
-            registry, client=client, timeout=timeout, retries=retries, backoff=backoff,
-            sleep=sleep, rng=rng,
+            registry,
+            client=client,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            sleep=sleep,
+            rng=rng,
         )
     if registry.type == "docker-registry":
         return DockerRegistrySource(
-            registry, client=client, timeout=timeout, retries=retries, backoff=backoff,
-            sleep=sleep, rng=rng,
+            registry,
+            client=client,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            sleep=sleep,
+            rng=rng,
         )
     raise ValueError(f"registry '{registry.name}': unknown type {registry.type!r}")

@@ -107,7 +107,8 @@ class HarborSource(RegistrySource):
                 log.info("%s: projects changed during listing; listing again", self._label)
         log.warning(
             "%s: projects kept changing during %d listings; using the union of what was seen",
-            self._label, _LISTING_ATTEMPTS,
+            self._label,
+            _LISTING_ATTEMPTS,
         )
         return seen
 

@@ -188,11 +188,10 @@ class HarborRobots(RegistrySource):
         else:
             log.warning(
                 "%s: robots kept changing during %d listings; using the union of what was seen",
-                self._label, _LISTING_ATTEMPTS,
+                self._label,
+                _LISTING_ATTEMPTS,
             )
-        return sorted(
-            (r for r in seen.values() if r.name.startswith(wanted)), key=lambda r: r.name
-        )
+        return sorted((r for r in seen.values() if r.name.startswith(wanted)), key=lambda r: r.name)
 
     async def create_robot(
         self,
@@ -266,7 +265,7 @@ class HarborRobots(RegistrySource):
             raise RobotAccessDenied(
                 f"{self._label}: the configured robot may only create robots whose permissions "
                 f"are within its own ({detail} on {what}): give it repository:pull on "
-                f"{', '.join(granted)} (or on all projects, namespace \"*\")"
+                f'{", ".join(granted)} (or on all projects, namespace "*")'
             )
         if status == 404:
             detail = error_detail(response, creds.secrets)
@@ -348,8 +347,7 @@ class HarborRobots(RegistrySource):
             robot = _robot(item)
             if robot is None:
                 raise SourceError(
-                    f"{self._label}: robot #{index} in the response to {what} lacks an id or "
-                    "a name"
+                    f"{self._label}: robot #{index} in the response to {what} lacks an id or a name"
                 )
             into[robot.id] = robot
         return len(items)
@@ -383,7 +381,12 @@ class HarborRobots(RegistrySource):
         if body is not None:
             headers["Content-Type"] = "application/json"
         return await self._http.request(
-            method, url, what=what, headers=headers, secrets=creds.secrets, body=body,
+            method,
+            url,
+            what=what,
+            headers=headers,
+            secrets=creds.secrets,
+            body=body,
             idempotent=method != "POST",
             uncertain=lambda problem: RobotOutcomeUnknown(
                 _unknown(self._http.label, problem, robot), robot
@@ -395,9 +398,13 @@ class HarborRobots(RegistrySource):
         if not isinstance(payload, dict):
             payload = {}
         robot_id, name, secret = payload.get("id"), payload.get("name"), payload.get("secret")
-        if not isinstance(robot_id, int) or isinstance(robot_id, bool) or not isinstance(
-            name, str
-        ) or not isinstance(secret, str) or not secret:
+        if (
+            not isinstance(robot_id, int)
+            or isinstance(robot_id, bool)
+            or not isinstance(name, str)
+            or not isinstance(secret, str)
+            or not secret
+        ):
             # Never echo the payload: it holds the secret.
             raise RobotOutcomeUnknown(
                 f"{self._label}: the answer to {what} (201) lacks the robot's id, name or "
@@ -481,4 +488,3 @@ def _robot(item: object) -> Robot | None:
         expires_at=expires_at if isinstance(expires_at, int) else -1,
         creation_time=created if isinstance(created, str) else "",
     )
-

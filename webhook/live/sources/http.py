@@ -348,9 +348,7 @@ class HttpClient:
         else:
             self._timeout = httpx.USE_CLIENT_DEFAULT if client else DEFAULT_TIMEOUT
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=DEFAULT_TIMEOUT, follow_redirects=False
-        )
+        self._client = client or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
 
@@ -447,7 +445,12 @@ class HttpClient:
             delay = max(delay, wait)
         log.warning(
             "%s: %s: %s; retry %d/%d in %.2fs",
-            self.label, what, problem, attempt + 1, self.retry.retries, delay,
+            self.label,
+            what,
+            problem,
+            attempt + 1,
+            self.retry.retries,
+            delay,
         )
         await self._sleep(delay)
 
@@ -479,9 +482,7 @@ class RegistrySource:
     ) -> None:
         size = self.MAX_PAGE_SIZE if page_size is None else page_size
         if not 1 <= size <= self.MAX_PAGE_SIZE:
-            raise ValueError(
-                f"page_size must be between 1 and {self.MAX_PAGE_SIZE}, got {size}"
-            )
+            raise ValueError(f"page_size must be between 1 and {self.MAX_PAGE_SIZE}, got {size}")
         self.name = registry.name
         self._registry = registry
         self._label = f"{self.KIND} '{registry.name}'"

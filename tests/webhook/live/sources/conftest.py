@@ -108,7 +108,11 @@ def registry_config(tmp_path: Path) -> RegistryFactory:
             credentials = Credentials(str(user_file), str(pass_file))
         host = url.split("://", 1)[1]
         return Registry(
-            name=name, type=type, url=url, hosts=(host,), credentials=credentials,
+            name=name,
+            type=type,
+            url=url,
+            hosts=(host,),
+            credentials=credentials,
             insecure_url=url.startswith("http://"),
         )
 

@@ -70,9 +70,7 @@ def described(requests: list[httpx.Request]) -> list[str]:
     ("repository", "space"),
     [("team-a/api", "team-a"), ("team-a/tools/lint", "team-a"), ("alpine", "alpine")],
 )
-def test_the_space_of_a_repository_is_its_first_path_component(
-    repository: str, space: str
-) -> None:
+def test_the_space_of_a_repository_is_its_first_path_component(repository: str, space: str) -> None:
     assert space_of(repository) == space
 
 
@@ -93,9 +91,7 @@ def test_spaces_of_the_real_registry_are_first_path_components_all_public(
 def test_a_catalog_of_2500_repositories_is_read_in_three_pages_of_1000(
     real_registry: RealRegistry, registry_config: RegistryFactory
 ) -> None:
-    real_registry.prefill(
-        (f"space-{i % 25:02d}/app-{i}" for i in range(2500)), pullable=False
-    )
+    real_registry.prefill((f"space-{i % 25:02d}/app-{i}" for i in range(2500)), pullable=False)
     registry = registry_config(
         real_registry.url, "docker-registry", real_registry.username, real_registry.password
     )
@@ -389,9 +385,7 @@ def test_neither_password_nor_token_appears_in_errors_or_logs(
     registry = registry_config(fake.url, "docker-registry", "ci", SECRET)
 
     with caplog.at_level(logging.DEBUG):
-        error, _ = fetch_recording(
-            registry, retries=2, timeout=httpx.Timeout(2.0, read=0.1)
-        )
+        error, _ = fetch_recording(registry, retries=2, timeout=httpx.Timeout(2.0, read=0.1))
 
     assert isinstance(error, SourceError)
     header = base64.b64encode(f"ci:{SECRET}".encode()).decode()
@@ -424,7 +418,11 @@ def test_neither_password_nor_token_appears_in_errors_or_logs(
             "bearer",
             {"realm": "https://h/service/token", "service": "harbor-registry"},
         ),
-        ('Bearer realm="a\\"b",error=invalid_token', "bearer", {"realm": 'a"b', "error": "invalid_token"}),
+        (
+            'Bearer realm="a\\"b",error=invalid_token',
+            "bearer",
+            {"realm": 'a"b', "error": "invalid_token"},
+        ),
     ],
 )
 def test_www_authenticate_challenges_are_parsed_with_commas_inside_quotes(

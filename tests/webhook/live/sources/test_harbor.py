@@ -59,9 +59,7 @@ def test_250_projects_are_listed_in_three_pages_of_100_following_the_link_header
     spaces = fetch(admin_source(harbor, registry_config))
 
     assert len(spaces) == 250
-    assert project_pages(harbor) == [
-        f"page={n}&page_size=100&with_detail=false" for n in (1, 2, 3)
-    ]
+    assert project_pages(harbor) == [f"page={n}&page_size=100&with_detail=false" for n in (1, 2, 3)]
 
 
 def test_ten_thousand_projects_are_listed_in_a_few_seconds(
@@ -412,8 +410,10 @@ def test_a_server_echoing_the_password_in_an_error_has_it_masked(
 
     error = fetch_error(source)
 
-    assert str(error) == "harbor 'main': 400 BAD_REQUEST: bad login for *** / *** on " \
+    assert (
+        str(error) == "harbor 'main': 400 BAD_REQUEST: bad login for *** / *** on "
         "GET /api/v2.0/users/current/permissions"
+    )
     assert SECRET not in caplog.text
 
 

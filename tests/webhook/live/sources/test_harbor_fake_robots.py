@@ -115,11 +115,13 @@ def test_admin_creates_a_system_robot_for_several_projects_and_sees_its_secret_o
     assert body["secret"] not in str(read)
     assert (read["level"], read["disable"], read["editable"]) == ("system", False, True)
     assert [(p["kind"], p["namespace"]) for p in read["permissions"]] == [
-        ("project", "team-a"), ("project", "team-b"),
+        ("project", "team-a"),
+        ("project", "team-b"),
     ]
     [info] = projects.robots()
     assert info.permissions == (
-        RobotPermission.project("team-a"), RobotPermission.project("team-b"),
+        RobotPermission.project("team-a"),
+        RobotPermission.project("team-b"),
     )
 
 
@@ -144,27 +146,71 @@ def test_a_duration_in_days_sets_expires_at_from_now(projects: HarborFake) -> No
     [
         ({"name": "WS-1"}, "robot name is not in lower case or contains illegal characters"),
         ({"name": "team+ws"}, "robot name is not in lower case or contains illegal characters"),
-        ({"duration": 0}, "bad request error duration input: 0, duration must be either "
-                          "-1(Never) or a positive integer"),
-        ({"duration": None}, "bad request error duration input: 0, duration must be "
-                             "either -1(Never) or a positive integer"),  # absent: int64 zero
+        (
+            {"duration": 0},
+            "bad request error duration input: 0, duration must be either "
+            "-1(Never) or a positive integer",
+        ),
+        (
+            {"duration": None},
+            "bad request error duration input: 0, duration must be "
+            "either -1(Never) or a positive integer",
+        ),  # absent: int64 zero
         ({"level": "global"}, "bad request error level input: global"),
         ({"permissions": []}, "bad request empty permission"),
-        ({"permissions": [{"kind": "project", "namespace": "team-a", "access": []}]},
-         "bad request empty access"),
+        (
+            {"permissions": [{"kind": "project", "namespace": "team-a", "access": []}]},
+            "bad request empty access",
+        ),
         ({"level": "project"}, "bad request permission"),  # two projects
-        ({"permissions": [{"kind": "system", "namespace": "/",
-                           "access": [{"resource": "robot", "action": "update"}]}]},
-         "bad request permission: robot:update"),
-        ({"permissions": [{"kind": "project", "namespace": "team-a",
-                           "access": [{"resource": "project", "action": "list"}]}]},
-         "bad request permission: project:list"),
-        ({"permissions": [{"kind": "global", "namespace": "/",
-                           "access": [{"resource": "robot", "action": "list"}]}]},
-         "bad request permission level: global"),
-        ({"permissions": [{"kind": "system", "namespace": "team-a",
-                           "access": [{"resource": "robot", "action": "list"}]}]},
-         "unknown namespace"),
+        (
+            {
+                "permissions": [
+                    {
+                        "kind": "system",
+                        "namespace": "/",
+                        "access": [{"resource": "robot", "action": "update"}],
+                    }
+                ]
+            },
+            "bad request permission: robot:update",
+        ),
+        (
+            {
+                "permissions": [
+                    {
+                        "kind": "project",
+                        "namespace": "team-a",
+                        "access": [{"resource": "project", "action": "list"}],
+                    }
+                ]
+            },
+            "bad request permission: project:list",
+        ),
+        (
+            {
+                "permissions": [
+                    {
+                        "kind": "global",
+                        "namespace": "/",
+                        "access": [{"resource": "robot", "action": "list"}],
+                    }
+                ]
+            },
+            "bad request permission level: global",
+        ),
+        (
+            {
+                "permissions": [
+                    {
+                        "kind": "system",
+                        "namespace": "team-a",
+                        "access": [{"resource": "robot", "action": "list"}],
+                    }
+                ]
+            },
+            "unknown namespace",
+        ),
     ],
 )
 def test_invalid_robots_are_refused_with_harbors_400(
@@ -201,8 +247,10 @@ def test_namespace_star_grants_pull_on_every_project_including_later_ones(
     _, login, secret = created(projects, "everything", "*")
     projects.add_project("team-later", public=False)
 
-    assert [pull(projects, p, auth=(login, secret)).status_code
-            for p in ("team-a", "team-c", "team-later")] == [200, 200, 200]
+    assert [
+        pull(projects, p, auth=(login, secret)).status_code
+        for p in ("team-a", "team-c", "team-later")
+    ] == [200, 200, 200]
     assert projects.robots()[0].permissions == (RobotPermission.project("*"),)
 
 
@@ -219,7 +267,8 @@ def test_a_project_robot_is_named_after_its_project_and_listed_only_with_its_pro
     response = create(projects, body)
     system = httpx.get(f"{projects.url}{ROBOTS}", auth=ADMIN).json()
     own = httpx.get(
-        f"{projects.url}{ROBOTS}", auth=ADMIN,
+        f"{projects.url}{ROBOTS}",
+        auth=ADMIN,
         params={"q": f"Level=project,ProjectID={project_id}"},
     ).json()
 
@@ -240,15 +289,20 @@ def test_anonymous_callers_get_401_and_users_without_rights_403_naming_them(
     wrong = (ADMIN_USER, "wrong")
 
     assert error(create(projects, robot_body("x", "team-a"), auth=None))[:2] == (
-        401, "UNAUTHORIZED",
+        401,
+        "UNAUTHORIZED",
     )
     assert error(httpx.get(f"{projects.url}{ROBOTS}", auth=wrong))[:2] == (401, "UNAUTHORIZED")
     assert error(create(projects, robot_body("x", "team-a"), auth=dev)) == (
-        403, "FORBIDDEN", "dev",
+        403,
+        "FORBIDDEN",
+        "dev",
     )
     assert error(httpx.get(f"{projects.url}{ROBOTS}", auth=dev)) == (403, "FORBIDDEN", "dev")
     assert error(httpx.delete(f"{projects.url}{ROBOTS}/{robot_id}", auth=dev)) == (
-        403, "FORBIDDEN", "dev",
+        403,
+        "FORBIDDEN",
+        "dev",
     )
     assert len(projects.robots()) == 1
 
@@ -271,14 +325,26 @@ def test_a_manager_robot_creates_robots_within_its_own_permissions(projects: Har
     [
         robot_body("ws-1", "team-a", "team-c"),  # team-c: the manager cannot pull there
         robot_body("ws-1", "*"),
-        {**robot_body("ws-1", "team-a"), "permissions": [{
-            "kind": "project", "namespace": "team-a",
-            "access": [{"resource": "repository", "action": "push"}],
-        }]},
-        {**robot_body("ws-1", "team-a"), "permissions": [{
-            "kind": "system", "namespace": "/",
-            "access": [{"resource": "project", "action": "create"}],
-        }]},
+        {
+            **robot_body("ws-1", "team-a"),
+            "permissions": [
+                {
+                    "kind": "project",
+                    "namespace": "team-a",
+                    "access": [{"resource": "repository", "action": "push"}],
+                }
+            ],
+        },
+        {
+            **robot_body("ws-1", "team-a"),
+            "permissions": [
+                {
+                    "kind": "system",
+                    "namespace": "/",
+                    "access": [{"resource": "project", "action": "create"}],
+                }
+            ],
+        },
     ],
     ids=["another-project", "all-projects", "push", "a-system-permission"],
 )
@@ -290,7 +356,8 @@ def test_a_manager_robot_cannot_create_broader_robots(
     response = create(projects, body, auth=auth)
 
     assert error(response) == (
-        403, "DENIED",
+        403,
+        "DENIED",
         "permission scope is invalid. It must be equal to or more restrictive than the "
         "creator robot's permissions: robot$manager",
     )
@@ -352,11 +419,13 @@ def test_put_needs_the_full_name_and_the_same_level(projects: HarborFake) -> Non
 
     short_name = httpx.put(url, json=robot_body("ws-1", "team-b"), auth=ADMIN)
     other_level = httpx.put(
-        url, json={**robot_body("ws-1", "team-b"), "name": login, "level": "project"},
+        url,
+        json={**robot_body("ws-1", "team-b"), "name": login, "level": "project"},
         auth=ADMIN,
     )
     unknown = httpx.put(
-        f"{projects.url}{ROBOTS}/999", json={**robot_body("ws-1", "team-b"), "name": login},
+        f"{projects.url}{ROBOTS}/999",
+        json={**robot_body("ws-1", "team-b"), "name": login},
         auth=ADMIN,
     )
 
@@ -372,7 +441,8 @@ def test_put_can_disable_and_changes_expiry_from_the_creation_time(projects: Har
     projects.advance_clock(86400)
 
     disabled = httpx.put(
-        url, json={**robot_body("ws-1", "team-a", disable=True, duration=2), "name": login},
+        url,
+        json={**robot_body("ws-1", "team-a", disable=True, duration=2), "name": login},
         auth=ADMIN,
     )
     read = httpx.get(url, auth=ADMIN).json()
@@ -508,7 +578,9 @@ def test_a_robot_pulls_from_its_projects_and_gets_401_elsewhere(projects: Harbor
     assert granted.json()["mediaType"] == MANIFEST_MEDIA_TYPE
     assert head.status_code == 200
     assert error(refused) == (
-        401, "UNAUTHORIZED", "unauthorized to access repository: team-b/tools/app, action: pull",
+        401,
+        "UNAUTHORIZED",
+        "unauthorized to access repository: team-b/tools/app, action: pull",
     )
     assert refused.headers["www-authenticate"] == 'Basic realm="harbor"'
     assert projects.robot_can_pull(login, "team-a")
@@ -529,8 +601,10 @@ def test_a_pull_without_authorization_gets_the_bearer_challenge_even_on_a_public
 
 def test_an_anonymous_token_pulls_public_projects_only(projects: HarborFake) -> None:
     token_url = f"{projects.url}/service/token"
-    scopes = {"service": "harbor-registry",
-              "scope": "repository:library/tools/app:pull repository:team-a/tools/app:pull"}
+    scopes = {
+        "service": "harbor-registry",
+        "scope": "repository:library/tools/app:pull repository:team-a/tools/app:pull",
+    }
 
     token = httpx.get(token_url, params=scopes).json()["token"]
     bearer = {"Authorization": f"Bearer {token}"}
@@ -543,7 +617,8 @@ def test_an_anonymous_token_pulls_public_projects_only(projects: HarborFake) -> 
 def test_a_token_outlives_its_robot_until_it_expires(projects: HarborFake) -> None:
     robot_id, login, secret = created(projects, "ws-1", "team-a")
     token = httpx.get(
-        f"{projects.url}/service/token", auth=(login, secret),
+        f"{projects.url}/service/token",
+        auth=(login, secret),
         params={"service": "harbor-registry", "scope": "repository:team-a/tools/app:pull"},
     ).json()["token"]
     bearer = {"Authorization": f"Bearer {token}"}
@@ -561,9 +636,13 @@ def test_a_token_outlives_its_robot_until_it_expires(projects: HarborFake) -> No
 def test_disabled_and_expired_robots_are_anonymous(projects: HarborFake) -> None:
     _, login, secret = created(projects, "ws-1", "team-a", "library", duration=1)
     auth = (login, secret)
-    other = projects.add_robot("other", "Other-Secret-1", permissions=[
-        RobotPermission.project("team-a"),
-    ])
+    other = projects.add_robot(
+        "other",
+        "Other-Secret-1",
+        permissions=[
+            RobotPermission.project("team-a"),
+        ],
+    )
 
     projects.update_robot(other, disabled=True)
     assert pull(projects, "team-a", auth=auth).status_code == 200

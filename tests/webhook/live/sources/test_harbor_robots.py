@@ -139,15 +139,17 @@ def test_a_created_robot_is_listed_with_its_projects(
     created, listed = run(client(harbor, registry_config), scenario)
 
     assert created.name == "robot$sg-ws-1"
-    assert [(r.id, r.name, r.description, r.projects, r.disabled, r.expires_at)
-            for r in listed] == [
+    assert [
+        (r.id, r.name, r.description, r.projects, r.disabled, r.expires_at) for r in listed
+    ] == [
         (created.id, "robot$sg-ws-1", "workspace ws-1", frozenset({"team-a", "team-b"}), False, -1),
     ]
     assert listed[0].creation_time.endswith("Z")
     [stored] = harbor.robots()
     assert stored.level == "system"
     assert stored.permissions == (
-        RobotPermission.project("team-a"), RobotPermission.project("team-b"),
+        RobotPermission.project("team-a"),
+        RobotPermission.project("team-b"),
     )
 
 
@@ -280,7 +282,7 @@ def test_a_manager_robot_cannot_create_a_broader_robot_and_is_told_what_to_grant
         "harbor 'main': the configured robot may only create robots whose permissions are "
         "within its own (403 DENIED: permission scope is invalid. It must be equal to or more "
         "restrictive than the creator robot's permissions: robot$manager on POST "
-        '/api/v2.0/robots): give it repository:pull on team-a, team-c (or on all projects, '
+        "/api/v2.0/robots): give it repository:pull on team-a, team-c (or on all projects, "
         'namespace "*")'
     )
     assert [r.name for r in harbor.robots()] == ["robot$manager"]
@@ -569,7 +571,8 @@ def _outcome_unknown_with_echo(request: httpx.Request) -> httpx.Response:
 
 
 @pytest.mark.parametrize(
-    "handler", [_echo_credentials, _created_without_id, _outcome_unknown_with_echo],
+    "handler",
+    [_echo_credentials, _created_without_id, _outcome_unknown_with_echo],
     ids=["400 echoing the credentials", "201 without an id", "500 echoing the credentials"],
 )
 def test_no_secret_appears_in_errors_or_logs(
@@ -626,7 +629,10 @@ def test_the_request_body_is_a_system_robot_with_one_pull_permission_per_project
     pull = [{"resource": "repository", "action": "pull"}]
     assert bodies == [
         {
-            "name": "sg-ws-1", "description": "ws", "level": "system", "duration": -1,
+            "name": "sg-ws-1",
+            "description": "ws",
+            "level": "system",
+            "duration": -1,
             "disable": False,
             "permissions": [
                 {"kind": "project", "namespace": "a", "access": pull},

@@ -31,7 +31,9 @@ from webhook.live.sources.http import (
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def registry(tmp_path: Path, user: str | None = "robot", password: str | None = "s3cret") -> Registry:
+def registry(
+    tmp_path: Path, user: str | None = "robot", password: str | None = "s3cret"
+) -> Registry:
     files: dict[str, str | None] = {"username_file": None, "password_file": None}
     if user is not None:
         (tmp_path / "user").write_text(user + "\n")
@@ -40,14 +42,17 @@ def registry(tmp_path: Path, user: str | None = "robot", password: str | None = 
         (tmp_path / "pass").write_text(password + "\n")
         files["password_file"] = str(tmp_path / "pass")
     return Registry(
-        name="h", type="harbor", url="https://h.example.com", hosts=("h.example.com",),
+        name="h",
+        type="harbor",
+        url="https://h.example.com",
+        hosts=("h.example.com",),
         credentials=Credentials(**files),
     )
 
 
-def fetch(handler: Handler, *, retries: int = 3, secrets: tuple[str, ...] = ()) -> tuple[
-    httpx.Response | SourceError, list[float]
-]:
+def fetch(
+    handler: Handler, *, retries: int = 3, secrets: tuple[str, ...] = ()
+) -> tuple[httpx.Response | SourceError, list[float]]:
     waits: list[float] = []
 
     async def sleep(seconds: float) -> None:
@@ -62,8 +67,9 @@ def fetch(handler: Handler, *, retries: int = 3, secrets: tuple[str, ...] = ()) 
             rng=random.Random(3),
         )
         try:
-            return await client.get("https://h.example.com/api/v2.0/projects", what="GET projects",
-                                    secrets=secrets)
+            return await client.get(
+                "https://h.example.com/api/v2.0/projects", what="GET projects", secrets=secrets
+            )
         except SourceError as exc:
             return exc
 
@@ -153,7 +159,9 @@ def test_a_connection_failure_is_retried_and_reported_without_the_url_credential
 
 def test_an_echoed_password_never_reaches_the_error() -> None:
     result, _ = fetch(
-        lambda request: httpx.Response(503, text="bad auth s3cret", headers={"content-type": "text/plain"}),
+        lambda request: httpx.Response(
+            503, text="bad auth s3cret", headers={"content-type": "text/plain"}
+        ),
         retries=0,
         secrets=("s3cret",),
     )
