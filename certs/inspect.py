@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
@@ -49,18 +49,11 @@ class CertificateInfo:
     not_after: datetime
     dns_names: tuple[str, ...]
     ip_addresses: tuple[str, ...]
-    is_ca: bool
     key_type: str  # "ECDSA P-256", "RSA 2048", ...
-    signature_hash: str | None  # "sha256"; None when the algorithm has no separate hash
-    fingerprint_sha256: str  # hex, as shown by ``openssl x509 -fingerprint -sha256``
 
     def remaining(self, now: datetime) -> timedelta:
         """Time left until ``not_after``; negative once expired."""
         return self.not_after - now
-
-    def is_valid_at(self, now: datetime) -> bool:
-        """Whether ``now`` falls inside the validity period."""
-        return self.not_before <= now <= self.not_after
 
     def needs_renewal(self, now: datetime, before: timedelta = RENEW_BEFORE) -> bool:
         """True when ``before`` or less is left (or the certificate has already expired)."""
@@ -104,10 +97,7 @@ def inspect_certificate(pem: bytes, what: str = "certificate") -> CertificateInf
         not_after=cert.not_valid_after_utc,
         dns_names=_sans(cert, x509.DNSName),
         ip_addresses=_sans(cert, x509.IPAddress),
-        is_ca=_is_ca(cert),
         key_type=_key_type(cert),
-        signature_hash=_signature_hash(cert),
-        fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
     )
 
 
@@ -172,13 +162,6 @@ def _sans(
     return tuple(str(value) for value in san.get_values_for_type(kind))
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    except x509.ExtensionNotFound:
-        return False
-
-
 def _key_type(cert: x509.Certificate) -> str:
     key = cert.public_key()
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -187,11 +170,3 @@ def _key_type(cert: x509.Certificate) -> str:
     if isinstance(key, rsa.RSAPublicKey):
         return f"RSA {key.key_size}"
     return type(key).__name__
-
-
-def _signature_hash(cert: x509.Certificate) -> str | None:
-    try:
-        algorithm = cert.signature_hash_algorithm
-    except UnsupportedAlgorithm:
-        return None
-    return None if algorithm is None else algorithm.name

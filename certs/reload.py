@@ -84,7 +84,6 @@ class ReloadingTLSContext:
         self._lock = threading.Lock()
         self._rejected: bytes | str | None = None
         self._last_error: str | None = None
-        self._reloads = 0
         try:
             cert_pem, key_pem = self._read()
             self._current = self._load(cert_pem, key_pem)
@@ -119,11 +118,6 @@ class ReloadingTLSContext:
         """Why the files on disk are not in service, or None when they are."""
         return self._last_error
 
-    @property
-    def reloads(self) -> int:
-        """How many times a new pair was put into service since start-up."""
-        return self._reloads
-
     def maybe_reload(self) -> bool:
         """Read the files and switch to them if they changed and are usable.
 
@@ -150,7 +144,6 @@ class ReloadingTLSContext:
                 return False
             previous, self._current = self._current.info, loaded
             self._rejected = self._last_error = None
-            self._reloads += 1
         logger.info(
             "TLS certificate reloaded from %s: serial %x, expires %s (was serial %x)",
             self.cert_file,

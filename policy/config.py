@@ -303,12 +303,6 @@ def default_port_alias(host: str, scheme: str) -> str:
     return host
 
 
-def default_hosts(scheme: str, netloc: str) -> tuple[str, ...]:
-    """The image domains of a registry URL when ``hosts`` is not given: it and its alias."""
-    host = normalize_host(netloc)
-    return tuple(dict.fromkeys((host, default_port_alias(host, scheme))))
-
-
 # --------------------------------------------------------------------------- sections
 
 

@@ -32,7 +32,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from policy.decision import workspace_spaces
 from policy.snapshot import Snapshot
 
 __all__ = [
@@ -109,23 +108,14 @@ class DesiredState:
     unknown: frozenset[str] = frozenset()
     missing: frozenset[str] = frozenset()
 
-    def namespaces_of(self, key: tuple[str, str | None]) -> list[str]:
-        """The namespaces whose Secret holds the robot of ``key``."""
-        ref = CredentialRef("robot", key[0], key[1])
-        return sorted(
-            namespace
-            for namespace, spec in self.secrets.items()
-            if any(entry.credential == ref for entry in spec.entries)
-        )
-
 
 def desired_state(snapshot: Snapshot) -> DesiredState:
     """The robots and Secrets provisioning must keep for ``snapshot`` (see the module doc).
 
     Computed from an index of the bindings, so its cost grows with workspaces plus bindings
     plus spaces, not with their product (1,000 workspaces and 5,000 spaces are ordinary);
-    ``tests/policy/test_provisioning.py`` checks it against :func:`needed_spaces`, which
-    applies ``decide``'s visibility rules space by space.
+    ``tests/policy/test_provisioning.py`` checks it against a reference that applies
+    ``decide``'s visibility rules (:func:`policy.decision.workspace_spaces`) space by space.
     """
     unknown = frozenset(
         name
@@ -170,27 +160,6 @@ def desired_state(snapshot: Snapshot) -> DesiredState:
         return out
 
     return _assemble(snapshot, needed, unknown)
-
-
-def needed_spaces(snapshot: Snapshot, workspace: str | None) -> dict[str, set[str]]:
-    """registry -> spaces whose images need credentials for ``workspace``, by ``decide``'s
-    rules applied space by space (the reference :func:`desired_state` is checked against)."""
-    unknown = {
-        n for n, s in snapshot.registries.items() if s.registry.type == "harbor" and not s.synced
-    }
-    out: dict[str, set[str]] = {}
-    for visible in workspace_spaces(snapshot, workspace):
-        if visible.needs_secret and visible.registry not in unknown:
-            out.setdefault(visible.registry, set()).add(visible.space)
-    return out
-
-
-def reference_desired_state(snapshot: Snapshot) -> DesiredState:
-    """:func:`desired_state` the slow way (for tests): :func:`needed_spaces` per workspace."""
-    unknown = frozenset(
-        n for n, s in snapshot.registries.items() if s.registry.type == "harbor" and not s.synced
-    )
-    return _assemble(snapshot, lambda ws: needed_spaces(snapshot, ws), unknown)
 
 
 def _assemble(

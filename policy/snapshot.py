@@ -11,7 +11,7 @@ name, bound workspaces by ``(registry, space)``, namespace by name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -137,10 +137,6 @@ class Snapshot:
 
     def bound_workspaces(self, registry: str, space: str) -> frozenset[str]:
         return self.bindings.get((registry, space), frozenset())
-
-    def spaces_bound_to(self, workspace: str) -> Iterable[tuple[str, str]]:
-        """(registry, space) pairs bound to a workspace, for ``spacegate images``."""
-        return sorted(key for key, ws in self.bindings.items() if workspace in ws)
 
     @property
     def synced(self) -> bool:

@@ -34,8 +34,6 @@ POD_SPEC_PATHS: Mapping[str, tuple[str, ...]] = {
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
 
-WORKLOAD_KINDS = frozenset(POD_SPEC_PATHS)
-
 # kind -> its API group: a custom resource that happens to be called "Job" (Volcano's
 # batch.volcano.sh Job, say) is not a Kubernetes Job and has no pod spec where a Job has.
 WORKLOAD_GROUPS: Mapping[str, str] = {
@@ -94,7 +92,6 @@ IMAGE_SOURCES: tuple[ImageSource, ...] = (
     ImageSource("ephemeralContainers", ("image",), "ephemeral container"),
     ImageSource("volumes", ("image", "reference"), "volume", optional=True),
 )
-IMAGE_SECTIONS = tuple(source.section for source in IMAGE_SOURCES)
 
 
 class WorkloadError(ValueError):

@@ -20,7 +20,7 @@ from certs.inspect import (
 from tests.certs.conftest import NAMESPACE, NOW, SERVICE, SERVICE_HOST
 
 
-def test_inspection_reports_names_validity_issuer_and_algorithms(bundle: CertBundle) -> None:
+def test_inspection_reports_names_validity_issuer_and_key_type(bundle: CertBundle) -> None:
     info = inspect_certificate(bundle.cert)
     ca = inspect_certificate(bundle.ca_cert)
     assert info.subject == f"CN={SERVICE_HOST}"
@@ -30,10 +30,6 @@ def test_inspection_reports_names_validity_issuer_and_algorithms(bundle: CertBun
     assert info.not_before == NOW - timedelta(hours=1)
     assert info.not_after == NOW + timedelta(days=365)
     assert info.key_type == "ECDSA P-256"
-    assert info.signature_hash == "sha256"
-    assert not info.is_ca
-    assert ca.is_ca
-    assert len(info.fingerprint_sha256) == 64
 
 
 def test_ips_are_reported_as_text() -> None:
@@ -69,14 +65,6 @@ def test_the_renewal_margin_is_adjustable(bundle: CertBundle) -> None:
     moment = info.not_after - timedelta(days=50)
     assert not info.needs_renewal(moment)
     assert info.needs_renewal(moment, before=timedelta(days=60))
-
-
-def test_validity_window_includes_its_ends_only(bundle: CertBundle) -> None:
-    info = inspect_certificate(bundle.cert)
-    assert info.is_valid_at(info.not_before)
-    assert info.is_valid_at(info.not_after)
-    assert not info.is_valid_at(info.not_before - timedelta(seconds=1))
-    assert not info.is_valid_at(info.not_after + timedelta(seconds=1))
 
 
 def test_an_expired_certificate_is_not_trusted(bundle: CertBundle) -> None:

@@ -86,7 +86,11 @@ def test_namespaces_of_a_workspace_share_its_secret_with_one_entry_per_registry(
 
     assert desired.secrets["a-dev"].entries == desired.secrets["a-prod"].entries
     assert [e.registry for e in desired.secrets["a-dev"].entries] == ["harbor", "locked"]
-    assert desired.namespaces_of(("harbor", "101")) == ["a-dev", "a-prod"]
+    robot = CredentialRef("robot", "harbor", "101")
+    holding = [
+        ns for ns, spec in desired.secrets.items() if robot in {e.credential for e in spec.entries}
+    ]
+    assert holding == ["a-dev", "a-prod"]
 
 
 def test_secret_entries_cover_every_host_alias_of_the_registry() -> None:
@@ -173,7 +177,30 @@ def test_robot_names_are_ours_valid_for_harbor_and_distinct_per_pair(
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from policy.provisioning import reference_desired_state  # noqa: E402
+from policy.decision import workspace_spaces  # noqa: E402
+from policy.provisioning import _assemble  # noqa: E402
+
+
+def needed_spaces(snapshot: Snapshot, workspace: str | None) -> dict[str, set[str]]:
+    """registry -> spaces whose images need credentials for ``workspace``, by ``decide``'s
+    rules applied space by space (``workspace_spaces``)."""
+    unknown = {
+        n for n, s in snapshot.registries.items() if s.registry.type == "harbor" and not s.synced
+    }
+    out: dict[str, set[str]] = {}
+    for visible in workspace_spaces(snapshot, workspace):
+        if visible.needs_secret and visible.registry not in unknown:
+            out.setdefault(visible.registry, set()).add(visible.space)
+    return out
+
+
+def reference_desired_state(snapshot: Snapshot) -> DesiredState:
+    """``desired_state`` the slow way: :func:`needed_spaces` per workspace, assembled alike."""
+    unknown = frozenset(
+        n for n, s in snapshot.registries.items() if s.registry.type == "harbor" and not s.synced
+    )
+    return _assemble(snapshot, lambda ws: needed_spaces(snapshot, ws), unknown)
+
 
 SPACES = ["s1", "s2", "s3", "s4"]
 WORKSPACES = ["101", "102", "103"]

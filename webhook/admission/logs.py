@@ -55,7 +55,6 @@ __all__ = [
     "SinkHandler",
     "clipped",
     "configure_logging",
-    "log_fields",
 ]
 
 DECISION_LOGGER: Final = "spacegate.decision"
@@ -267,12 +266,6 @@ class DecisionLog:
 _DECISION_KEYS: Final = (
     f'","level":"info","logger":"{DECISION_LOGGER}","message":"{DECISION_MESSAGE}",'.encode()
 )
-
-
-def log_fields(logger: logging.Logger, level: int, message: str, fields: Mapping[str, Any]) -> None:
-    """Log ``message`` with structured ``fields`` (skipped cheaply when the level is off)."""
-    if logger.isEnabledFor(level):
-        logger.log(level, message, extra={"fields": fields})
 
 
 def configure_logging(level: int | str = logging.INFO, stream: IO[bytes] | None = None) -> LogSink:

@@ -32,14 +32,9 @@ from policy.workload import WORKLOAD_GROUPS
 from webhook.admission.review import OPERATIONS
 from webhook.state import SnapshotState
 
-__all__ = ["CONTENT_TYPE", "RESULTS", "Metrics"]
+__all__ = ["CONTENT_TYPE", "Metrics"]
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
-
-# allowed: admitted untouched; patched: admitted with a pull-secret patch; warned: admitted
-# although a container was refused (warn/audit mode); denied: refused; exempt: exempt
-# namespace; invalid: the review request was malformed; error: spacegate failed.
-RESULTS: Final = ("allowed", "patched", "warned", "denied", "exempt", "invalid", "error")
 
 # Admission answers are expected well under 10 ms; the tail buckets show timeouts coming.
 _BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -47,6 +42,9 @@ _BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 # The ``le`` label of each bucket as Prometheus writes it (Go's float format).
 _LE: Final = (*(repr(bound) for bound in _BUCKETS), "+Inf")
+# result: allowed (admitted untouched), patched (admitted with a pull-secret patch), warned
+# (admitted although a container was refused: warn/audit mode), denied, exempt (exempt
+# namespace), invalid (the review request was malformed), error (spacegate failed).
 _REQUEST_LABELS: Final = ("endpoint", "kind", "operation", "result")
 
 # Distinct raw (endpoint, kind, operation, result) keys remembered; past it the labels are

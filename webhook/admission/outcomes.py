@@ -32,7 +32,6 @@ __all__ = [
     "MAX_OUTCOMES",
     "Outcome",
     "Outcomes",
-    "admit",
     "decide_review",
     "guarded",
 ]
@@ -93,20 +92,6 @@ def _images_before(review: ReviewRequest) -> frozenset[str]:
     except WorkloadError:
         return frozenset()
     return frozenset() if old is None else images(old.spec)
-
-
-def admit(
-    review: ReviewRequest, snapshot: Snapshot, *, mutating: bool
-) -> tuple[Reply, Decision | None]:
-    """The reply to a decoded review, and the policy decision behind it if one was taken.
-
-    See :func:`decide_review` for what is decided; without a decision the review is
-    allowed untouched.
-    """
-    decision = decide_review(review, snapshot)
-    if decision is None:
-        return _ALLOWED, None
-    return reply_for(decision, mutating=mutating), decision
 
 
 _ALLOWED: Final = allow()

@@ -17,20 +17,13 @@ from policy.snapshot import Snapshot
 from webhook.cli import exits
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on usage errors already; keep the message on one clear line."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(exits.USAGE, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    """The command line; argparse itself exits 2 (``exits.USAGE``) on a usage error."""
+    parser = argparse.ArgumentParser(
         prog="spacegate",
         description="Admission webhook and offline checks for registry-space visibility.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTPS admission webhook")
     serve.add_argument("--config", help="config file (default: the embedded demo config)")
@@ -66,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--output", "-o", choices=("table", "json"), default="table")
 
     certs = sub.add_parser("certs", help="TLS material")
-    certs_sub = certs.add_subparsers(dest="certs_command", required=True, parser_class=_Parser)
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True)
     generate = certs_sub.add_parser("generate", help="write ca.crt, tls.crt, tls.key")
     generate.add_argument("--service", required=True)
     generate.add_argument("--namespace", required=True)
