@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from policy.config import Config, Mode, PolicySettings, Registry, normalize_host
+from policy.config import Config, Mode, PolicySettings, Registry
+from policy.hosts import normalize_host
 
 
 @dataclass(frozen=True, slots=True)

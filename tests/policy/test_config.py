@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from policy.config import ConfigError, dump_config, load_config, parse_config, parse_duration
+from policy.config import ConfigError, dump_config, load_config, parse_config
+from policy.durations import parse_duration
 from tests.conftest import EXAMPLES
 
 MINIMAL = """

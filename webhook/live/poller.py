@@ -16,8 +16,9 @@ import random
 import time
 from collections.abc import Callable, Mapping
 
-from policy.config import Registry, format_duration
+from policy.config import Registry
 from policy.decision import single_line
+from policy.durations import format_duration
 from webhook.live.backoff import Backoff
 from webhook.live.readiness import RegistryStatus, gates_readiness
 from webhook.live.refresh_metrics import RefreshMetrics

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from policy.config import Registry, format_duration
+from policy.config import Registry
+from policy.durations import format_duration
 
 
 def is_listed(registry: Registry) -> bool:

@@ -1,4 +1,4 @@
-"""The spacegate config file, parsed into frozen, typed objects.
+"""Config text or loaded data, parsed strictly into :mod:`policy.config.model` objects.
 
 The config is the one place where an operator's typo can silently widen or narrow what a
 cluster may run, so parsing is strict: unknown keys are errors, every error names the key
@@ -6,201 +6,44 @@ path (``registries[1].type``) and what was expected, and cross-references (bindi
 declared registries, hosts claimed by one registry only) are checked here, before any
 snapshot is built from it.
 
-This module is pure: it turns text or already-loaded data into objects. Reading the file
-from disk is the caller's business (``webhook.settings``).
+Pure: it turns text or already-loaded data into objects. Reading the file from disk is the
+caller's business (``webhook.settings``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, cast
+from dataclasses import replace
+from typing import cast
 from urllib.parse import urlsplit
 
 import yaml
 
-Mode = Literal["enforce", "warn", "audit"]
-UnknownAction = Literal["allow", "warn", "deny"]
-RegistryType = Literal["harbor", "docker-registry"]
-
-MODES: tuple[Mode, ...] = ("enforce", "warn", "audit")
-UNKNOWN_ACTIONS: tuple[UnknownAction, ...] = ("allow", "warn", "deny")
-REGISTRY_TYPES: tuple[RegistryType, ...] = ("harbor", "docker-registry")
-
-DEFAULT_WORKSPACE_LABEL = "workspace.ghippo.io/id"
-MODE_LABEL = "spacegate.io/mode"
-
-
-class ConfigError(ValueError):
-    """A config document that cannot be used; the message names the key path."""
-
-
-@dataclass(frozen=True, slots=True)
-class Space:
-    """A registry space: a Harbor project, or a Docker Registry's first path component."""
-
-    name: str
-    public: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """Where the registry credential lives. Only file paths are kept, never the secret."""
-
-    username_file: str | None = None
-    password_file: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Registry:
-    """One integrated registry, as declared in the config."""
-
-    name: str
-    type: RegistryType
-    url: str
-    hosts: tuple[str, ...]
-    workspace: str | None = None
-    anonymous_pull: bool = True
-    credentials: Credentials | None = None
-    refresh_interval: float = 30.0
-    spaces: tuple[Space, ...] | None = None  # None: listed live from the registry
-    insecure_url: bool = False  # http:// URL: accepted, but the caller should warn
-    # The credential pull secrets hand out for a Docker Registry with anonymousPull: false
-    # (separate from ``credentials``, the account spacegate lists the registry with).
-    pull_credentials: Credentials | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Binding:
-    """A private space bound to workspaces."""
-
-    registry: str
-    space: str
-    workspaces: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class NamespaceGuard:
-    """``policy.namespaceGuard``: who may put a namespace into a workspace (opt-in).
-
-    The workspace label decides which private spaces a namespace may use, so whoever may set
-    it holds the keys to every workspace's images. With the guard on, setting, changing or
-    removing the workspace label or the ``spacegate.io/mode`` label, and creating a namespace
-    with an exempt name, are allowed only to these users, groups and service accounts
-    (``namespace/name``).
-    """
-
-    enabled: bool = False
-    users: frozenset[str] = frozenset()
-    groups: frozenset[str] = frozenset({"system:masters"})
-    service_accounts: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class PolicySettings:
-    """The ``policy:`` block: how decisions are enforced."""
-
-    mode: Mode = "enforce"
-    unknown_registry: UnknownAction = "allow"
-    unknown_space: UnknownAction = "deny"
-    pull_secret_name: str = "registry-secret"  # noqa: S105 - a Secret name
-    exempt_namespaces: frozenset[str] = frozenset({"kube-system"})
-    max_staleness: float = 600.0
-    namespace_guard: NamespaceGuard = NamespaceGuard()
-
-
-DEFAULT_ROTATE_EVERY = 30 * 24 * 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class PullSecrets:
-    """``pullSecrets``: provisioning of the pull secret (off by default).
-
-    ``credentials_namespace`` None means spacegate's own namespace, found at run time
-    (``POD_NAMESPACE``, the service account's namespace, else ``spacegate-system``).
-    """
-
-    provision: bool = False
-    credentials_namespace: str | None = None
-    rotate_every: float = DEFAULT_ROTATE_EVERY
-
-
-ReportFormat = Literal["wgpolicyk8s", "openreports", "none"]
-REPORT_FORMATS: tuple[ReportFormat, ...] = ("wgpolicyk8s", "openreports", "none")
-
-
-@dataclass(frozen=True, slots=True)
-class AuditSettings:
-    """``audit``: the leader's background audit of running workloads (off by default)."""
-
-    enabled: bool = False
-    reports: ReportFormat = "wgpolicyk8s"
-    interval: float = 600.0
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """A whole config document."""
-
-    workspace_label: str = DEFAULT_WORKSPACE_LABEL
-    policy: PolicySettings = field(default_factory=PolicySettings)
-    registries: tuple[Registry, ...] = ()
-    bindings: tuple[Binding, ...] = ()
-    namespaces: Mapping[str, str] = field(default_factory=dict)
-    pull_secrets: PullSecrets = field(default_factory=PullSecrets)
-    audit: AuditSettings = field(default_factory=AuditSettings)
-
-    def registry(self, name: str) -> Registry | None:
-        """The registry declared under ``name``, if any."""
-        for registry in self.registries:
-            if registry.name == name:
-                return registry
-        return None
-
-
-# --------------------------------------------------------------------------- durations
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)", re.ASCII)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(value: object, path: str) -> float:
-    """Seconds from a Go-style duration (``30s``, ``10m``, ``1h30m``) or a plain number."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{path}: expected a duration such as 30s or 10m, got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        pos, seconds = 0, 0.0
-        for match in _DURATION_PART.finditer(text):
-            if match.start() != pos:
-                break
-            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-            pos = match.end()
-        if not text or pos != len(text):
-            raise ConfigError(
-                f"{path}: expected a duration such as 30s, 10m or 1h30m, got {value!r}"
-            )
-    else:
-        raise ConfigError(f"{path}: expected a duration such as 30s or 10m, got {value!r}")
-    if seconds <= 0:
-        raise ConfigError(f"{path}: expected a positive duration, got {value!r}")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """The inverse of :func:`parse_duration` for whole seconds (used when writing configs)."""
-    whole = int(seconds)
-    if whole != seconds:
-        return f"{int(seconds * 1000)}ms"
-    if whole % 3600 == 0:
-        return f"{whole // 3600}h"
-    if whole % 60 == 0:
-        return f"{whole // 60}m"
-    return f"{whole}s"
-
+from policy.config.model import (
+    DEFAULT_ROTATE_EVERY,
+    DEFAULT_WORKSPACE_LABEL,
+    MODES,
+    REGISTRY_TYPES,
+    REPORT_FORMATS,
+    UNKNOWN_ACTIONS,
+    AuditSettings,
+    Binding,
+    Config,
+    ConfigError,
+    Credentials,
+    Mode,
+    NamespaceGuard,
+    PolicySettings,
+    PullSecrets,
+    Registry,
+    RegistryType,
+    ReportFormat,
+    Space,
+    UnknownAction,
+)
+from policy.durations import parse_duration
+from policy.hosts import HOST_PORT, default_port_alias, normalize_host
 
 # --------------------------------------------------------------------------- helpers
 
@@ -263,44 +106,6 @@ def _list(value: object, path: str) -> list[object]:
     if not isinstance(value, list):
         raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
     return value
-
-
-_HOST_PORT = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-    r"|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?",
-    re.ASCII,
-)
-
-
-def normalize_host(host: str) -> str:
-    """The form hosts are compared in: host part lowercased, port kept exactly."""
-    if host.startswith("["):
-        end = host.find("]")
-        return host[: end + 1].lower() + host[end + 1 :]
-    name, sep, port = host.partition(":")
-    return name.lower() + sep + port
-
-
-_DEFAULT_PORTS = {"https": "443", "http": "80"}
-
-
-def default_port_alias(host: str, scheme: str) -> str:
-    """The other spelling of ``host`` on the registry URL's default port.
-
-    ``harbor.example.com`` and ``harbor.example.com:443`` name the same server (for an
-    ``https`` registry; ``:80`` for ``http``), and a container runtime pulls from either;
-    but the kubelet and this policy compare ports exactly. Each host therefore implies its
-    alias: the bare host its default-port form, and the default-port form the bare host.
-    Otherwise a tenant could write the port to step around the registry's rules.
-    """
-    default_port = _DEFAULT_PORTS[scheme]
-    bracket = host.rfind("]")
-    name, sep, port = host[bracket + 1 :].rpartition(":")
-    if not sep:
-        return f"{host}:{default_port}"
-    if port == default_port:
-        return host[: bracket + 1] + name
-    return host
 
 
 # --------------------------------------------------------------------------- sections
@@ -456,7 +261,7 @@ def _parse_registry(value: object, path: str) -> Registry:
         hosts = []
         for i, item in enumerate(items):
             host = _str(item, f"{path}.hosts[{i}]")
-            if not _HOST_PORT.fullmatch(host):
+            if not HOST_PORT.fullmatch(host):
                 raise ConfigError(
                     f"{path}.hosts[{i}]: expected an image domain such as "
                     f"harbor.example.com or 10.0.0.5:5000, got {_describe(host)}"
@@ -654,90 +459,6 @@ def parse_config(data: object) -> Config:
         ),
         audit=_parse_audit(top["audit"]) if top.get("audit") is not None else AuditSettings(),
     )
-
-
-def dump_config(config: Config, *, credentials: bool = True) -> dict[str, Any]:
-    """The inverse of :func:`parse_config`: a plain document that parses back to ``config``.
-
-    Every setting is written out, defaults included, so the document says what is in force.
-    ``credentials=False`` leaves out the credential file references (``spacegate snapshot``
-    writes configs for offline checks, which never call a registry).
-    """
-    policy = config.policy
-    guard = policy.namespace_guard
-    policy_doc: dict[str, Any] = {
-        "mode": policy.mode,
-        "unknownRegistry": policy.unknown_registry,
-        "unknownSpace": policy.unknown_space,
-        "pullSecretName": policy.pull_secret_name,
-        "exemptNamespaces": sorted(policy.exempt_namespaces),
-        "maxStaleness": format_duration(policy.max_staleness),
-    }
-    if guard != NamespaceGuard():
-        policy_doc["namespaceGuard"] = {
-            "enabled": guard.enabled,
-            "users": sorted(guard.users),
-            "groups": sorted(guard.groups),
-            "serviceAccounts": sorted(guard.service_accounts),
-        }
-    registries = []
-    for registry in config.registries:
-        entry: dict[str, Any] = {
-            "name": registry.name,
-            "type": registry.type,
-            "url": registry.url,
-            "hosts": list(registry.hosts),
-        }
-        if registry.workspace is not None:
-            entry["workspace"] = registry.workspace
-        entry["anonymousPull"] = registry.anonymous_pull
-        if credentials and registry.credentials is not None:
-            entry["credentials"] = _dump_credentials(registry.credentials)
-        entry["refreshInterval"] = format_duration(registry.refresh_interval)
-        if registry.spaces is not None:
-            entry["spaces"] = [{"name": s.name, "public": s.public} for s in registry.spaces]
-        if credentials and registry.pull_credentials is not None:
-            entry["pullCredentials"] = _dump_credentials(registry.pull_credentials)
-        registries.append(entry)
-    document: dict[str, Any] = {
-        "workspaceLabel": config.workspace_label,
-        "policy": policy_doc,
-        "registries": registries,
-        "bindings": [
-            {"registry": b.registry, "space": b.space, "workspaces": list(b.workspaces)}
-            for b in config.bindings
-        ],
-        "namespaces": dict(sorted(config.namespaces.items())),
-    }
-    pull = config.pull_secrets
-    if pull != PullSecrets():
-        document["pullSecrets"] = {
-            "provision": pull.provision,
-            "rotateEvery": format_duration(pull.rotate_every),
-            **(
-                {"credentialsNamespace": pull.credentials_namespace}
-                if pull.credentials_namespace is not None
-                else {}
-            ),
-        }
-    if config.audit != AuditSettings():
-        document["audit"] = {
-            "enabled": config.audit.enabled,
-            "reports": config.audit.reports,
-            "interval": format_duration(config.audit.interval),
-        }
-    return document
-
-
-def _dump_credentials(credentials: Credentials) -> dict[str, str]:
-    return {
-        key: value
-        for key, value in (
-            ("usernameFile", credentials.username_file),
-            ("passwordFile", credentials.password_file),
-        )
-        if value is not None
-    }
 
 
 def load_config(text: str, source: str = "<config>") -> Config:
