@@ -108,6 +108,13 @@ def _list(value: object, path: str) -> list[object]:
     return value
 
 
+def _duration(value: object, path: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
 # --------------------------------------------------------------------------- sections
 
 
@@ -157,7 +164,7 @@ def _parse_policy(value: object) -> PolicySettings:
         ),
         exempt_namespaces=exempt,
         max_staleness=(
-            parse_duration(data["maxStaleness"], f"{path}.maxStaleness")
+            _duration(data["maxStaleness"], f"{path}.maxStaleness")
             if "maxStaleness" in data
             else defaults.max_staleness
         ),
@@ -299,7 +306,7 @@ def _parse_registry(value: object, path: str) -> Registry:
             None if credentials is None else _parse_credentials(credentials, f"{path}.credentials")
         ),
         refresh_interval=(
-            parse_duration(data["refreshInterval"], f"{path}.refreshInterval")
+            _duration(data["refreshInterval"], f"{path}.refreshInterval")
             if "refreshInterval" in data
             else 30.0
         ),
@@ -369,7 +376,7 @@ def _parse_audit(value: object) -> AuditSettings:
             _choice(data.get("reports", defaults.reports), f"{path}.reports", REPORT_FORMATS),
         ),
         interval=(
-            parse_duration(data["interval"], f"{path}.interval")
+            _duration(data["interval"], f"{path}.interval")
             if "interval" in data
             else defaults.interval
         ),
@@ -395,7 +402,7 @@ def _parse_pull_secrets(value: object) -> PullSecrets:
         provision=_bool(data.get("provision", False), f"{path}.provision"),
         credentials_namespace=namespace,
         rotate_every=(
-            parse_duration(data["rotateEvery"], f"{path}.rotateEvery")
+            _duration(data["rotateEvery"], f"{path}.rotateEvery")
             if "rotateEvery" in data
             else DEFAULT_ROTATE_EVERY
         ),
