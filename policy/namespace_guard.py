@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from policy.config import MODE_LABEL, Config, NamespaceGuard
-from policy.decision import clip, single_line
+from policy.messages import clip, single_line
 
 # Label values and names quoted in a denial are tenant-written: quote only their start.
 _QUOTED_CHARS = 80

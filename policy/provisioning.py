@@ -3,7 +3,7 @@
 With ``pullSecrets.provision`` on, spacegate keeps, per workspace, a least-privilege registry
 credential and a ``kubernetes.io/dockerconfigjson`` Secret in every namespace that needs one.
 What that means for a given snapshot is decided here, from the same visibility rules as
-``decide`` (:func:`policy.decision.workspace_spaces`), so the credential a namespace gets
+``decide`` (:func:`policy.visibility.workspace_spaces`), so the credential a namespace gets
 pulls exactly what admission lets it use:
 
 - a **Harbor** needs, per workspace (or for the namespaces of no workspace), one robot with
@@ -115,7 +115,7 @@ def desired_state(snapshot: Snapshot) -> DesiredState:
     Computed from an index of the bindings, so its cost grows with workspaces plus bindings
     plus spaces, not with their product (1,000 workspaces and 5,000 spaces are ordinary);
     ``tests/policy/test_provisioning.py`` checks it against a reference that applies
-    ``decide``'s visibility rules (:func:`policy.decision.workspace_spaces`) space by space.
+    ``decide``'s visibility rules (:func:`policy.visibility.workspace_spaces`) space by space.
     """
     unknown = frozenset(
         name

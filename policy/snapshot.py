@@ -58,7 +58,7 @@ class Snapshot:
     bindings: Mapping[tuple[str, str], frozenset[str]]
     version: int = 1
     _by_host: Mapping[str, RegistryState] = field(default_factory=dict, repr=False)
-    # Memo of per-image verdicts for this snapshot (see policy.decision); dies with it.
+    # Memo of per-image verdicts for this snapshot (see policy.rules); dies with it.
     verdict_cache: dict[tuple[str, str | None], Any] = field(
         default_factory=dict, repr=False, compare=False
     )

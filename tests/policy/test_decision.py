@@ -9,7 +9,8 @@ import jsonpatch
 import pytest
 
 from policy.config import load_config
-from policy.decision import MAX_MEMO_DECISIONS, decide, pull_secret_patch, single_line
+from policy.decision import MAX_MEMO_DECISIONS, decide, pull_secret_patch
+from policy.messages import single_line
 from policy.snapshot import NamespaceInfo, Snapshot
 
 CONFIG = """
@@ -543,7 +544,7 @@ def test_the_longest_pullable_reference_is_still_parsed() -> None:
 
 
 def test_many_distinct_images_cannot_grow_the_caches_without_bound() -> None:
-    from policy.decision import MAX_CACHED_VERDICTS
+    from policy.rules import MAX_CACHED_VERDICTS
 
     for i in range(MAX_CACHED_VERDICTS + 10):
         decide(SNAP, "team-a-dev", pod(f"harbor.example.com/library/x{i}:1"))
@@ -552,7 +553,7 @@ def test_many_distinct_images_cannot_grow_the_caches_without_bound() -> None:
 
 
 def test_a_pod_with_thousands_of_refused_images_gets_bounded_text() -> None:
-    from policy.decision import MAX_ANNOTATION_CHARS, MAX_MESSAGE_CHARS, MAX_WARNINGS
+    from policy.messages import MAX_ANNOTATION_CHARS, MAX_MESSAGE_CHARS, MAX_WARNINGS
 
     images = [f"{TEAM_B}-{i}" for i in range(3000)]
     enforced = decide(SNAP, "team-a-dev", pod(*images))
@@ -604,7 +605,7 @@ def test_the_registrys_default_port_cannot_be_used_to_step_around_it() -> None:
 
 @pytest.mark.parametrize("namespace", ["team-a-dev", "team-b-dev", "nowhere", "kube-system"])
 def test_visible_spaces_are_exactly_the_spaces_decide_allows(namespace: str) -> None:
-    from policy.decision import visible_spaces
+    from policy.visibility import visible_spaces
 
     visible = {(v.registry, v.space) for v in visible_spaces(SNAP, namespace)}
     for state in SNAP.registries.values():
@@ -620,7 +621,7 @@ def test_visible_spaces_are_exactly_the_spaces_decide_allows(namespace: str) -> 
 
 
 def test_visible_spaces_say_which_rule_allows_them_and_whether_a_secret_is_needed() -> None:
-    from policy.decision import visible_spaces
+    from policy.visibility import visible_spaces
 
     by_space = {(v.registry, v.space): v for v in visible_spaces(SNAP, "team-b-dev")}
     assert by_space[("harbor", "library")].rule == "public"

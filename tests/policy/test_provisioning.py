@@ -177,8 +177,8 @@ def test_robot_names_are_ours_valid_for_harbor_and_distinct_per_pair(
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from policy.decision import workspace_spaces  # noqa: E402
 from policy.provisioning import _assemble  # noqa: E402
+from policy.visibility import workspace_spaces  # noqa: E402
 
 
 def needed_spaces(snapshot: Snapshot, workspace: str | None) -> dict[str, set[str]]:

@@ -29,7 +29,8 @@ from typing import Any, Final, Literal, NamedTuple, NotRequired, TypedDict
 
 import orjson
 
-from policy.decision import Decision, single_line
+from policy.decision import Decision
+from policy.messages import single_line
 from policy.workload import is_workload, object_name, object_namespace
 
 __all__ = [

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 
-from policy.decision import VisibleSpace, decide, visible_spaces
+from policy.decision import decide
 from policy.reference import InvalidReference, parse_reference
 from policy.snapshot import Snapshot
+from policy.visibility import VisibleSpace, visible_spaces
 from webhook.cli.table import render_table
 
 

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 
 from policy.config import Registry
-from policy.decision import single_line
 from policy.durations import format_duration
+from policy.messages import single_line
 from webhook.live.backoff import Backoff
 from webhook.live.readiness import RegistryStatus, gates_readiness
 from webhook.live.refresh_metrics import RefreshMetrics

@@ -1,0 +1,57 @@
+"""Every space a namespace (or the namespaces of a workspace) may use, and why.
+
+``spacegate images`` lists them, and the tests hold provisioning's robots to them. Each space is
+judged by :func:`policy.rules.space_verdict`, the rule admission decides with, so this list
+cannot disagree with ``decide``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from policy.rules import space_verdict
+from policy.snapshot import Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class VisibleSpace:
+    """A space a namespace may use (``spacegate images``), and why."""
+
+    registry: str
+    host: str
+    space: str  # "*" for a Docker Registry whose catalog is not known
+    public: bool
+    rule: str  # the ImageVerdict rule that allows it
+    workspace: str | None  # the registry's workspace, for a workspace-integrated one
+    needs_secret: bool
+
+
+def visible_spaces(snapshot: Snapshot, namespace: str) -> list[VisibleSpace]:
+    """Every space a namespace may use, registry by registry, by the rules of ``decide``."""
+    return workspace_spaces(snapshot, snapshot.namespace(namespace).workspace)
+
+
+def workspace_spaces(snapshot: Snapshot, workspace: str | None) -> list[VisibleSpace]:
+    """Every space the namespaces of ``workspace`` (None: of no workspace) may use."""
+    out: list[VisibleSpace] = []
+    for state in snapshot.registries.values():
+        registry = state.registry
+        if registry.type == "docker-registry":
+            spaces = dict.fromkeys(sorted(state.spaces) or ["*"], True)
+        else:
+            spaces = dict(sorted(state.spaces.items()))
+        for space, public in spaces.items():
+            verdict = space_verdict(snapshot, state, space, workspace)
+            if verdict.allowed and not verdict.warn:
+                out.append(
+                    VisibleSpace(
+                        registry.name,
+                        registry.hosts[0],
+                        space,
+                        public,
+                        verdict.rule,
+                        registry.workspace,
+                        verdict.needs_secret,
+                    )
+                )
+    return out
