@@ -1,4 +1,4 @@
-"""The CA and serving certificate satisfy what the apiserver checks (admission-protocol §5)."""
+"""The CA and serving certificate satisfy what the apiserver checks (``docs/protocol.md`` §4)."""
 
 from __future__ import annotations
 

@@ -2,10 +2,12 @@
 
 Three layers of evidence:
 
-- hand-written cases, one per "rule that is easy to get wrong" of the upstream library
-  (results of github.com/distribution/reference), so the rules stay tested without shared data;
-- the upstream Go tests' own vectors and an oracle of the real library's results
-  (``../shared/testdata``; skipped, saying why, when that folder is absent);
+- hand-written cases, one per parsing rule of github.com/distribution/reference that is easy to
+  get wrong (each expected result is what that library returns), so the rules stay tested
+  without shared data;
+- the upstream Go tests' own vectors and an oracle of the real library's results, read from the
+  shared test data folder beside the repository (:data:`TESTDATA`; skipped, saying why, when
+  that folder is absent);
 - hypothesis properties: what the parser prints, it reads back unchanged.
 """
 
@@ -55,12 +57,12 @@ def error_of(image: str) -> str:
     return str(info.value)
 
 
-# --- §7 "rules that are easy to get wrong", one case per row ---------------------------------------
+# --- rules that are easy to get wrong, one case per rule (results of the upstream library) -------
 
 
 @dataclass(frozen=True)
 class Parsed:
-    """What a §7 row says about a valid input (None: the row says nothing)."""
+    """What the upstream library returns for a valid input (None: not checked for this case)."""
 
     name: str
     tag: str | None = None

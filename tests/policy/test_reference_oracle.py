@@ -6,8 +6,9 @@ the kubelet, and the kubelet's credential keyring (k8s.io/kubernetes v1.37.2
 ``pkg/credentialprovider``). One oracle process serves the whole session; every input here is
 answered by both sides and compared field by field.
 
-Only a missing ``go`` binary skips these tests. The upstream vectors in ``../shared/testdata``
-are an extra source of inputs, read at run time when that folder exists.
+Only a missing ``go`` binary skips these tests. The upstream vectors in the shared test data
+folder beside the repository (:data:`TESTDATA`) are an extra source of inputs, read at run time
+when that folder exists.
 """
 
 from __future__ import annotations

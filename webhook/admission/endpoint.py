@@ -5,7 +5,7 @@ rather than Starlette request/response functions (``webhook.admission.app`` rout
 before Starlette's middleware): reading two headers from ``scope`` and sending two messages
 avoids building a Request, a Headers view, a State and a Response per review.
 
-Robustness rules (``docs/architecture.md``, "Admission"): the apiserver treats anything but a
+Robustness rules (``docs/protocol.md`` §2): the apiserver treats anything but a
 2xx with a decodable AdmissionReview as "failed calling webhook", so every request whose
 ``uid`` can be read gets HTTP 200 and a well-formed review, even when the body is malformed
 or spacegate itself fails. Only requests without a readable uid get a 4xx, with a

@@ -17,7 +17,7 @@ Two error families are named apart (as kopf does):
   turns into a readable error.
 
 Replies always echo the AdmissionReview ``apiVersion`` received (``v1`` or ``v1beta1``):
-the v1 apiserver rejects any other GVK (§2 rule 3).
+the apiserver rejects a reply whose GVK is not exactly the request's (``docs/protocol.md`` §2).
 """
 
 from __future__ import annotations
@@ -373,7 +373,7 @@ def reply_for(decision: Decision, *, mutating: bool) -> Reply:
 
 
 def encode_review(*, uid: str, reply: Reply, mutating: bool, api_version: str = V1) -> bytes:
-    """The AdmissionReview bytes for ``reply``, passing every check of §2.
+    """The AdmissionReview bytes for ``reply``, passing every check of ``docs/protocol.md`` §2.
 
     - ``uid`` echoed; ``apiVersion`` echoes the request's (v1 or v1beta1).
     - ``status`` only on a refusal: code, reason and message, ``status: Failure``.
