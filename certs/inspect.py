@@ -45,7 +45,6 @@ class CertificateInfo:
     subject: str
     issuer: str
     serial_number: int
-    not_before: datetime
     not_after: datetime
     dns_names: tuple[str, ...]
     ip_addresses: tuple[str, ...]
@@ -93,7 +92,6 @@ def inspect_certificate(pem: bytes, what: str = "certificate") -> CertificateInf
         subject=cert.subject.rfc4514_string(),
         issuer=cert.issuer.rfc4514_string(),
         serial_number=cert.serial_number,
-        not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         dns_names=_sans(cert, x509.DNSName),
         ip_addresses=_sans(cert, x509.IPAddress),

@@ -83,7 +83,6 @@ class ReloadingTLSContext:
         self._alpn_protocols = list(alpn_protocols)
         self._lock = threading.Lock()
         self._rejected: bytes | str | None = None
-        self._last_error: str | None = None
         try:
             cert_pem, key_pem = self._read()
             self._current = self._load(cert_pem, key_pem)
@@ -113,11 +112,6 @@ class ReloadingTLSContext:
         """When the certificate in service expires (UTC), for an expiry metric."""
         return self._current.info.not_after
 
-    @property
-    def last_error(self) -> str | None:
-        """Why the files on disk are not in service, or None when they are."""
-        return self._last_error
-
     def maybe_reload(self) -> bool:
         """Read the files and switch to them if they changed and are usable.
 
@@ -130,7 +124,7 @@ class ReloadingTLSContext:
                 cert_pem, key_pem = self._read()
                 digest = _digest(cert_pem, key_pem)
                 if digest == self._current.digest:
-                    self._rejected = self._last_error = None
+                    self._rejected = None
                     return False
                 if digest == self._rejected:
                     return False
@@ -143,7 +137,7 @@ class ReloadingTLSContext:
                 self._reject(reason, key=digest if digest is not None else reason)
                 return False
             previous, self._current = self._current.info, loaded
-            self._rejected = self._last_error = None
+            self._rejected = None
         logger.info(
             "TLS certificate reloaded from %s: serial %x, expires %s (was serial %x)",
             self.cert_file,
@@ -168,9 +162,12 @@ class ReloadingTLSContext:
                 logger.exception("TLS certificate watch failed; retrying in %ss", interval)
 
     def _select_context(
-        self, connection: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext
+        self,
+        connection: ssl.SSLObject | ssl.SSLSocket,
+        _server_name: str | None,
+        _context: ssl.SSLContext,
     ) -> None:
-        # Runs inside every handshake, with or without SNI (server_name is None without).
+        # Runs inside every handshake, with or without SNI (the server name is None without).
         connection.context = self._current.context
 
     def _read(self) -> tuple[bytes, bytes]:
@@ -212,7 +209,6 @@ class ReloadingTLSContext:
         return f"cannot read {where}: {exc.strerror or exc}"
 
     def _reject(self, reason: str, *, key: bytes | str) -> None:
-        self._last_error = reason
         if key == self._rejected:
             return
         self._rejected = key

@@ -163,7 +163,7 @@ def run_server(
     """
     stop_requested = False
 
-    def on_stop(signum: int, frame: FrameType | None) -> None:
+    def on_stop(_signum: int, _frame: FrameType | None) -> None:
         # Installed under uvicorn's own handlers: it receives the signal uvicorn re-raises
         # after draining (and any signal arriving before uvicorn is listening).
         nonlocal stop_requested
