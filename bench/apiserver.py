@@ -41,7 +41,6 @@ from kubernetes import client, config
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.controlplane.plane import ControlPlane  # noqa: E402
 from tests.e2e.spacegate import (  # noqa: E402
     TEAM_A,
     WS,
@@ -55,6 +54,7 @@ from tests.e2e.spacegate import (  # noqa: E402
     pod,
     wait_until_enforced,
 )
+from tests.support.controlplane.plane import ControlPlane  # noqa: E402
 
 WORK = REPO / ".bench" / "apiserver"
 METRIC = "apiserver_admission_webhook_admission_duration_seconds"

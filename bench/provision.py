@@ -58,7 +58,7 @@ sys.path.insert(0, str(REPO))
 import webhook.live.provisioner as provisioner_module  # noqa: E402
 from policy.config import Config, load_config  # noqa: E402
 from policy.snapshot import Snapshot  # noqa: E402
-from tests.e2e.controlplane.plane import ControlPlane  # noqa: E402
+from tests.support.controlplane.plane import ControlPlane  # noqa: E402
 from webhook.live.provisioner import Provisioner  # noqa: E402
 from webhook.live.pull_secrets import RobotCredential, SecretStore  # noqa: E402
 from webhook.live.sources.harbor_robots import CreatedRobot, HarborRobots, Robot  # noqa: E402

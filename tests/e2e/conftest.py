@@ -21,8 +21,6 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.e2e.controlplane.build import BuildError, ensure_binaries
-from tests.e2e.controlplane.plane import ControlPlane
 from tests.e2e.spacegate import (
     WS,
     SpacegateProcess,
@@ -33,6 +31,8 @@ from tests.e2e.spacegate import (
     running_spacegate,
     wait_until_enforced,
 )
+from tests.support.controlplane.build import BuildError, ensure_binaries
+from tests.support.controlplane.plane import ControlPlane
 
 E2E_DIR = Path(__file__).resolve().parent
 SKIP_ENV = "SPACEGATE_SKIP_E2E"

@@ -30,7 +30,7 @@ from kubernetes.client.exceptions import ApiException
 
 from certs.files import generate
 from tests.charts.chartlib import CHART_DIR, FULLNAME, render_chart
-from tests.e2e.controlplane.plane import LOOPBACK, ControlPlane
+from tests.support.controlplane.plane import LOOPBACK, ControlPlane
 
 T = TypeVar("T")
 

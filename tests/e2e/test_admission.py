@@ -15,7 +15,6 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.controlplane.plane import ControlPlane
 from tests.e2e.spacegate import (
     CONFIG,
     MODE,
@@ -30,6 +29,7 @@ from tests.e2e.spacegate import (
     eventually,
     pod,
 )
+from tests.support.controlplane.plane import ControlPlane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("webhooks")]
 

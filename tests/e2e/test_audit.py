@@ -34,7 +34,6 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.e2e.controlplane.plane import ControlPlane
 from tests.e2e.spacegate import (
     CONFIG,
     POLICY_REPORTS,
@@ -55,6 +54,7 @@ from tests.e2e.spacegate import (
     policy_reports,
     service_account_kubeconfig,
 )
+from tests.support.controlplane.plane import ControlPlane
 from webhook.cli import audit as audit_cli
 
 pytestmark = pytest.mark.e2e

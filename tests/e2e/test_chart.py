@@ -37,7 +37,6 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.charts.chartlib import CHART_DIR
-from tests.e2e.controlplane.plane import ControlPlane
 from tests.e2e.spacegate import (
     CONFIG,
     TEAM_A,
@@ -50,6 +49,7 @@ from tests.e2e.spacegate import (
     free_port,
     pod,
 )
+from tests.support.controlplane.plane import ControlPlane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("webhooks")]
 

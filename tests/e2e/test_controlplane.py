@@ -20,9 +20,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.controlplane import build
-from tests.e2e.controlplane.plane import LOOPBACK, ControlPlane, ControlPlaneError
-from tests.e2e.procfs import pids_using, tcp_sockets, wait_gone
+from tests.support.controlplane import build
+from tests.support.controlplane.plane import LOOPBACK, ControlPlane, ControlPlaneError
+from tests.support.procfs import pids_using, tcp_sockets, wait_gone
 
 pytestmark = pytest.mark.e2e
 

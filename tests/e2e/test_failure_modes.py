@@ -28,8 +28,6 @@ from kubernetes.client.exceptions import ApiException
 
 from certs.builder import CertBundle, KeyPair, issue_serving_cert, new_ca
 from certs.files import write_bundle
-from tests.e2e.controlplane.plane import LOOPBACK, ControlPlane
-from tests.e2e.procfs import tcp_sockets
 from tests.e2e.spacegate import (
     CONFIG,
     PUBLIC,
@@ -42,6 +40,8 @@ from tests.e2e.spacegate import (
     eventually,
     pod,
 )
+from tests.support.controlplane.plane import LOOPBACK, ControlPlane
+from tests.support.procfs import tcp_sockets
 
 pytestmark = pytest.mark.e2e
 

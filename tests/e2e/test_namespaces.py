@@ -27,7 +27,6 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.controlplane.plane import ControlPlane
 from tests.e2e.spacegate import (
     TEAM_A,
     TEAM_B,
@@ -39,6 +38,7 @@ from tests.e2e.spacegate import (
     eventually,
     pod,
 )
+from tests.support.controlplane.plane import ControlPlane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("webhooks")]
 

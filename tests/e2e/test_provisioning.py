@@ -34,7 +34,6 @@ from kubernetes.client.exceptions import ApiException
 from policy.config import load_config
 from policy.provisioning import robot_base_name
 from policy.snapshot import NamespaceInfo, Snapshot
-from tests.e2e.controlplane.plane import ControlPlane
 from tests.e2e.spacegate import (
     REPO,
     Api,
@@ -46,6 +45,7 @@ from tests.e2e.spacegate import (
     spacegate_metric,
 )
 from tests.fakes.harbor import ADMIN_PASSWORD, ADMIN_USER, HarborFake
+from tests.support.controlplane.plane import ControlPlane
 from webhook.live.provisioner import PassResult, Provisioner
 from webhook.live.pull_secrets import ROBOT_CREDENTIAL, RobotCredential, SecretStore
 from webhook.live.sources.harbor_robots import HarborRobots

@@ -1,4 +1,4 @@
-"""Run the e2e control plane by hand: ``python -m tests.e2e.controlplane --kubeconfig FILE``.
+"""Run the e2e control plane by hand: ``python -m tests.support.controlplane --kubeconfig FILE``.
 
 Useful to poke at the same apiserver the tests use (``kubectl``, the webhook under a
 debugger). It builds the binaries if needed, starts etcd, kube-apiserver and
@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from tests.e2e.controlplane.build import BuildError, ensure_binaries
-from tests.e2e.controlplane.plane import ControlPlane, ControlPlaneError
+from tests.support.controlplane.build import BuildError, ensure_binaries
+from tests.support.controlplane.plane import ControlPlane, ControlPlaneError
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.e2e.controlplane", description=__doc__.splitlines()[0]
+        prog="python -m tests.support.controlplane", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--kubeconfig",
