@@ -1,4 +1,4 @@
-"""The CA and serving certificate satisfy what the apiserver checks (admission-protocol §5)."""
+"""The CA and serving certificate satisfy what the apiserver checks (docs/protocol.md, "TLS")."""
 
 from __future__ import annotations
 

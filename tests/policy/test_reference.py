@@ -55,12 +55,12 @@ def error_of(image: str) -> str:
     return str(info.value)
 
 
-# --- §7 "rules that are easy to get wrong", one case per row ---------------------------------------
+# --- the rules that are easy to get wrong, one case per rule ----------------------------------------
 
 
 @dataclass(frozen=True)
 class Parsed:
-    """What a §7 row says about a valid input (None: the row says nothing)."""
+    """What a rule says about a valid input (None: the rule says nothing)."""
 
     name: str
     tag: str | None = None
