@@ -27,12 +27,12 @@ system-deps:
 	fi
 
 # etcd, kube-apiserver and kube-controller-manager for tests/e2e, built from the Go modules pinned in
-# tests/e2e/controlplane/{kube,etcd}/go.mod into ~/.cache/spacegate/controlplane/<k8s>-<etcd>/
+# tests/support/controlplane/{kube,etcd}/go.mod into ~/.cache/spacegate/controlplane/<k8s>-<etcd>/
 # (override: SPACEGATE_CONTROLPLANE_CACHE). Needs Go >= 1.26: about 8 minutes on 2 cores the first
 # time, instant once built. SPACEGATE_SKIP_E2E=1 skips the build and the e2e tests.
 controlplane: $(STAMP)
 	@if [ "$$SPACEGATE_SKIP_E2E" = 1 ]; then echo "SPACEGATE_SKIP_E2E=1: not building the e2e control plane"; \
-	else $(BIN)/python -m tests.e2e.controlplane.build; fi
+	else $(BIN)/python -m tests.support.controlplane.build; fi
 	@# The Go oracle of the reference and keyring tests (upstream code); skipped without go.
 	@if command -v go >/dev/null || [ -x /usr/local/go/bin/go ]; then $(BIN)/python -m tests.oracle >/dev/null; fi
 

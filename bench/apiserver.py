@@ -41,18 +41,18 @@ from kubernetes import client, config
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.controlplane.plane import ControlPlane  # noqa: E402
-from tests.e2e.spacegate import (  # noqa: E402
-    TEAM_A,
-    WS,
-    SpacegateProcess,
+from tests.support.controlplane.plane import ControlPlane  # noqa: E402
+from tests.support.manifests import pod  # noqa: E402
+from tests.support.metrics import samples  # noqa: E402
+from tests.support.namespaces import create_namespace  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.scenario import TEAM_A, WS  # noqa: E402
+from tests.support.spacegate import SpacegateProcess  # noqa: E402
+from tests.support.waiting import eventually  # noqa: E402
+from tests.support.webhooks import (  # noqa: E402
     apply_webhooks,
     chart_webhooks,
-    create_namespace,
     delete_webhooks,
-    eventually,
-    free_port,
-    pod,
     wait_until_enforced,
 )
 
@@ -82,18 +82,13 @@ def webhook_buckets(plane: ControlPlane) -> dict[str, dict[float, float]]:
     with plane.http_client() as http:
         text = http.get("/metrics").text
     buckets: dict[str, dict[float, float]] = {}
-    for line in text.splitlines():
-        if not line.startswith(METRIC + "_bucket{"):
+    for labels, value in samples(text, METRIC + "_bucket").items():
+        fields = dict(labels)
+        if fields.get("operation") != "CREATE":
             continue
-        labels, value = line[len(METRIC) + 8 :].rsplit("} ", 1)
-        fields = dict(part.split("=", 1) for part in labels.split(","))
-        if fields.get("operation") != '"CREATE"':
-            continue
-        name = fields["name"].strip('"')
-        le = fields["le"].strip('"')
-        bound = float("inf") if le == "+Inf" else float(le)
-        per = buckets.setdefault(name, {})
-        per[bound] = per.get(bound, 0.0) + float(value)
+        bound = float(fields["le"])  # "+Inf" included
+        per = buckets.setdefault(fields["name"], {})
+        per[bound] = per.get(bound, 0.0) + value
     return buckets
 
 

@@ -49,19 +49,13 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.e2e.controlplane.plane import ControlPlane  # noqa: E402
-from tests.e2e.procfs import pids_using  # noqa: E402
-from tests.e2e.spacegate import (  # noqa: E402
-    CONFIG,
-    PUBLIC,
-    TEAM_A,
-    TEAM_B,
-    WS,
-    SpacegateProcess,
-    eventually,
-    install_policy_report_crd,
-    metric_samples,
-)
+from tests.support.controlplane.plane import ControlPlane  # noqa: E402
+from tests.support.metrics import metric_samples  # noqa: E402
+from tests.support.policy_reports import install_policy_report_crd  # noqa: E402
+from tests.support.procfs import pids_using  # noqa: E402
+from tests.support.scenario import CONFIG, PUBLIC, TEAM_A, TEAM_B, WS  # noqa: E402
+from tests.support.spacegate import SpacegateProcess  # noqa: E402
+from tests.support.waiting import eventually  # noqa: E402
 
 UNBOUND = CONFIG.replace('  - {registry: harbor, space: team-a, workspaces: ["101"]}\n', "")
 IMAGES = (TEAM_A, TEAM_B, PUBLIC)

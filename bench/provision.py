@@ -58,7 +58,8 @@ sys.path.insert(0, str(REPO))
 import webhook.live.provisioner as provisioner_module  # noqa: E402
 from policy.config import Config, load_config  # noqa: E402
 from policy.snapshot import Snapshot  # noqa: E402
-from tests.e2e.controlplane.plane import ControlPlane  # noqa: E402
+from tests.support.controlplane.plane import ControlPlane  # noqa: E402
+from tests.support.metrics import samples  # noqa: E402
 from webhook.live.provisioner import Provisioner  # noqa: E402
 from webhook.live.pull_secrets import RobotCredential, SecretStore  # noqa: E402
 from webhook.live.sources.harbor_robots import CreatedRobot, HarborRobots, Robot  # noqa: E402
@@ -186,13 +187,10 @@ def apiserver_secret_requests(plane: ControlPlane) -> collections.Counter[str]:
     with plane.http_client() as http:
         text = http.get("/metrics").text
     counts: collections.Counter[str] = collections.Counter()
-    for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
-        fields = dict(part.split("=", 1) for part in labels.split(",") if "=" in part)
-        if fields.get("resource") == '"secrets"':
-            counts[fields.get("verb", "?").strip('"')] += int(float(value))
+    for labels, value in samples(text, "apiserver_request_total").items():
+        fields = dict(labels)
+        if fields.get("resource") == "secrets":
+            counts[fields.get("verb", "?")] += int(value)
     return counts
 
 

@@ -21,16 +21,17 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from tests.e2e.controlplane.build import BuildError, ensure_binaries
-from tests.e2e.controlplane.plane import ControlPlane
-from tests.e2e.spacegate import (
-    WS,
-    SpacegateProcess,
+from tests.support.controlplane.build import BuildError, ensure_binaries
+from tests.support.controlplane.plane import ControlPlane
+from tests.support.manifests import delete_manifests
+from tests.support.namespaces import create_namespace
+from tests.support.policy_reports import install_policy_report_crd
+from tests.support.scenario import WS
+from tests.support.spacegate import SpacegateProcess, running_spacegate
+from tests.support.webhooks import (
     apply_webhooks,
     chart_webhooks,
-    create_namespace,
     delete_webhooks,
-    running_spacegate,
     wait_until_enforced,
 )
 
@@ -127,8 +128,6 @@ def webhooks(api_client: client.ApiClient, spacegate: SpacegateProcess) -> Itera
 def policy_report_crd(control_plane: ControlPlane) -> Iterator[dict[str, object]]:
     """The chart's PolicyReport CRD (``policyReports.installCRD``) applied through the API and
     served; deleted at the end of the session (with every PolicyReport)."""
-    from tests.e2e.spacegate import delete_manifests, install_policy_report_crd
-
     crd = install_policy_report_crd(control_plane)
     yield crd
     delete_manifests(control_plane, [crd])

@@ -15,21 +15,13 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.controlplane.plane import ControlPlane
-from tests.e2e.spacegate import (
-    CONFIG,
-    MODE,
-    PUBLIC,
-    TEAM_A,
-    TEAM_B,
-    WS,
-    Api,
-    SpacegateProcess,
-    create_namespace,
-    denial,
-    eventually,
-    pod,
-)
+from tests.support.controlplane.plane import ControlPlane
+from tests.support.manifests import Api, pod
+from tests.support.namespaces import create_namespace
+from tests.support.scenario import CONFIG, MODE, PUBLIC, TEAM_A, TEAM_B, WS
+from tests.support.spacegate import SpacegateProcess
+from tests.support.waiting import eventually
+from tests.support.webhooks import denial
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("webhooks")]
 

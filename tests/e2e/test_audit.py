@@ -34,27 +34,15 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.e2e.controlplane.plane import ControlPlane
-from tests.e2e.spacegate import (
-    CONFIG,
-    POLICY_REPORTS,
-    PUBLIC,
-    TEAM_A,
-    TEAM_B,
-    WS,
-    Api,
-    PlaneAs,
-    SpacegateProcess,
-    apply_manifests,
-    chart_objects,
-    create_namespace,
-    delete_manifests,
-    eventually,
-    metric_samples,
-    pod,
-    policy_reports,
-    service_account_kubeconfig,
-)
+from tests.support.controlplane.plane import ControlPlane
+from tests.support.manifests import Api, apply_manifests, chart_objects, delete_manifests, pod
+from tests.support.metrics import metric_samples
+from tests.support.namespaces import create_namespace
+from tests.support.policy_reports import POLICY_REPORTS, policy_reports
+from tests.support.scenario import CONFIG, PUBLIC, TEAM_A, TEAM_B, WS
+from tests.support.service_accounts import PlaneAs, service_account_kubeconfig
+from tests.support.spacegate import SpacegateProcess
+from tests.support.waiting import eventually
 from webhook.cli import audit as audit_cli
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.controlplane import build
+from tests.support.controlplane import build
 
 
 def _fake_go(directory: Path, version: str) -> Path:

@@ -37,19 +37,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.charts.chartlib import CHART_DIR
-from tests.e2e.controlplane.plane import ControlPlane
-from tests.e2e.spacegate import (
-    CONFIG,
-    TEAM_A,
-    TEAM_B,
-    WS,
-    Api,
-    SpacegateProcess,
-    create_namespace,
-    eventually,
-    free_port,
-    pod,
-)
+from tests.support.controlplane.plane import ControlPlane
+from tests.support.manifests import Api, pod
+from tests.support.namespaces import create_namespace
+from tests.support.ports import free_port
+from tests.support.scenario import CONFIG, TEAM_A, TEAM_B, WS
+from tests.support.spacegate import SpacegateProcess
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("webhooks")]
 

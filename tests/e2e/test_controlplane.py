@@ -9,39 +9,22 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.controlplane import build
-from tests.e2e.controlplane.plane import LOOPBACK, ControlPlane, ControlPlaneError
-from tests.e2e.procfs import pids_using, tcp_sockets, wait_gone
+from tests.support.controlplane import build
+from tests.support.controlplane.plane import LOOPBACK, ControlPlane, ControlPlaneError
+from tests.support.procfs import pids_using, tcp_sockets, wait_gone
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
-
-T = TypeVar("T")
-
-# Controllers react within a second or two; allow for a loaded 2-core machine.
-SETTLE_TIMEOUT = 60.0
-
-
-def eventually(check: Callable[[], T | None], what: str, timeout: float = SETTLE_TIMEOUT) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {result!r})")
-        time.sleep(0.2)
 
 
 @pytest.fixture

@@ -28,20 +28,14 @@ from kubernetes.client.exceptions import ApiException
 
 from certs.builder import CertBundle, KeyPair, issue_serving_cert, new_ca
 from certs.files import write_bundle
-from tests.e2e.controlplane.plane import LOOPBACK, ControlPlane
-from tests.e2e.procfs import tcp_sockets
-from tests.e2e.spacegate import (
-    CONFIG,
-    PUBLIC,
-    WS,
-    Api,
-    SpacegateProcess,
-    apply_webhooks,
-    chart_webhooks,
-    create_namespace,
-    eventually,
-    pod,
-)
+from tests.support.controlplane.plane import LOOPBACK, ControlPlane
+from tests.support.manifests import Api, pod
+from tests.support.namespaces import create_namespace
+from tests.support.procfs import tcp_sockets
+from tests.support.scenario import CONFIG, PUBLIC, WS
+from tests.support.spacegate import SpacegateProcess
+from tests.support.waiting import eventually
+from tests.support.webhooks import apply_webhooks, chart_webhooks, delete_webhooks
 
 pytestmark = pytest.mark.e2e
 
@@ -85,17 +79,8 @@ def own_webhooks(api_client: client.ApiClient) -> Iterator[Apply]:
         apply_webhooks(api_client, configurations)
 
     yield apply
-    api: Api = client.AdmissionregistrationV1Api(api_client)
     for each in sorted(applied):
-        for delete in (
-            api.delete_validating_webhook_configuration,
-            api.delete_mutating_webhook_configuration,
-        ):
-            try:
-                delete(each)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+        delete_webhooks(api_client, each)
 
 
 @pytest.fixture
@@ -320,7 +305,7 @@ def test_rotating_spacegates_certificate_under_load_loses_no_pod_create(
         after = _apiserver_connections(control_plane, process.port)
     finally:
         traffic.stop()
-        process_alive = process._process is not None and process._process.poll() is None
+        process_alive = process.running
         process.stop()
 
     lost = [o for o in traffic.outcomes if FAILED_CALL in o.message]

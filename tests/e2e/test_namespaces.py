@@ -27,18 +27,14 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.controlplane.plane import ControlPlane
-from tests.e2e.spacegate import (
-    TEAM_A,
-    TEAM_B,
-    WS,
-    Api,
-    SpacegateProcess,
-    create_namespace,
-    denial,
-    eventually,
-    pod,
-)
+from tests.support.controlplane.plane import ControlPlane
+from tests.support.manifests import Api, pod
+from tests.support.metrics import spacegate_metric
+from tests.support.namespaces import create_namespace, delete_namespaces
+from tests.support.scenario import TEAM_A, TEAM_B, WS
+from tests.support.spacegate import SpacegateProcess
+from tests.support.waiting import eventually
+from tests.support.webhooks import denial
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("webhooks")]
 
@@ -58,16 +54,11 @@ def core(api_client: client.ApiClient) -> Api:
 
 
 @pytest.fixture
-def namespaces(core: Api) -> Iterator[list[str]]:
+def namespaces(api_client: client.ApiClient) -> Iterator[list[str]]:
     """Names of the namespaces a test creates; those still there are deleted afterwards."""
     created: list[str] = []
     yield created
-    for name in created:
-        try:
-            core.delete_namespace(name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+    delete_namespaces(api_client, created)
 
 
 def _workspace_in(message: str, namespace: str) -> str | None:
@@ -161,13 +152,6 @@ def _gone(core: Api, namespace: str) -> bool:
     return False
 
 
-def _metric(process: SpacegateProcess, name: str) -> float | None:
-    with process.client() as http:
-        text = http.get("/metrics").text
-    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return None if found is None else float(found.group(1))
-
-
 # --------------------------------------------------------------------------- labels
 
 
@@ -249,8 +233,7 @@ def test_after_a_410_gone_spacegate_relists_and_sees_what_changed_while_it_was_a
         namespaces.extend([kept, relabelled, deleted])
         for name, workspace in ((kept, "101"), (relabelled, "101"), (deleted, "102")):
             _until(partial(_seen_by, process, name), workspace, f"spacegate to see {name}", WITHIN)
-        assert process._process is not None
-        pid = process._process.pid
+        pid = process.pid
 
         os.kill(pid, signal.SIGSTOP)
         try:
@@ -279,7 +262,10 @@ def test_after_a_410_gone_spacegate_relists_and_sees_what_changed_while_it_was_a
         assert "namespace watch expired" in log and "relisting" in log, process.tail()
         # And what it knows is what a fresh list says: one entry per namespace.
         eventually(
-            lambda: _metric(process, "spacegate_namespaces") == len(core.list_namespace().items),
+            lambda: (
+                spacegate_metric(process, "spacegate_namespaces")
+                == len(core.list_namespace().items)
+            ),
             "spacegate_namespaces to equal the number of namespaces listed now",
             WITHIN,
         )

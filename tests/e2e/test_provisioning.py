@@ -34,18 +34,14 @@ from kubernetes.client.exceptions import ApiException
 from policy.config import load_config
 from policy.provisioning import robot_base_name
 from policy.snapshot import NamespaceInfo, Snapshot
-from tests.e2e.controlplane.plane import ControlPlane
-from tests.e2e.spacegate import (
-    REPO,
-    Api,
-    Namespaces,
-    SpacegateProcess,
-    eventually,
-    kill_spacegate,
-    pull_secret_logins,
-    spacegate_metric,
-)
 from tests.fakes.harbor import ADMIN_PASSWORD, ADMIN_USER, HarborFake
+from tests.support.controlplane.plane import ControlPlane
+from tests.support.manifests import Api
+from tests.support.metrics import spacegate_metric
+from tests.support.namespaces import Namespaces
+from tests.support.pull_secrets import pull_secret_logins
+from tests.support.spacegate import REPO, SpacegateProcess
+from tests.support.waiting import eventually
 from webhook.live.provisioner import PassResult, Provisioner
 from webhook.live.pull_secrets import ROBOT_CREDENTIAL, RobotCredential, SecretStore
 from webhook.live.sources.harbor_robots import HarborRobots
@@ -383,7 +379,7 @@ def test_of_two_replicas_one_leads_and_the_other_takes_over_after_a_sigkill(
     [robot] = cluster.robots_of(x)
     seen = len(cluster.harbor.requests)
 
-    kill_spacegate(leader)
+    leader.kill()
     killed_at = time.monotonic()
     second_ns = cluster.namespace(x)
 

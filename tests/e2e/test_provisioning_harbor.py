@@ -28,8 +28,10 @@ from kubernetes import client
 from policy.config import Config, load_config
 from policy.provisioning import robot_base_name
 from policy.snapshot import NamespaceInfo, Snapshot
-from tests.e2e.spacegate import Api, Namespaces, pull_secret_logins, secret_versions
 from tests.fakes.harbor import ADMIN_PASSWORD, ADMIN_USER, HarborFake
+from tests.support.manifests import Api
+from tests.support.namespaces import Namespaces
+from tests.support.pull_secrets import pull_secret_logins, secret_versions
 from webhook.live.provisioner import PassResult, Provisioner
 from webhook.live.pull_secrets import ROBOT_CREDENTIAL, SecretStore
 from webhook.live.sources.harbor_robots import HarborRobots

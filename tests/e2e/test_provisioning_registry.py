@@ -24,8 +24,9 @@ from kubernetes import client
 
 from policy.config import load_config
 from policy.snapshot import NamespaceInfo, Snapshot
-from tests.e2e.spacegate import Namespaces, pull_secret_logins
 from tests.fakes.registry import RealRegistry, real_registry_unavailable
+from tests.support.namespaces import Namespaces
+from tests.support.pull_secrets import pull_secret_logins
 from webhook.live.provisioner import PassResult, Provisioner
 from webhook.live.pull_secrets import SecretStore
 from webhook.live.sources.harbor_robots import HarborRobots

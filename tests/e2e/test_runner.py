@@ -1,4 +1,7 @@
-"""``python -m tests.e2e.controlplane`` starts a usable control plane and never leaks one.
+"""``python -m tests.support.controlplane`` starts a usable control plane and never leaks one.
+
+It also answers to its first name, ``python -m tests.e2e.controlplane``, which the README
+documented before the control plane moved to ``tests/support``.
 
 Leaked apiservers hold ports, CPU and memory on a 2-core machine and make the next run
 flaky, so both exits are tested: a polite SIGTERM, and a SIGKILL of the runner, after which
@@ -20,10 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.controlplane.build import BINARIES
-from tests.e2e.procfs import pids_using, wait_gone
-
-pytestmark = pytest.mark.e2e
+from tests.support.controlplane.build import BINARIES
+from tests.support.procfs import pids_using, wait_gone
 
 REPO = Path(__file__).resolve().parents[2]
 READY = re.compile(
@@ -34,7 +35,7 @@ READY = re.compile(
 
 @dataclass
 class Runner:
-    """A running ``python -m tests.e2e.controlplane`` and what its ready line said."""
+    """A running ``python -m tests.support.controlplane`` and what its ready line said."""
 
     process: subprocess.Popen[str]
     server: str
@@ -47,7 +48,7 @@ def runner(control_plane_binaries: Path, tmp_path: Path) -> Iterator[Runner]:
     """Start the runner on the already built binaries; kill whatever is left afterwards."""
     env = {**os.environ, "SPACEGATE_CONTROLPLANE_CACHE": str(control_plane_binaries.parent)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.e2e.controlplane", "--kubeconfig", str(tmp_path / "kc")],
+        [sys.executable, "-m", "tests.support.controlplane", "--kubeconfig", str(tmp_path / "kc")],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -77,6 +78,28 @@ def runner(control_plane_binaries: Path, tmp_path: Path) -> Iterator[Runner]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+@pytest.mark.parametrize("module", ["tests.support.controlplane", "tests.e2e.controlplane"])
+def test_the_runner_answers_to_both_its_names_and_requires_a_kubeconfig_path(module: str) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    helped = run("--help")
+    assert helped.returncode == 0, helped.stderr
+    assert "Run the e2e control plane by hand" in helped.stdout
+    assert "--kubeconfig" in helped.stdout
+    missing = run()
+    assert missing.returncode == 2
+    assert "the following arguments are required: --kubeconfig" in missing.stderr
+
+
+@pytest.mark.e2e
 def test_the_runner_writes_a_kubeconfig_for_its_server_and_sigterm_stops_everything(
     runner: Runner, tmp_path: Path
 ) -> None:
@@ -93,6 +116,7 @@ def test_the_runner_writes_a_kubeconfig_for_its_server_and_sigterm_stops_everyth
     assert not runner.workdir.exists()
 
 
+@pytest.mark.e2e
 def test_a_killed_runner_takes_its_control_plane_with_it(runner: Runner) -> None:
     if shutil.which("setpriv") is None:
         pytest.skip("needs setpriv (util-linux) for the parent-death signal")

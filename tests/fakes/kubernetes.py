@@ -39,20 +39,30 @@ What it models:
   and an event history with compaction (:meth:`compact`, or automatically past
   ``history_limit`` events).
 - Writes the real client makes: ``POST``/``GET``/``PUT``/``PATCH`` (merge and strategic merge
-  patch, both applied as RFC 7386 merge patches)/``DELETE`` of namespaces, and a minimal
-  ``GET``/``POST`` ``/api/v1/namespaces/{ns}/secrets`` plus ``GET``/``DELETE`` of one secret.
-  The immutable ``kubernetes.io/metadata.name`` label is maintained as the API server does.
+  patch, both applied as RFC 7386 merge patches)/``DELETE`` of namespaces. The immutable
+  ``kubernetes.io/metadata.name`` label is maintained as the API server does.
+- Secrets: list (per namespace, or ``/api/v1/secrets`` across all), create, read, replace
+  (``PUT``) and delete, for what spacegate's pull-secret store does.
+- Other namespaced objects, stored as the JSON given (:data:`OBJECT_RESOURCES`: every kind the
+  audit lists, and Leases): list per namespace or across all, create, read, replace, delete.
+- Lists (namespaces, Secrets, other objects) take ``labelSelector``, ``fieldSelector``
+  (``metadata.name`` and ``metadata.namespace``, ``=``/``==``/``!=``, like every resource) and
+  ``limit`` + ``continue`` paging from a consistent snapshot (tokens expire on :meth:`compact`).
+- ``PUT`` carrying a stale ``metadata.resourceVersion`` answers 409 Conflict (the optimistic
+  concurrency a Lease relies on); without one the update is unconditional.
 - Faults: :meth:`drop_watches` cuts open watch connections mid-stream (no clean end of the
   chunked body, as a network failure looks), :meth:`fail_next` answers the next N requests
   with an error Status, and every request is logged in :attr:`requests` with its status.
 
 What it does not model: authentication and authorization, TLS, API discovery (``/api``,
-``/apis``), field selectors, server-side apply, JSON patch, ``dryRun``, ``generateName``,
-admission, finalizers and the ``Terminating`` phase (a delete is immediate), watches of
-anything but namespaces, ``resourceVersionMatch``/``sendInitialEvents``, a watch from a
-resourceVersion in the future (served as if current), protobuf and Table output, rate limits
-and ``Retry-After``, and optimistic concurrency beyond a ``PUT`` carrying a stale
-``metadata.resourceVersion`` (409).
+``/apis``), field selectors beyond ``metadata.name``/``metadata.namespace``, server-side
+apply, JSON patch, ``PATCH`` of anything but namespaces, ``dryRun``, ``generateName``,
+admission, validation and defaulting of objects other than namespaces (any JSON object is
+stored), owners and garbage collection, finalizers and the ``Terminating`` phase (a delete is
+immediate), watches of anything but namespaces, ``resourceVersionMatch``/``sendInitialEvents``,
+a watch from a resourceVersion in the future (served as if current), protobuf and Table
+output, rate limits and ``Retry-After``, and optimistic concurrency beyond a ``PUT`` carrying
+a stale ``metadata.resourceVersion`` (409).
 """
 
 from __future__ import annotations
@@ -270,6 +280,59 @@ def _reserve_port(host: str) -> int:
         return port
 
 
+# Namespaced resources kept as plain objects, by (path prefix, plural): what the audit lists
+# (``webhook.live.audit.KINDS``) and the Lease the leader holds. Any other resource is 404.
+OBJECT_RESOURCES: dict[tuple[str, str], str] = {
+    ("/api/v1", "pods"): "Pod",
+    ("/api/v1", "podtemplates"): "PodTemplate",
+    ("/api/v1", "replicationcontrollers"): "ReplicationController",
+    ("/apis/apps/v1", "deployments"): "Deployment",
+    ("/apis/apps/v1", "statefulsets"): "StatefulSet",
+    ("/apis/apps/v1", "daemonsets"): "DaemonSet",
+    ("/apis/apps/v1", "replicasets"): "ReplicaSet",
+    ("/apis/batch/v1", "jobs"): "Job",
+    ("/apis/batch/v1", "cronjobs"): "CronJob",
+    ("/apis/coordination.k8s.io/v1", "leases"): "Lease",
+}
+_RESOURCE_OF_KIND = {kind: key for key, kind in OBJECT_RESOURCES.items()}
+_FIELDS = ("metadata.name", "metadata.namespace")
+
+
+def parse_field_selector(text: str) -> Callable[[JSON], bool]:
+    """A predicate over objects for a ``fieldSelector`` of ``metadata.name`` and
+    ``metadata.namespace`` terms; ApiError 400 for any other field, as the apiserver says."""
+    terms: list[tuple[str, str, bool]] = []  # (metadata key, value, negated)
+    for term in (t.strip() for t in text.split(",") if t.strip()):
+        negate = "!=" in term
+        field, _, value = term.partition("!=" if negate else "==" if "==" in term else "=")
+        field, value = field.strip(), value.strip()
+        if field not in _FIELDS:
+            raise ApiError(400, "BadRequest", f'field label not supported: "{field}"')
+        terms.append((field.removeprefix("metadata."), value, negate))
+
+    def selected(obj: JSON) -> bool:
+        meta = obj.get("metadata") or {}
+        return all((meta.get(key) == value) != negate for key, value, negate in terms)
+
+    return selected
+
+
+def _selected(params: Any) -> Callable[[JSON], bool]:
+    """The ``labelSelector`` and ``fieldSelector`` of a list request, as one predicate."""
+    try:
+        labels = parse_label_selector(params.get("labelSelector", ""))
+    except ValueError as exc:
+        raise ApiError(400, "BadRequest", str(exc)) from None
+    fields = parse_field_selector(params.get("fieldSelector", ""))
+    return lambda obj: labels(_labels(obj)) and fields(obj)
+
+
+def _api_prefix(params: Mapping[str, str]) -> str:
+    """``/api/v1`` or ``/apis/{group}/{version}`` from a route's path parameters."""
+    group = params.get("group")
+    return "/api/v1" if group is None else f"/apis/{group}/{params['version']}"
+
+
 # --------------------------------------------------------------------------- the fake
 
 
@@ -303,6 +366,8 @@ class FakeKubernetes:
         self._history: list[_Event] = []
         self._namespaces: dict[str, JSON] = {}
         self._secrets: dict[tuple[str, str], JSON] = {}
+        # (path prefix, plural, namespace, name) -> object, for OBJECT_RESOURCES
+        self._objects: dict[tuple[str, str, str, str], JSON] = {}
         self._watchers: set[_Watcher] = set()
         self._continues: dict[str, tuple[int, list[JSON]]] = {}
         self._failures: list[tuple[int, str]] = []
@@ -453,6 +518,34 @@ class FakeKubernetes:
         body = {"metadata": {"name": name}, "data": dict(data or {})}
         return self._create_secret(namespace, body)
 
+    def create_object(self, obj: Mapping[str, Any]) -> JSON:
+        """Create a namespaced object of a kind in :data:`OBJECT_RESOURCES` (its ``kind`` and
+        ``metadata.namespace`` say where); ApiError when the API server would refuse it."""
+        kind = obj.get("kind")
+        if kind not in _RESOURCE_OF_KIND:
+            raise ValueError(f"the fake keeps no {kind!r} objects")
+        prefix, plural = _RESOURCE_OF_KIND[kind]
+        namespace = (obj.get("metadata") or {}).get("namespace", "")
+        return self._create_object(prefix, plural, namespace, dict(obj))
+
+    def get_object(self, kind: str, namespace: str, name: str) -> JSON | None:
+        """A copy of the stored object, or None."""
+        prefix, plural = _RESOURCE_OF_KIND[kind]
+        with self._lock:
+            obj = self._objects.get((prefix, plural, namespace, name))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def secret(self, namespace: str, name: str) -> JSON | None:
+        """A copy of the stored Secret, or None."""
+        with self._lock:
+            obj = self._secrets.get((namespace, name))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def secrets(self) -> dict[tuple[str, str], JSON]:
+        """Copies of every Secret, by (namespace, name)."""
+        with self._lock:
+            return copy.deepcopy(self._secrets)
+
     # ------------------------------------------------------------------ faults
 
     def compact(self) -> int:
@@ -588,6 +681,8 @@ class FakeKubernetes:
                 raise ApiError(404, "NotFound", f'namespaces "{name}" not found')
             for key in [k for k in self._secrets if k[0] == name]:
                 del self._secrets[key]
+            for object_key in [k for k in self._objects if k[2] == name]:
+                del self._objects[object_key]
             gone = copy.deepcopy(old)
             gone["metadata"]["resourceVersion"] = str(self._next_rv())
             self._record_event("DELETED", old, gone)
@@ -622,6 +717,67 @@ class FakeKubernetes:
             self._secrets[(namespace, name)] = obj
             return copy.deepcopy(obj)
 
+    def _replace_secret(self, namespace: str, name: str, body: JSON) -> JSON:
+        with self._lock:
+            old = self._secrets.get((namespace, name))
+            if old is None:
+                raise ApiError(404, "NotFound", f'secrets "{name}" not found')
+            new = self._replaced(old, body, "secrets")
+            for key, value in (body.get("stringData") or {}).items():
+                new.setdefault("data", {})[key] = base64.b64encode(str(value).encode()).decode()
+            new.pop("stringData", None)
+            new["type"] = body.get("type") or old.get("type")
+            self._secrets[(namespace, name)] = new
+            return copy.deepcopy(new)
+
+    def _replaced(self, old: JSON, body: JSON, plural: str) -> JSON:
+        """``body`` as the update of ``old``: 409 on a stale resourceVersion, 400 on another
+        name; identity fields kept, a new resourceVersion. The caller holds the lock."""
+        meta = dict(body.get("metadata") or {})
+        name = old["metadata"]["name"]
+        if meta.get("name", name) != name:
+            raise ApiError(400, "BadRequest", "the name of the object does not match the URL")
+        wanted = meta.get("resourceVersion")
+        if wanted and wanted != old["metadata"]["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {plural} "{name}": the object has been '
+                "modified; please apply your changes to the latest version and try again",
+            )
+        for key in ("name", "namespace", "uid", "creationTimestamp"):
+            meta[key] = old["metadata"][key]
+        meta["resourceVersion"] = str(self._next_rv())
+        new = copy.deepcopy(body)
+        new["metadata"] = meta
+        new["kind"], new["apiVersion"] = old["kind"], old["apiVersion"]
+        return new
+
+    def _create_object(self, prefix: str, plural: str, namespace: str, body: JSON) -> JSON:
+        kind = OBJECT_RESOURCES[(prefix, plural)]
+        meta = dict(body.get("metadata") or {})
+        name = meta.get("name")
+        if not isinstance(name, str) or not name:
+            raise ApiError(422, "Invalid", f"{kind} is invalid: metadata.name: Required value")
+        if meta.get("namespace", namespace) != namespace:
+            raise ApiError(400, "BadRequest", "the namespace of the object does not match the URL")
+        with self._lock:
+            if namespace not in self._namespaces:
+                raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found')
+            key = (prefix, plural, namespace, name)
+            if key in self._objects:
+                raise ApiError(409, "AlreadyExists", f'{plural} "{name}" already exists')
+            meta.update(
+                namespace=namespace,
+                uid=meta.get("uid") or str(uuid.uuid4()),
+                resourceVersion=str(self._next_rv()),
+                creationTimestamp=_now(),
+            )
+            obj = {**copy.deepcopy(body), "metadata": meta, "kind": kind}
+            obj["apiVersion"] = prefix.removeprefix("/api/").removeprefix("/apis/")
+            self._objects[key] = obj
+            return copy.deepcopy(obj)
+
     # ------------------------------------------------------------------ HTTP
 
     def _build_app(self) -> Starlette:
@@ -641,7 +797,30 @@ class FakeKubernetes:
                 Route(
                     "/api/v1/namespaces/{ns}/secrets/{name}",
                     self._secret_endpoint,
-                    methods=["GET", "DELETE"],
+                    methods=["GET", "PUT", "DELETE"],
+                ),
+                Route("/api/v1/secrets", self._secrets_endpoint, methods=["GET"]),
+                Route("/api/v1/{plural}", self._objects_endpoint, methods=["GET"]),
+                Route(
+                    "/api/v1/namespaces/{ns}/{plural}",
+                    self._objects_endpoint,
+                    methods=["GET", "POST"],
+                ),
+                Route(
+                    "/api/v1/namespaces/{ns}/{plural}/{name}",
+                    self._object_endpoint,
+                    methods=["GET", "PUT", "DELETE"],
+                ),
+                Route("/apis/{group}/{version}/{plural}", self._objects_endpoint, methods=["GET"]),
+                Route(
+                    "/apis/{group}/{version}/namespaces/{ns}/{plural}",
+                    self._objects_endpoint,
+                    methods=["GET", "POST"],
+                ),
+                Route(
+                    "/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}",
+                    self._object_endpoint,
+                    methods=["GET", "PUT", "DELETE"],
                 ),
             ]
         )
@@ -696,6 +875,23 @@ class FakeKubernetes:
             return _error(exc)
 
     def _list(self, selector: Predicate, params: Any) -> JSON:
+        fields = parse_field_selector(params.get("fieldSelector", ""))
+        return self._paged(
+            "NamespaceList",
+            "v1",
+            params,
+            lambda: [
+                self._namespaces[name]
+                for name in sorted(self._namespaces)
+                if selector(_labels(self._namespaces[name])) and fields(self._namespaces[name])
+            ],
+        )
+
+    def _paged(
+        self, list_kind: str, api_version: str, params: Any, items: Callable[[], list[JSON]]
+    ) -> JSON:
+        """One page of a list: ``items()`` (under the lock) on a first request, the rest of
+        that snapshot on a ``continue`` (410 once the token expired)."""
         limit = int(params.get("limit") or 0)
         token = params.get("continue")
         with self._lock:
@@ -707,22 +903,17 @@ class FakeKubernetes:
                         "The provided continue parameter is too old to display a consistent "
                         "list result. You can start a new list without the continue parameter.",
                     )
-                rv, items = self._continues.pop(token)
+                rv, found = self._continues.pop(token)
             else:
-                rv = self._rv
-                items = [
-                    copy.deepcopy(self._namespaces[name])
-                    for name in sorted(self._namespaces)
-                    if selector(_labels(self._namespaces[name]))
-                ]
+                rv, found = self._rv, [copy.deepcopy(obj) for obj in items()]
             meta: JSON = {"resourceVersion": str(rv)}
-            if limit and len(items) > limit:
-                items, rest = items[:limit], items[limit:]
+            if limit and len(found) > limit:
+                found, rest = found[:limit], found[limit:]
                 next_token = uuid.uuid4().hex
                 self._continues[next_token] = (rv, rest)
                 meta["continue"] = next_token
                 meta["remainingItemCount"] = len(rest)
-        return {"kind": "NamespaceList", "apiVersion": "v1", "metadata": meta, "items": items}
+        return {"kind": list_kind, "apiVersion": api_version, "metadata": meta, "items": found}
 
     def _watch(self, rv_text: str, selector: Predicate, params: Any) -> Response:
         bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
@@ -836,30 +1027,35 @@ class FakeKubernetes:
             return _error(exc)
 
     async def _secrets_endpoint(self, request: Request) -> Response:
-        namespace = request.path_params["ns"]
+        """Secrets of one namespace (list, create), or of all (``/api/v1/secrets``: list)."""
+        namespace = request.path_params.get("ns")
         try:
             if request.method == "POST":
+                assert namespace is not None  # the route allows POST only per namespace
                 return _json(self._create_secret(namespace, await _body(request)), 201)
-            with self._lock:
-                items = [
-                    copy.deepcopy(obj)
-                    for (ns, _), obj in sorted(self._secrets.items())
-                    if ns == namespace
-                ]
-                rv = self._rv
+            selected = _selected(request.query_params)
             return _json(
-                {
-                    "kind": "SecretList",
-                    "apiVersion": "v1",
-                    "metadata": {"resourceVersion": str(rv)},
-                    "items": items,
-                }
+                self._paged(
+                    "SecretList",
+                    "v1",
+                    request.query_params,
+                    lambda: [
+                        obj
+                        for (ns, _), obj in sorted(self._secrets.items())
+                        if namespace in (None, ns) and selected(obj)
+                    ],
+                )
             )
         except ApiError as exc:
             return _error(exc)
 
     async def _secret_endpoint(self, request: Request) -> Response:
         key = (request.path_params["ns"], request.path_params["name"])
+        if request.method == "PUT":
+            try:
+                return _json(self._replace_secret(*key, await _body(request)))
+            except ApiError as exc:
+                return _error(exc)
         with self._lock:
             if request.method == "DELETE":
                 obj = self._secrets.pop(key, None)
@@ -870,6 +1066,61 @@ class FakeKubernetes:
         if obj is None:
             return _error(ApiError(404, "NotFound", f'secrets "{key[1]}" not found'))
         return _json(obj)
+
+    def _resource(self, request: Request) -> tuple[str, str]:
+        """(path prefix, plural) of an object route; 404 for a resource the fake does not keep."""
+        prefix, plural = _api_prefix(request.path_params), request.path_params["plural"]
+        if (prefix, plural) not in OBJECT_RESOURCES:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return prefix, plural
+
+    async def _objects_endpoint(self, request: Request) -> Response:
+        """List (per namespace or across all) and create objects of OBJECT_RESOURCES."""
+        namespace = request.path_params.get("ns")
+        try:
+            prefix, plural = self._resource(request)
+            if request.method == "POST":
+                assert namespace is not None  # the route allows POST only per namespace
+                body = await _body(request)
+                return _json(self._create_object(prefix, plural, namespace, body), 201)
+            selected = _selected(request.query_params)
+            return _json(
+                self._paged(
+                    OBJECT_RESOURCES[(prefix, plural)] + "List",
+                    prefix.removeprefix("/api/").removeprefix("/apis/"),
+                    request.query_params,
+                    lambda: [
+                        obj
+                        for (p, r, ns, _), obj in sorted(self._objects.items())
+                        if (p, r) == (prefix, plural) and namespace in (None, ns) and selected(obj)
+                    ],
+                )
+            )
+        except ApiError as exc:
+            return _error(exc)
+
+    async def _object_endpoint(self, request: Request) -> Response:
+        """Read, replace or delete one object of OBJECT_RESOURCES."""
+        namespace, name = request.path_params["ns"], request.path_params["name"]
+        try:
+            prefix, plural = self._resource(request)
+            key = (prefix, plural, namespace, name)
+            body = await _body(request) if request.method == "PUT" else {}
+            with self._lock:
+                old = self._objects.get(key)
+                if old is None:
+                    raise ApiError(404, "NotFound", f'{plural} "{name}" not found')
+                if request.method == "GET":
+                    return _json(copy.deepcopy(old))
+                if request.method == "DELETE":
+                    del self._objects[key]
+                    self._next_rv()
+                    return _json(copy.deepcopy(old))
+                new = self._replaced(old, body, plural)
+                self._objects[key] = new
+                return _json(copy.deepcopy(new))
+        except ApiError as exc:
+            return _error(exc)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -25,7 +25,7 @@ from policy.config import Config, ConfigError
 from policy.snapshot import Snapshot
 from webhook.cli import exits
 from webhook.cli.check import CheckReport, WorkloadResult, to_json, to_table
-from webhook.cli.cluster import connect, live_snapshot
+from webhook.cli.cluster import API_ERRORS, connect, describe_api_error, live_snapshot
 from webhook.live.audit import Finding, audit, list_objects
 from webhook.live.sources import SourceError
 from webhook.live.sources.namespaces import fetch_namespaces
@@ -63,6 +63,11 @@ def run(
         )
     except SourceError as exc:
         print(f"{PROG}: {exc}", file=err)
+        return exits.REFUSED
+    except API_ERRORS as exc:
+        # A kind these credentials may not list, or an apiserver gone mid-audit: a source
+        # failure like the others, named, never a traceback.
+        print(f"{PROG}: reading the cluster failed: {describe_api_error(exc)}", file=err)
         return exits.REFUSED
     finally:
         api.close()  # type: ignore[no-untyped-call]

@@ -18,7 +18,7 @@ from kubernetes.client import ApiClient
 
 from policy.config import Config, ConfigError
 from webhook.cli import exits
-from webhook.cli.cluster import connect, live_snapshot
+from webhook.cli.cluster import API_ERRORS, connect, describe_api_error, live_snapshot
 from webhook.live.kube import own_namespace
 from webhook.live.leader import LeaseElector, LostLeadership
 from webhook.live.provisioner import Provisioner, RobotAPIFactory
@@ -87,8 +87,9 @@ async def _run(
     provisioner = Provisioner(
         store, robots_for, rotate_every=config.pull_secrets.rotate_every, guard=elector.check
     )
+    leading = False  # released afterwards only if taken: a refused Lease call leaves none
     try:
-        if not dry_run and not await asyncio.to_thread(elector.try_acquire_or_renew):
+        if not dry_run and not (leading := await asyncio.to_thread(elector.try_acquire_or_renew)):
             print(
                 f"{PROG}: provisioning is led by {elector.holder} (Lease "
                 f"{home}/{elector.name}); not writing. --dry-run shows the plan",
@@ -105,14 +106,17 @@ async def _run(
         for failure in result.failures:
             print(f"{PROG}: {failure}", file=err)
         return exits.REFUSED if result.failures else exits.OK
+    except API_ERRORS as exc:  # RBAC refused a Lease or Secret call, or the apiserver went away
+        print(f"{PROG}: Kubernetes API error: {describe_api_error(exc)}", file=err)
+        return exits.REFUSED
     finally:
         await provisioner.aclose()
-        if not dry_run:
-            await asyncio.to_thread(_release, elector)
+        if leading:
+            await asyncio.to_thread(_release, elector, err)
 
 
-def _release(elector: LeaseElector) -> None:
+def _release(elector: LeaseElector, err: TextIO) -> None:
     try:
         elector.release()
     except Exception as exc:  # the pass is done; a stale Lease only delays the next leader
-        print(f"{PROG}: could not release the Lease: {exc}", file=sys.stderr)
+        print(f"{PROG}: could not release the Lease: {describe_api_error(exc)}", file=err)

@@ -12,8 +12,9 @@ import pytest
 
 from policy.config import Registry, load_config
 from policy.snapshot import Snapshot
-from tests.fakes.harbor import ADMIN_PASSWORD, ADMIN_USER, HarborFake
+from tests.fakes.harbor import ADMIN_PASSWORD, HarborFake
 from tests.fakes.kubernetes import FakeKubernetes
+from tests.webhook.cli.conftest import admin_credentials
 from webhook.cli.main import main as cli_main
 from webhook.cli.snapshot import run
 from webhook.live.sources import SpaceSource
@@ -28,15 +29,6 @@ def quick_sources(registry: Registry) -> SpaceSource:
 
 
 @pytest.fixture
-def harbor() -> Iterator[HarborFake]:
-    with HarborFake() as fake:
-        fake.add_project("library", public=True)
-        fake.add_project("team-a", public=False)
-        fake.add_project("team-b", public=False)
-        yield fake
-
-
-@pytest.fixture
 def kube() -> Iterator[FakeKubernetes]:
     fake = FakeKubernetes()
     fake.create_namespace("team-a-dev", {WS: "101"})
@@ -47,8 +39,7 @@ def kube() -> Iterator[FakeKubernetes]:
 
 
 def live_config(tmp_path: Path, harbor_url: str) -> Path:
-    (tmp_path / "user").write_text(ADMIN_USER)
-    (tmp_path / "password").write_text(ADMIN_PASSWORD)
+    credentials = admin_credentials(tmp_path)
     path = tmp_path / "live.yaml"
     path.write_text(
         f"""
@@ -58,7 +49,7 @@ registries:
     type: harbor
     url: {harbor_url}
     hosts: [harbor.example.com]
-    credentials: {{usernameFile: {tmp_path / "user"}, passwordFile: {tmp_path / "password"}}}
+    credentials: {credentials}
     refreshInterval: 45s
 bindings:
   - {{registry: harbor, space: team-a, workspaces: ["101"]}}

@@ -32,7 +32,7 @@ and ``go mod edit -require=go.etcd.io/etcd/server/v3@v3.6.M && go mod tidy`` in 
 The cache key changes with the pins, so the next run builds the new binaries.
 
 Go is ``$SPACEGATE_GO`` if set, else ``go`` on PATH, else ``/usr/local/go/bin/go``. Run
-``python -m tests.e2e.controlplane.build`` to build and print the directory.
+``python -m tests.support.controlplane.build`` to build and print the directory.
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# The wrapper modules keep the names they were given under tests/e2e
+# (``spacegate.local/e2e/controlplane/{kube,etcd}``): go.mod lines are part of the stamp's
+# digest, so renaming them would throw away every cached build for nothing.
 KUBE_MODULE = HERE / "kube"
 ETCD_MODULE = HERE / "etcd"
 

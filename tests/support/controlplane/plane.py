@@ -2,7 +2,7 @@
 
 Fakes cannot tell us how the apiserver really calls a webhook (who the user is when a
 ReplicaSet creates a Pod, what a 410 on a watch looks like, what survives a restart), so the
-e2e tests run the upstream binaries built by :mod:`tests.e2e.controlplane.build`.
+e2e tests run the upstream binaries built by :mod:`tests.support.controlplane.build`.
 
 Network rule: everything binds and dials 127.0.0.1 only (never ``localhost``, which may
 resolve to ``::1``, and never ``0.0.0.0``):
@@ -64,13 +64,13 @@ from typing import IO, Any, Self
 import httpx
 import yaml
 
-from tests.e2e.controlplane.build import (
+from tests.support.controlplane.build import (
     ETCD,
     KUBE_APISERVER,
     KUBE_CONTROLLER_MANAGER,
     ensure_binaries,
 )
-from tests.e2e.controlplane.pki import CertificateAuthority, KeyPair, service_account_keys
+from tests.support.controlplane.pki import CertificateAuthority, KeyPair, service_account_keys
 
 LOOPBACK = "127.0.0.1"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
