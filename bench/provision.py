@@ -1,7 +1,7 @@
 """Benchmark: pull-secret provisioning at scale, from scratch and after one binding change.
 
 What it measures: the provisioner ``spacegate serve`` runs on the leader
-(:class:`webhook.live.provisioner.Provisioner`, its real Harbor robot client and its real
+(:class:`webhook.leader.provisioning.writer.Provisioner`, its real Harbor robot client and its real
 Secret store) reconciling 1,000 workspaces x 10 namespaces x 5 bound private spaces:
 
 - *from scratch*: no robot, no Secret yet (1,000 robots and 11,000 Secrets to make);
@@ -55,13 +55,13 @@ from kubernetes import client, config
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import webhook.live.provisioner as provisioner_module  # noqa: E402
+import webhook.leader.provisioning.writer as provisioner_module  # noqa: E402
 from policy.config import Config, load_config  # noqa: E402
 from policy.snapshot import Snapshot  # noqa: E402
 from tests.e2e.controlplane.plane import ControlPlane  # noqa: E402
-from webhook.live.provisioner import Provisioner  # noqa: E402
-from webhook.live.pull_secrets import RobotCredential, SecretStore  # noqa: E402
-from webhook.live.sources.harbor_robots import CreatedRobot, HarborRobots, Robot  # noqa: E402
+from webhook.leader.provisioning.robots import CreatedRobot, HarborRobots, Robot  # noqa: E402
+from webhook.leader.provisioning.secrets import RobotCredential, SecretStore  # noqa: E402
+from webhook.leader.provisioning.writer import Provisioner  # noqa: E402
 from webhook.live.sources.namespaces import fetch_namespaces  # noqa: E402
 
 LABEL = "workspace.ghippo.io/id"

@@ -1,7 +1,7 @@
 """The background audit in the chart: its config, its RBAC, and the optional PolicyReport CRD.
 
 ``config.audit`` passes through to the config file; with ``enabled`` the ServiceAccount may
-read every kind the auditor lists (``webhook.live.audit.KINDS``, compared here, so the chart
+read every kind the auditor lists (``webhook.leader.audit.findings.KINDS``, compared here, so the chart
 cannot drift from the code), write exactly the report kind ``reports`` names, and hold the
 leader Lease (granted once, whether provisioning is on as well or not).
 ``policyReports.installCRD`` renders a ``policyreports.wgpolicyk8s.io`` CRD; the reports
@@ -31,8 +31,8 @@ from policy.snapshot import NamespaceInfo, Snapshot
 from tests.charts.chartlib import CHART_DIR, FULLNAME, NAMESPACE, RELEASE, Rendered
 from tests.charts.conftest import Render
 from tests.charts.test_manifests_are_valid import KUBE_VERSIONS
-from webhook.live.audit import KINDS, ReportWriter
-from webhook.live.leader import DEFAULT_LEASE_NAME
+from webhook.leader.audit.findings import KINDS, ReportWriter
+from webhook.leader.lease import DEFAULT_LEASE_NAME
 
 AUDIT = {"config": {"audit": {"enabled": True}}}
 CRD = {"policyReports": {"installCRD": True}}

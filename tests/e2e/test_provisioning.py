@@ -46,9 +46,9 @@ from tests.e2e.spacegate import (
     spacegate_metric,
 )
 from tests.fakes.harbor import ADMIN_PASSWORD, ADMIN_USER, HarborFake
-from webhook.live.provisioner import PassResult, Provisioner
-from webhook.live.pull_secrets import ROBOT_CREDENTIAL, RobotCredential, SecretStore
-from webhook.live.sources.harbor_robots import HarborRobots
+from webhook.leader.provisioning.robots import HarborRobots
+from webhook.leader.provisioning.secrets import ROBOT_CREDENTIAL, RobotCredential, SecretStore
+from webhook.leader.provisioning.writer import PassResult, Provisioner
 
 pytestmark = pytest.mark.e2e
 

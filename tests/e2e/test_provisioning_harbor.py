@@ -1,7 +1,7 @@
 """Provisioning against Harbor: the credential a namespace gets pulls what admission allows.
 
 The provisioner runs in-process with the real pieces on both sides: the Harbor robot client
-(:class:`~webhook.live.sources.harbor_robots.HarborRobots`) against the Harbor fake over HTTP
+(:class:`~webhook.leader.provisioning.robots.HarborRobots`) against the Harbor fake over HTTP
 on 127.0.0.1, and the Secret store against the real kube-apiserver. What a tenant notices is
 checked where a tenant would notice it: the ``dockerconfigjson`` Secret is read back from the
 apiserver and its credential is used to pull manifests through the fake's ``/v2/`` with basic
@@ -30,9 +30,9 @@ from policy.provisioning import robot_base_name
 from policy.snapshot import NamespaceInfo, Snapshot
 from tests.e2e.spacegate import Api, Namespaces, pull_secret_logins, secret_versions
 from tests.fakes.harbor import ADMIN_PASSWORD, ADMIN_USER, HarborFake
-from webhook.live.provisioner import PassResult, Provisioner
-from webhook.live.pull_secrets import ROBOT_CREDENTIAL, SecretStore
-from webhook.live.sources.harbor_robots import HarborRobots
+from webhook.leader.provisioning.robots import HarborRobots
+from webhook.leader.provisioning.secrets import ROBOT_CREDENTIAL, SecretStore
+from webhook.leader.provisioning.writer import PassResult, Provisioner
 
 pytestmark = pytest.mark.e2e
 

@@ -26,9 +26,9 @@ from policy.config import load_config
 from policy.snapshot import NamespaceInfo, Snapshot
 from tests.e2e.spacegate import Namespaces, pull_secret_logins
 from tests.fakes.registry import RealRegistry, real_registry_unavailable
-from webhook.live.provisioner import PassResult, Provisioner
-from webhook.live.pull_secrets import SecretStore
-from webhook.live.sources.harbor_robots import HarborRobots
+from webhook.leader.provisioning.robots import HarborRobots
+from webhook.leader.provisioning.secrets import SecretStore
+from webhook.leader.provisioning.writer import PassResult, Provisioner
 
 pytestmark = pytest.mark.e2e
 

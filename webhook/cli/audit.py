@@ -26,8 +26,8 @@ from policy.snapshot import Snapshot
 from webhook.cli import exits
 from webhook.cli.check import CheckReport, WorkloadResult, to_json, to_table
 from webhook.cli.cluster import connect, live_snapshot
-from webhook.live.audit import Finding, audit, list_objects
-from webhook.live.sources import SourceError
+from webhook.clients.errors import SourceError
+from webhook.leader.audit.findings import Finding, audit, list_objects
 from webhook.live.sources.namespaces import fetch_namespaces
 from webhook.settings import read_config
 

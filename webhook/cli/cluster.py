@@ -14,8 +14,8 @@ from kubernetes.client import ApiClient
 from policy.config import Config
 from policy.snapshot import NamespaceInfo, Snapshot
 from webhook.cli.snapshot import sync
-from webhook.live.kube import load_api_client
-from webhook.live.sources import SourceError
+from webhook.clients.errors import SourceError
+from webhook.clients.kube import load_api_client
 from webhook.live.sources.factory import make_source
 from webhook.live.sources.namespaces import fetch_namespaces
 

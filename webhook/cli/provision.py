@@ -2,7 +2,7 @@
 
 Syncs once from the live sources (registries, and namespaces from the Kubernetes API of
 ``KUBECONFIG`` or the cluster, like ``serve``), then runs one level-triggered pass of the
-same provisioner the leader runs in ``serve`` (``webhook.live.provisioner``). With
+same provisioner the leader runs in ``serve`` (``webhook.leader.provisioning.writer``). With
 ``--dry-run`` it prints the plan (robots to create or delete with their permissions, Secrets
 to create, update or delete) and changes nothing. Without it, it takes the provisioning Lease
 for the pass, so it never writes while a running leader does, and exits.
@@ -19,11 +19,11 @@ from kubernetes.client import ApiClient
 from policy.config import Config, ConfigError
 from webhook.cli import exits
 from webhook.cli.cluster import connect, live_snapshot
-from webhook.live.kube import own_namespace
-from webhook.live.leader import LeaseElector, LostLeadership
-from webhook.live.provisioner import Provisioner, RobotAPIFactory
-from webhook.live.pull_secrets import SecretStore
-from webhook.live.sources import SourceError
+from webhook.clients.errors import SourceError
+from webhook.clients.kube import own_namespace
+from webhook.leader.lease import LeaseElector, LostLeadership
+from webhook.leader.provisioning.secrets import SecretStore
+from webhook.leader.provisioning.writer import Provisioner, RobotAPIFactory
 from webhook.settings import read_config
 
 PROG = "spacegate provision"
@@ -58,7 +58,7 @@ def run(
     if api is None:
         return exits.USAGE
     if robots_for is None:
-        from webhook.live.sources.harbor_robots import HarborRobots
+        from webhook.leader.provisioning.robots import HarborRobots
 
         robots_for = HarborRobots
     try:

@@ -41,8 +41,8 @@ import orjson
 from httpx._client import UseClientDefault  # the type of httpx.USE_CLIENT_DEFAULT
 
 from policy.config import Registry
-from webhook.live.backoff import Backoff
-from webhook.live.sources import SourceError
+from webhook.clients.backoff import Backoff
+from webhook.clients.errors import SourceError
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -15,7 +15,7 @@ from pathlib import Path
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from webhook.live.sources import SourceError
+from webhook.clients.errors import SourceError
 
 ApiClientFactory = Callable[[], k8s_client.ApiClient]
 

@@ -1,7 +1,7 @@
 """One writer: a ``coordination.k8s.io/v1`` Lease decides which replica provisions.
 
 Every replica serves admission; only the holder of the Lease in spacegate's own namespace
-writes robots and Secrets (``webhook.live.provisioner``). The protocol is client-go's:
+writes robots and Secrets (``webhook.leader.provisioning.writer``). The protocol is client-go's:
 
 - a candidate reads the Lease; it takes it when it is absent, when it holds it already, or
   when the holder has not renewed it for ``lease_duration`` seconds (``leaseTransitions``

@@ -28,22 +28,22 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from prometheus_client import CollectorRegistry, Gauge
 
 from policy.config import Config
-from webhook.live.audit import AuditMetrics, ChildAuditor, audit_forever
-from webhook.live.config_watch import DEFAULT_POLL_INTERVAL, ConfigWatcher
-from webhook.live.kube import ApiClientFactory, kube_configured, load_api_client, own_namespace
-from webhook.live.leader import LeaseElector
-from webhook.live.namespace_map import NamespaceMap
-from webhook.live.provisioner import (
+from webhook.clients.errors import SourceError
+from webhook.clients.kube import ApiClientFactory, kube_configured, load_api_client, own_namespace
+from webhook.leader.audit.findings import AuditMetrics, ChildAuditor, audit_forever
+from webhook.leader.lease import LeaseElector
+from webhook.leader.provisioning.secrets import SecretStore
+from webhook.leader.provisioning.writer import (
     Provisioner,
     ProvisionMetrics,
     RobotAPIFactory,
     provision_forever,
 )
-from webhook.live.pull_secrets import SecretStore
+from webhook.live.config_watch import DEFAULT_POLL_INTERVAL, ConfigWatcher
+from webhook.live.namespace_map import NamespaceMap
 from webhook.live.readiness import gates_readiness, is_listed
 from webhook.live.refresh_metrics import RefreshMetrics
 from webhook.live.refresher import DEFAULT_FETCH_TIMEOUT, Refresher, SourceFactory
-from webhook.live.sources import SourceError
 from webhook.live.sources.namespaces import NamespaceReflector
 from webhook.state import SnapshotState
 
@@ -281,7 +281,7 @@ async def leader_work(
     provisioner: Provisioner | None = None
     if config.pull_secrets.provision:
         if robots_for is None:
-            from webhook.live.sources.harbor_robots import HarborRobots
+            from webhook.leader.provisioning.robots import HarborRobots
 
             robots_for = HarborRobots
         store = SecretStore(api, pull_secret_name=config.policy.pull_secret_name, home=home)

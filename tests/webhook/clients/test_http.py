@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from policy.config import Credentials, Registry
-from webhook.live.sources import SourceError
-from webhook.live.sources.http import (
+from webhook.clients.errors import SourceError
+from webhook.clients.http import (
     BasicCredentials,
     HttpClient,
     RetryPolicy,

@@ -23,7 +23,7 @@ from policy.config import Config, Registry, load_config
 from policy.decision import decide
 from tests.fakes.harbor import ADMIN_PASSWORD, ADMIN_USER, HarborFake
 from tests.fakes.kubernetes import FakeKubernetes
-from webhook.live.kube import kube_configured
+from webhook.clients.kube import kube_configured
 from webhook.live.mode import is_live, live_state_factory, open_live_state
 from webhook.live.refresher import Refresher
 from webhook.live.sources import SpaceSource

@@ -386,7 +386,7 @@ class _PassJob:
 
 def _pass_in_child(job: _PassJob, results: Any) -> None:
     """A background pass in a child process (its own interpreter, its own API client)."""
-    from webhook.live.kube import load_api_client
+    from webhook.clients.kube import load_api_client
 
     snapshot = Snapshot.build(
         job.config, spaces=job.spaces, namespaces=job.namespaces, version=job.version

@@ -21,7 +21,7 @@ credential without a window where neither works.
 
 Retries. Reads (``GET``) and deletes are idempotent and are retried like every other
 registry request (connection failures, timeouts, 429 and 5xx, with backoff; see
-:class:`~webhook.live.sources.http.RetryPolicy`); a repeated delete of a robot the first
+:class:`~webhook.clients.http.RetryPolicy`); a repeated delete of a robot the first
 attempt already removed answers 404, which counts as done. **Creating is not retried**
 after the request may have reached Harbor (a 5xx, a read timeout, a dropped connection):
 the robot may exist even though the answer was lost, a second POST would then fail with
@@ -49,10 +49,9 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
-from webhook.live.sources import SourceError
-from webhook.live.sources.harbor import MAX_PAGE_SIZE
-from webhook.live.sources.harbor import _total_count as total_count
-from webhook.live.sources.http import (
+from webhook.clients.errors import SourceError
+from webhook.clients.harbor_paging import MAX_PAGE_SIZE, total_count
+from webhook.clients.http import (
     BasicCredentials,
     RegistrySource,
     error_detail,

@@ -14,7 +14,7 @@ A robot whose credential was never kept (a crash right after creating it) is ref
 nothing and is deleted by the next pass; so is every other robot of ours that no kept
 credential names. Harbor calls never happen on the admission path.
 
-Only the leader writes (``webhook.live.leader``): every write is preceded by the elector's
+Only the leader writes (``webhook.leader.lease``): every write is preceded by the elector's
 check, so losing the Lease stops writing at once.
 """
 
@@ -42,9 +42,14 @@ from policy.provisioning import (
     robot_base_name,
 )
 from policy.snapshot import Snapshot
-from webhook.live.pull_secrets import PullSecret, RobotCredential, SecretStore, dockerconfigjson
-from webhook.live.sources import SourceError
-from webhook.live.sources.http import load_credentials
+from webhook.clients.errors import SourceError
+from webhook.clients.http import load_credentials
+from webhook.leader.provisioning.secrets import (
+    PullSecret,
+    RobotCredential,
+    SecretStore,
+    dockerconfigjson,
+)
 
 log = logging.getLogger(__name__)
 

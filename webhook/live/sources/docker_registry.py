@@ -31,8 +31,8 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 
-from webhook.live.sources import SourceError
-from webhook.live.sources.http import (
+from webhook.clients.errors import SourceError
+from webhook.clients.http import (
     BasicCredentials,
     HttpClient,
     RegistrySource,

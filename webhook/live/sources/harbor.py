@@ -35,8 +35,9 @@ from urllib.parse import urlencode
 
 import httpx
 
-from webhook.live.sources import SourceError
-from webhook.live.sources.http import (
+from webhook.clients.errors import SourceError
+from webhook.clients.harbor_paging import MAX_PAGE_SIZE, total_count
+from webhook.clients.http import (
     RegistrySource,
     error_detail,
     load_credentials,
@@ -53,7 +54,6 @@ log = logging.getLogger(__name__)
 
 PROJECTS_PATH: Final = "/api/v2.0/projects"
 PERMISSIONS_PATH: Final = "/api/v2.0/users/current/permissions"
-MAX_PAGE_SIZE: Final = 100  # swagger: page_size maximum 100
 _LISTING_ATTEMPTS: Final = 3
 _MAX_PAGES: Final = 100_000  # a loop guard far above any real Harbor (10 M projects)
 
@@ -66,7 +66,7 @@ class HarborSource(RegistrySource):
         client: an ``httpx.AsyncClient`` to use (tests, shared pools); left open on
             :meth:`aclose`. By default one is created and owned here.
         timeout: connect/read/write/pool timeouts; a number applies to every phase; by
-            default :data:`~webhook.live.sources.http.DEFAULT_TIMEOUT` (or the given client's).
+            default :data:`~webhook.clients.http.DEFAULT_TIMEOUT` (or the given client's).
         retries: extra attempts per request after a connection error, timeout, 429 or 5xx.
         backoff: first retry delay in seconds, doubled per retry (up to ``max_backoff``),
             with jitter.
@@ -143,7 +143,7 @@ class HarborSource(RegistrySource):
                 raise self._status_error(response, what, secrets)
             items = parse_json(response, self._label, what)
             count = self._collect(items, what, projects)
-            total = _total_count(response)
+            total = total_count(response)
             if first_total is None:
                 first_total = total
             elif total is not None and total != first_total:
@@ -201,11 +201,3 @@ class HarborSource(RegistrySource):
                 "put the final URL in the config"
             )
         return SourceError(f"{self._label}: {detail} on {what}")
-
-
-def _total_count(response: httpx.Response) -> int | None:
-    value = response.headers.get("x-total-count")
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None

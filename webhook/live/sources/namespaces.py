@@ -40,10 +40,10 @@ from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
 from policy.snapshot import NamespaceInfo
-from webhook.live.backoff import Backoff
-from webhook.live.kube import load_api_client
+from webhook.clients.backoff import Backoff
+from webhook.clients.errors import SourceError
+from webhook.clients.kube import load_api_client
 from webhook.live.namespace_map import NamespaceMap
-from webhook.live.sources import SourceError
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class NamespaceReflector:
     watch refreshes the map's ``last_sync_time`` only when it is renewed), ``connect_timeout``
     and ``read_timeout`` (per request; a watch's read timeout is ``watch_timeout +
     read_timeout``), ``backoff_initial``/``backoff_max``/``backoff_factor`` and ``jitter``
-    (that fraction of each delay random, as in :mod:`webhook.live.backoff`), ``stop_timeout``
+    (that fraction of each delay random, as in :mod:`webhook.clients.backoff`), ``stop_timeout``
     (how long :meth:`stop_sync` waits for the thread). ``page_size`` pages the list
     (``limit``).
     """

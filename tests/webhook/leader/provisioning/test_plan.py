@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from policy.config import load_config
 from policy.provisioning import DesiredState, desired_state
 from policy.snapshot import NamespaceInfo, Snapshot
-from webhook.live.provisioner import Observed, plan
-from webhook.live.pull_secrets import PullSecret, RobotCredential
+from webhook.leader.provisioning.secrets import PullSecret, RobotCredential
+from webhook.leader.provisioning.writer import Observed, plan
 
 CONFIG = """
 registries:

@@ -26,9 +26,9 @@ from kubernetes.config import kube_config
 from policy.config import MODE_LABEL
 from policy.snapshot import NamespaceInfo
 from tests.fakes.kubernetes import FakeKubernetes
-from webhook.live.kube import load_api_client
+from webhook.clients.errors import SourceError
+from webhook.clients.kube import load_api_client
 from webhook.live.namespace_map import NamespaceMap
-from webhook.live.sources import SourceError
 from webhook.live.sources.namespaces import NamespaceReflector, fetch_namespaces
 
 WS = "workspace.ghippo.io/id"

@@ -1,0 +1,1 @@
+"""What only the holder of the Lease does, off the admission path: provisioning and the audit."""

@@ -1,0 +1,1 @@
+"""The background audit of what already runs, and the policy reports it writes."""
