@@ -417,7 +417,7 @@ class CrashingStore(SecretStore):
     its credential is kept), or after the credential was kept (before any Secret)."""
 
     def __init__(self, at: str, api_client: client.ApiClient, *, home: str) -> None:
-        super().__init__(api_client, pull_secret_name=SECRET, home=home)
+        super().__init__(api_client, home=home)
         self.at = at
 
     def write_credential(self, name: str, credential: RobotCredential) -> None:
@@ -425,7 +425,7 @@ class CrashingStore(SecretStore):
             raise Killed("killed before keeping the credential")
         super().write_credential(name, credential)
 
-    def write_pull_secret(self, namespace: str, content: bytes, *, exists: bool) -> None:
+    def write_pull_secret(self, namespace: str, name: str, content: bytes, *, exists: bool) -> None:
         raise Killed("killed before writing the pull Secrets")
 
 
@@ -443,7 +443,7 @@ def test_a_leader_killed_between_robot_creation_and_secrets_leaves_no_orphan_rob
     )
 
     def run(store: SecretStore) -> PassResult:
-        provisioner = Provisioner(store, HarborRobots, rotate_every=30 * 86400.0)
+        provisioner = Provisioner(store, HarborRobots)
 
         async def once() -> PassResult:
             try:
@@ -462,7 +462,7 @@ def test_a_leader_killed_between_robot_creation_and_secrets_leaves_no_orphan_rob
     ).items
     assert len(kept) == (1 if at == "secrets" else 0)
 
-    result = run(SecretStore(cluster.api_client, pull_secret_name=SECRET, home=cluster.home))
+    result = run(SecretStore(cluster.api_client, home=cluster.home))
 
     assert not result.failures
     login = cluster.login(dev)

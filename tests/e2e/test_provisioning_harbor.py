@@ -38,7 +38,6 @@ pytestmark = pytest.mark.e2e
 
 ROBOTS = "/api/v2.0/robots"
 SPACES = {"library": True, "team-a": False, "team-b": False, "team-c": False}
-MONTH = 30 * 86400.0
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +128,8 @@ class Setup:
 
     def provisioner(self) -> Provisioner:
         """A new provisioner, as a restarted or newly elected spacegate builds one."""
-        store = SecretStore(self.api_client, pull_secret_name=self.secret_name, home=self.home)
-        return Provisioner(store, HarborRobots, rotate_every=MONTH)
+        store = SecretStore(self.api_client, home=self.home)
+        return Provisioner(store, HarborRobots)
 
     def run(
         self, bindings: dict[str, list[str]], provisioner: Provisioner | None = None
@@ -275,7 +274,7 @@ def test_a_pass_with_nothing_changed_writes_nothing_to_harbor_or_the_apiserver(
 
     again = world.run(BOUND)
 
-    assert again.plan.empty, again.plan.lines(again.desired)
+    assert again.plan.empty, again.plan.lines()
     assert world.harbor_writes(since=before) == []
     assert world.robot_projects() == robots
     assert secret_versions(world.api_client, world.secret_name) == versions
@@ -304,7 +303,7 @@ def test_a_restarted_provisioner_reuses_the_credential_kept_in_its_namespace(
     restarted = world.provisioner()  # a new process: nothing in memory
     result = world.run(BOUND, restarted)
 
-    assert result.plan.empty, result.plan.lines(result.desired)
+    assert result.plan.empty, result.plan.lines()
     assert world.harbor_writes(since=before) == []
     assert world.robot_projects() == robots
     assert world.login(dev) == login

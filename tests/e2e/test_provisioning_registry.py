@@ -32,8 +32,6 @@ from webhook.leader.provisioning.writer import PassResult, Provisioner
 
 pytestmark = pytest.mark.e2e
 
-MONTH = 30 * 86400.0
-
 
 def _registry(username: str, password: str) -> Iterator[RealRegistry]:
     reason = real_registry_unavailable()
@@ -131,8 +129,8 @@ class Setup:
         )
 
     def run(self, *, team_credentials: bool = True) -> PassResult:
-        store = SecretStore(self.api_client, pull_secret_name=self.secret_name, home=self.home)
-        provisioner = Provisioner(store, HarborRobots, rotate_every=MONTH)
+        store = SecretStore(self.api_client, home=self.home)
+        provisioner = Provisioner(store, HarborRobots)
         snapshot = self.snapshot(team_credentials=team_credentials)
 
         async def once() -> PassResult:
@@ -209,7 +207,7 @@ def test_a_namespace_that_leaves_the_workspace_loses_the_workspace_registrys_cre
     world.workspaces[moving] = "200"
     result = world.run()
 
-    assert result.plan.write_secrets == [(moving, "update")]
+    assert [(w.namespace, w.verb) for w in result.plan.write_secrets] == [(moving, "update")]
     assert set(world.logins(moving)) == {world.platform.host}
 
 
@@ -222,7 +220,9 @@ def test_a_rotated_pull_credential_file_reaches_every_secret_on_the_next_pass(
 
     result = world.run()
 
-    assert sorted(result.plan.write_secrets) == sorted([(first, "update"), (second, "update")])
+    assert sorted((w.namespace, w.verb) for w in result.plan.write_secrets) == sorted(
+        [(first, "update"), (second, "update")]
+    )
     for namespace in (first, second):
         assert world.logins(namespace)[world.platform.host][1] == "rotated-Passw0rd"
 
@@ -236,6 +236,6 @@ def test_a_registry_without_pull_credentials_is_reported_and_left_out_of_the_sec
 
     assert result.plan.missing == ["team"]
     assert "registry team needs a pull credential but has no pullCredentials" in (
-        result.plan.lines(result.desired)
+        result.plan.lines()
     )
     assert set(world.logins(own)) == {world.platform.host}

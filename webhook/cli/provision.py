@@ -20,10 +20,9 @@ from policy.config import Config, ConfigError
 from webhook.cli import exits
 from webhook.cli.cluster import connect, live_snapshot
 from webhook.clients.errors import SourceError
-from webhook.clients.kube import own_namespace
 from webhook.leader.lease import LeaseElector, LostLeadership
-from webhook.leader.provisioning.secrets import SecretStore
-from webhook.leader.provisioning.writer import Provisioner, RobotAPIFactory
+from webhook.leader.parts import build_parts
+from webhook.leader.provisioning.writer import RobotAPIFactory
 from webhook.settings import read_config
 
 PROG = "spacegate provision"
@@ -57,10 +56,6 @@ def run(
     api = connect(PROG, kubeconfig, context, err)
     if api is None:
         return exits.USAGE
-    if robots_for is None:
-        from webhook.leader.provisioning.robots import HarborRobots
-
-        robots_for = HarborRobots
     try:
         return asyncio.run(_run(config, api, robots_for, dry_run=dry_run, out=out, err=err))
     finally:
@@ -70,7 +65,7 @@ def run(
 async def _run(
     config: Config,
     api: ApiClient,
-    robots_for: RobotAPIFactory,
+    robots_for: RobotAPIFactory | None,
     *,
     dry_run: bool,
     out: TextIO,
@@ -81,17 +76,13 @@ async def _run(
     except SourceError as exc:
         print(f"{PROG}: {exc}", file=err)
         return exits.REFUSED
-    home = own_namespace(config.pull_secrets.credentials_namespace)
-    store = SecretStore(api, pull_secret_name=config.policy.pull_secret_name, home=home)
-    elector = LeaseElector(api, home)
-    provisioner = Provisioner(
-        store, robots_for, rotate_every=config.pull_secrets.rotate_every, guard=elector.check
-    )
+    parts = build_parts(config, api, robots_for=robots_for)
+    elector, provisioner = parts.elector, parts.provisioner
     try:
         if not dry_run and not await asyncio.to_thread(elector.try_acquire_or_renew):
             print(
                 f"{PROG}: provisioning is led by {elector.holder} (Lease "
-                f"{home}/{elector.name}); not writing. --dry-run shows the plan",
+                f"{parts.home}/{elector.name}); not writing. --dry-run shows the plan",
                 file=err,
             )
             return exits.REFUSED
@@ -100,13 +91,13 @@ async def _run(
         except (SourceError, LostLeadership) as exc:
             print(f"{PROG}: {exc}", file=err)
             return exits.REFUSED
-        for line in result.plan.lines(result.desired):
+        for line in result.plan.lines():
             print(("would " if dry_run and line != "nothing to change" else "") + line, file=out)
         for failure in result.failures:
             print(f"{PROG}: {failure}", file=err)
         return exits.REFUSED if result.failures else exits.OK
     finally:
-        await provisioner.aclose()
+        await parts.aclose()
         if not dry_run:
             await asyncio.to_thread(_release, elector)
 

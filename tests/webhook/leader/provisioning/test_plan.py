@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from policy.config import load_config
 from policy.provisioning import DesiredState, desired_state
 from policy.snapshot import NamespaceInfo, Snapshot
+from webhook.leader.provisioning.plan import Observed, Plan, login_entry, plan
 from webhook.leader.provisioning.secrets import PullSecret, RobotCredential
-from webhook.leader.provisioning.writer import Observed, plan
 
 CONFIG = """
 registries:
@@ -57,11 +57,14 @@ def credential(ws: str, robot_id: int, spaces: set[str], age: float = DAY) -> Ro
 
 def secret_for(*robots: RobotCredential) -> PullSecret:
     auths = {
-        host: {"username": r.robot_name, "password": r.password}
-        for r in robots
-        for host in HOSTS["harbor"]
+        host: login_entry(r.robot_name, r.password) for r in robots for host in HOSTS["harbor"]
     }
     return PullSecret("x", True, auths)
+
+
+def writes(result: Plan) -> list[tuple[str, str]]:
+    """(namespace, create|update) of each Secret the plan writes."""
+    return [(w.namespace, w.verb) for w in result.write_secrets]
 
 
 def test_a_bound_workspace_gets_a_new_robot_then_its_secrets() -> None:
@@ -76,7 +79,7 @@ def test_a_bound_workspace_gets_a_new_robot_then_its_secrets() -> None:
     assert [(c.spec.key, c.spec.spaces, c.reason) for c in result.create_robots] == [
         (("harbor", "101"), frozenset({"team-a"}), "new")
     ]
-    assert result.write_secrets == [("a-dev", "create"), ("a-prod", "create")]
+    assert writes(result) == [("a-dev", "create"), ("a-prod", "create")]
     assert not result.delete_robots and not result.delete_secrets
 
 
@@ -108,7 +111,7 @@ def test_a_changed_space_set_means_new_robot_updated_secrets_then_the_old_robot_
     assert [(c.spec.spaces, c.reason) for c in result.create_robots] == [
         (frozenset({"team-a"}), "spaces changed")
     ]
-    assert result.write_secrets == [("a-dev", "update")]
+    assert writes(result) == [("a-dev", "update")]
     assert result.delete_robots == [("harbor", 7, "robot$r7")]
 
 
@@ -127,7 +130,7 @@ def test_an_old_credential_is_rotated_and_a_lost_robot_replaced() -> None:
         hosts_of=HOSTS,
     )
     assert sorted(c.reason for c in result.create_robots) == ["robot lost", "rotation"]
-    assert sorted(result.write_secrets) == [("a-dev", "update"), ("b-dev", "update")]
+    assert sorted(writes(result)) == [("a-dev", "update"), ("b-dev", "update")]
     assert result.delete_robots == [("harbor", 7, "robot$r7")]
 
 
@@ -173,7 +176,7 @@ def test_a_foreign_secret_of_the_same_name_is_left_alone_and_reported() -> None:
         hosts_of=HOSTS,
     )
     assert result.conflicts == ["a-dev"]
-    assert result.write_secrets == []
+    assert writes(result) == []
     assert result.delete_secrets == []
 
 
