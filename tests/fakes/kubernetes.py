@@ -39,17 +39,27 @@ What it models:
   and an event history with compaction (:meth:`compact`, or automatically past
   ``history_limit`` events).
 - Writes the real client makes: ``POST``/``GET``/``PUT``/``PATCH`` (merge and strategic merge
-  patch, both applied as RFC 7386 merge patches)/``DELETE`` of namespaces, and a minimal
-  ``GET``/``POST`` ``/api/v1/namespaces/{ns}/secrets`` plus ``GET``/``DELETE`` of one secret.
-  The immutable ``kubernetes.io/metadata.name`` label is maintained as the API server does.
+  patch, both applied as RFC 7386 merge patches)/``DELETE`` of namespaces. The immutable
+  ``kubernetes.io/metadata.name`` label is maintained as the API server does.
+- Namespaced objects of the kinds spacegate reads or writes (:data:`BUILTIN_RESOURCES`:
+  Secrets, Leases, Pods and the workload kinds) and of custom resources a test serves
+  (:meth:`serve_resource`, e.g. PolicyReports): ``POST`` (409 when the name is taken, 404
+  when the namespace is missing), ``GET``, ``PUT`` (409 on a stale
+  ``metadata.resourceVersion``, unconditional without one), ``DELETE``; lists per namespace
+  and across namespaces with ``labelSelector``, ``fieldSelector`` (``metadata.name`` and
+  ``metadata.namespace``, ``=``/``==``/``!=``) and ``limit`` + ``continue``; discovery of a
+  group version (``GET /apis/{group}/{version}``: 404 until something is served there).
+  Deleting a namespace deletes its objects.
 - Faults: :meth:`drop_watches` cuts open watch connections mid-stream (no clean end of the
   chunked body, as a network failure looks), :meth:`fail_next` answers the next N requests
   with an error Status, and every request is logged in :attr:`requests` with its status.
 
-What it does not model: authentication and authorization, TLS, API discovery (``/api``,
-``/apis``), field selectors, server-side apply, JSON patch, ``dryRun``, ``generateName``,
-admission, finalizers and the ``Terminating`` phase (a delete is immediate), watches of
-anything but namespaces, ``resourceVersionMatch``/``sendInitialEvents``, a watch from a
+What it does not model: authentication and authorization, TLS, API discovery beyond a
+group version (``/api``, ``/apis``), field selectors on anything but a name or namespace,
+server-side apply, JSON patch, ``dryRun``, ``generateName``, schemas and validation of
+objects (a Lease or Secret is stored as sent), admission, owner references and garbage
+collection, finalizers and the ``Terminating`` phase (a delete is immediate), watches of
+anything but namespaces, ``PATCH`` of anything but namespaces, ``resourceVersionMatch``/``sendInitialEvents``, a watch from a
 resourceVersion in the future (served as if current), protobuf and Table output, rate limits
 and ``Retry-After``, and optimistic concurrency beyond a ``PUT`` carrying a stale
 ``metadata.resourceVersion`` (409).
@@ -71,6 +81,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -84,6 +95,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 JSON = dict[str, Any]
 NAME_LABEL = "kubernetes.io/metadata.name"
+
+# (API prefix, plural) -> kind of the built-in namespaced resources the fake serves.
+BUILTIN_RESOURCES: Mapping[tuple[str, str], str] = {
+    ("/api/v1", "secrets"): "Secret",
+    ("/api/v1", "pods"): "Pod",
+    ("/api/v1", "replicationcontrollers"): "ReplicationController",
+    ("/api/v1", "podtemplates"): "PodTemplate",
+    ("/apis/apps/v1", "deployments"): "Deployment",
+    ("/apis/apps/v1", "statefulsets"): "StatefulSet",
+    ("/apis/apps/v1", "daemonsets"): "DaemonSet",
+    ("/apis/apps/v1", "replicasets"): "ReplicaSet",
+    ("/apis/batch/v1", "jobs"): "Job",
+    ("/apis/batch/v1", "cronjobs"): "CronJob",
+    ("/apis/coordination.k8s.io/v1", "leases"): "Lease",
+}
 
 
 # --------------------------------------------------------------------------- records
@@ -302,7 +328,10 @@ class FakeKubernetes:
         self._compacted = 1  # a watch may start from any rv >= this
         self._history: list[_Event] = []
         self._namespaces: dict[str, JSON] = {}
-        self._secrets: dict[tuple[str, str], JSON] = {}
+        # (api prefix, plural, namespace, name) -> object; api prefix "/api/v1" or
+        # "/apis/<group>/<version>"
+        self._objects: dict[tuple[str, str, str, str], JSON] = {}
+        self._resources: dict[tuple[str, str], str] = dict(BUILTIN_RESOURCES)  # -> kind
         self._watchers: set[_Watcher] = set()
         self._continues: dict[str, tuple[int, list[JSON]]] = {}
         self._failures: list[tuple[int, str]] = []
@@ -392,6 +421,29 @@ class FakeKubernetes:
         """A real ``kubernetes`` ApiClient pointing at the fake."""
         return kubernetes.client.ApiClient(self.configuration())
 
+    def write_kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig for the fake at ``path`` (context ``fake``; no credentials), for code
+        that finds its cluster itself (``KUBECONFIG``, a child process)."""
+        path.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f'clusters: [{{name: fake, cluster: {{server: "{self.url}"}}}}]\n'
+            "users: [{name: nobody, user: {}}]\n"
+            "contexts: [{name: fake, context: {cluster: fake, user: nobody}}]\n"
+            "current-context: fake\n"
+        )
+        return path
+
+    def pull_secret_login(self, namespace: str, name: str, host: str) -> tuple[str, str] | None:
+        """(username, password) the ``.dockerconfigjson`` Secret ``name`` holds for ``host``;
+        None when there is no such Secret (KeyError when it lacks the host)."""
+        with self._lock:
+            secret = self._objects.get(("/api/v1", "secrets", namespace, name))
+            if secret is None:
+                return None
+            raw = base64.b64decode(secret["data"][".dockerconfigjson"])
+        entry = json.loads(raw)["auths"][host]
+        return entry["username"], entry["password"]
+
     # ------------------------------------------------------------------ inspection
 
     @property
@@ -451,7 +503,46 @@ class FakeKubernetes:
     ) -> JSON:
         """Create a secret: bumps the global resourceVersion without a namespace event."""
         body = {"metadata": {"name": name}, "data": dict(data or {})}
-        return self._create_secret(namespace, body)
+        return self._create_object("/api/v1", "secrets", namespace, body)
+
+    def create_object(self, path: str, namespace: str, body: JSON) -> JSON:
+        """Create a namespaced object under ``path`` (``/apis/apps/v1/deployments``,
+        ``/api/v1/secrets``): what a client's ``POST`` would do; ApiError 409 when taken."""
+        prefix, plural = path.rsplit("/", 1)
+        return self._create_object(prefix, plural, namespace, body)
+
+    def get_object(self, path: str, namespace: str, name: str) -> JSON | None:
+        """The object ``name`` in ``namespace`` under ``path``, or None."""
+        prefix, plural = path.rsplit("/", 1)
+        with self._lock:
+            obj = self._objects.get((prefix, plural, namespace, name))
+            return copy.deepcopy(obj) if obj is not None else None
+
+    def objects(self, path: str, namespace: str | None = None) -> list[JSON]:
+        """Every object under ``path`` (in ``namespace``), by namespace and name."""
+        prefix, plural = path.rsplit("/", 1)
+        with self._lock:
+            return [
+                copy.deepcopy(obj)
+                for (p, kind, ns, _), obj in sorted(self._objects.items())
+                if p == prefix and kind == plural and namespace in (None, ns)
+            ]
+
+    def replace_object(self, path: str, namespace: str, body: JSON) -> JSON:
+        """Replace an object as a client's ``PUT`` would (409 on a stale resourceVersion)."""
+        prefix, plural = path.rsplit("/", 1)
+        return self._replace_object(prefix, plural, namespace, body)
+
+    def delete_object(self, path: str, namespace: str, name: str) -> JSON:
+        """Delete an object (ApiError 404 when absent)."""
+        prefix, plural = path.rsplit("/", 1)
+        return self._delete_object(prefix, plural, namespace, name)
+
+    def serve_resource(self, group_version: str, plural: str, kind: str) -> None:
+        """Serve a custom resource (as installing its CRD does): ``wgpolicyk8s.io/v1alpha2``,
+        ``policyreports``, ``PolicyReport``."""
+        with self._lock:
+            self._resources[(f"/apis/{group_version}", plural)] = kind
 
     # ------------------------------------------------------------------ faults
 
@@ -586,41 +677,142 @@ class FakeKubernetes:
             old = self._namespaces.pop(name, None)
             if old is None:
                 raise ApiError(404, "NotFound", f'namespaces "{name}" not found')
-            for key in [k for k in self._secrets if k[0] == name]:
-                del self._secrets[key]
+            for key in [k for k in self._objects if k[2] == name]:
+                del self._objects[key]
             gone = copy.deepcopy(old)
             gone["metadata"]["resourceVersion"] = str(self._next_rv())
             self._record_event("DELETED", old, gone)
             return gone
 
-    def _create_secret(self, namespace: str, body: JSON) -> JSON:
+    def _kind(self, prefix: str, plural: str) -> str:
+        kind = self._resources.get((prefix, plural))
+        if kind is None:
+            raise ApiError(
+                404, "NotFound", f"the server could not find the requested resource ({plural})"
+            )
+        return kind
+
+    def _create_object(self, prefix: str, plural: str, namespace: str, body: JSON) -> JSON:
         meta = body.get("metadata") or {}
         name = meta.get("name")
-        if not isinstance(name, str) or not name:
-            raise ApiError(422, "Invalid", "Secret is invalid: metadata.name: Required value")
         with self._lock:
+            kind = self._kind(prefix, plural)
+            if not isinstance(name, str) or not name:
+                raise ApiError(422, "Invalid", f"{kind} is invalid: metadata.name: Required value")
             if namespace not in self._namespaces:
                 raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found')
-            if (namespace, name) in self._secrets:
-                raise ApiError(409, "AlreadyExists", f'secrets "{name}" already exists')
-            obj: JSON = {
-                "kind": "Secret",
-                "apiVersion": "v1",
-                "metadata": {
-                    **{k: v for k, v in meta.items() if k in ("labels", "annotations")},
-                    "name": name,
-                    "namespace": namespace,
-                    "uid": str(uuid.uuid4()),
-                    "resourceVersion": str(self._next_rv()),
-                    "creationTimestamp": _now(),
+            key = (prefix, plural, namespace, name)
+            if key in self._objects:
+                raise ApiError(409, "AlreadyExists", f'{plural} "{name}" already exists')
+            obj: JSON = copy.deepcopy(body)
+            obj["kind"] = kind
+            obj["apiVersion"] = prefix.removeprefix("/api/").removeprefix("/apis/")
+            obj["metadata"] = {
+                **{
+                    k: v
+                    for k, v in meta.items()
+                    if k in ("labels", "annotations", "ownerReferences")
                 },
-                "type": body.get("type") or "Opaque",
-                "data": dict(body.get("data") or {}),
+                "name": name,
+                "namespace": namespace,
+                "uid": str(uuid.uuid4()),
+                "resourceVersion": str(self._next_rv()),
+                "creationTimestamp": _now(),
             }
-            for key, value in (body.get("stringData") or {}).items():
-                obj["data"][key] = base64.b64encode(str(value).encode()).decode()
-            self._secrets[(namespace, name)] = obj
+            if plural == "secrets":
+                obj["type"] = body.get("type") or "Opaque"
+                obj["data"] = dict(body.get("data") or {})
+                for k, value in (obj.pop("stringData", None) or {}).items():
+                    obj["data"][k] = base64.b64encode(str(value).encode()).decode()
+            self._objects[key] = obj
             return copy.deepcopy(obj)
+
+    def _replace_object(self, prefix: str, plural: str, namespace: str, body: JSON) -> JSON:
+        meta = body.get("metadata") or {}
+        name = meta.get("name")
+        with self._lock:
+            kind = self._kind(prefix, plural)
+            key = (prefix, plural, namespace, str(name))
+            old = self._objects.get(key)
+            if old is None:
+                raise ApiError(404, "NotFound", f'{plural} "{name}" not found')
+            wanted = meta.get("resourceVersion")
+            if wanted and wanted != old["metadata"]["resourceVersion"]:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {plural} "{name}": the object has been '
+                    "modified; please apply your changes to the latest version and try again",
+                )
+            obj: JSON = copy.deepcopy(body)
+            obj["kind"] = kind
+            obj["apiVersion"] = old["apiVersion"]
+            obj["metadata"] = {
+                **{
+                    k: v
+                    for k, v in meta.items()
+                    if k in ("labels", "annotations", "ownerReferences")
+                },
+                **{
+                    k: old["metadata"][k] for k in ("name", "namespace", "uid", "creationTimestamp")
+                },
+                "resourceVersion": str(self._next_rv()),
+            }
+            self._objects[key] = obj
+            return copy.deepcopy(obj)
+
+    def _delete_object(self, prefix: str, plural: str, namespace: str, name: str) -> JSON:
+        with self._lock:
+            self._kind(prefix, plural)
+            obj = self._objects.pop((prefix, plural, namespace, name), None)
+            if obj is None:
+                raise ApiError(404, "NotFound", f'{plural} "{name}" not found')
+            self._next_rv()
+            return obj
+
+    def _list_objects(self, prefix: str, plural: str, namespace: str | None, params: Any) -> JSON:
+        try:
+            labels = parse_label_selector(params.get("labelSelector", ""))
+            fields = _field_selector(params.get("fieldSelector", ""))
+        except ValueError as exc:
+            raise ApiError(400, "BadRequest", str(exc)) from None
+        with self._lock:
+            kind = self._kind(prefix, plural)
+            items = [
+                copy.deepcopy(obj)
+                for (p, r, ns, _), obj in sorted(self._objects.items())
+                if p == prefix
+                and r == plural
+                and namespace in (None, ns)
+                and labels(_labels(obj))
+                and fields(obj["metadata"])
+            ]
+            page = self._page(items, params)
+        return {"kind": f"{kind}List", **page}
+
+    def _page(self, items: list[JSON], params: Any) -> JSON:
+        """One page of ``items`` (``limit``/``continue``); caller holds the lock."""
+        limit = int(params.get("limit") or 0)
+        token = params.get("continue")
+        if token:
+            if token not in self._continues:
+                raise ApiError(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent "
+                    "list result. You can start a new list without the continue parameter.",
+                )
+            rv, items = self._continues.pop(token)
+        else:
+            rv = self._rv
+        meta: JSON = {"resourceVersion": str(rv)}
+        if limit and len(items) > limit:
+            items, rest = items[:limit], items[limit:]
+            next_token = uuid.uuid4().hex
+            self._continues[next_token] = (rv, rest)
+            meta["continue"] = next_token
+            meta["remainingItemCount"] = len(rest)
+        return {"metadata": meta, "items": items}
 
     # ------------------------------------------------------------------ HTTP
 
@@ -633,15 +825,31 @@ class FakeKubernetes:
                     self._namespace_endpoint,
                     methods=["GET", "PUT", "PATCH", "DELETE"],
                 ),
+                # Every other namespaced resource, core and grouped, and group discovery.
+                Route("/api/v1/{plural}", self._collection_endpoint, methods=["GET"]),
                 Route(
-                    "/api/v1/namespaces/{ns}/secrets",
-                    self._secrets_endpoint,
+                    "/api/v1/namespaces/{ns}/{plural}",
+                    self._collection_endpoint,
                     methods=["GET", "POST"],
                 ),
                 Route(
-                    "/api/v1/namespaces/{ns}/secrets/{name}",
-                    self._secret_endpoint,
-                    methods=["GET", "DELETE"],
+                    "/api/v1/namespaces/{ns}/{plural}/{name}",
+                    self._object_endpoint,
+                    methods=["GET", "PUT", "DELETE"],
+                ),
+                Route("/apis/{group}/{version}", self._discovery_endpoint, methods=["GET"]),
+                Route(
+                    "/apis/{group}/{version}/{plural}", self._collection_endpoint, methods=["GET"]
+                ),
+                Route(
+                    "/apis/{group}/{version}/namespaces/{ns}/{plural}",
+                    self._collection_endpoint,
+                    methods=["GET", "POST"],
+                ),
+                Route(
+                    "/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}",
+                    self._object_endpoint,
+                    methods=["GET", "PUT", "DELETE"],
                 ),
             ]
         )
@@ -696,33 +904,14 @@ class FakeKubernetes:
             return _error(exc)
 
     def _list(self, selector: Predicate, params: Any) -> JSON:
-        limit = int(params.get("limit") or 0)
-        token = params.get("continue")
         with self._lock:
-            if token:
-                if token not in self._continues:
-                    raise ApiError(
-                        410,
-                        "Expired",
-                        "The provided continue parameter is too old to display a consistent "
-                        "list result. You can start a new list without the continue parameter.",
-                    )
-                rv, items = self._continues.pop(token)
-            else:
-                rv = self._rv
-                items = [
-                    copy.deepcopy(self._namespaces[name])
-                    for name in sorted(self._namespaces)
-                    if selector(_labels(self._namespaces[name]))
-                ]
-            meta: JSON = {"resourceVersion": str(rv)}
-            if limit and len(items) > limit:
-                items, rest = items[:limit], items[limit:]
-                next_token = uuid.uuid4().hex
-                self._continues[next_token] = (rv, rest)
-                meta["continue"] = next_token
-                meta["remainingItemCount"] = len(rest)
-        return {"kind": "NamespaceList", "apiVersion": "v1", "metadata": meta, "items": items}
+            items = [
+                copy.deepcopy(self._namespaces[name])
+                for name in sorted(self._namespaces)
+                if selector(_labels(self._namespaces[name]))
+            ]
+            page = self._page(items, params)
+        return {"kind": "NamespaceList", "apiVersion": "v1", **page}
 
     def _watch(self, rv_text: str, selector: Predicate, params: Any) -> Response:
         bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
@@ -835,44 +1024,85 @@ class FakeKubernetes:
         except ApiError as exc:
             return _error(exc)
 
-    async def _secrets_endpoint(self, request: Request) -> Response:
-        namespace = request.path_params["ns"]
+    @staticmethod
+    def _prefix(request: Request) -> str:
+        params = request.path_params
+        if "group" in params:
+            return f"/apis/{params['group']}/{params['version']}"
+        return "/api/v1"
+
+    async def _discovery_endpoint(self, request: Request) -> Response:
+        prefix = self._prefix(request)
+        with self._lock:
+            served = sorted(
+                (plural, kind) for (p, plural), kind in self._resources.items() if p == prefix
+            )
+        if not served:
+            return _error(
+                ApiError(404, "NotFound", "the server could not find the requested resource")
+            )
+        return _json(
+            {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": prefix.removeprefix("/apis/"),
+                "resources": [
+                    {"name": plural, "kind": kind, "namespaced": True} for plural, kind in served
+                ],
+            }
+        )
+
+    async def _collection_endpoint(self, request: Request) -> Response:
+        prefix, plural = self._prefix(request), request.path_params["plural"]
+        namespace = request.path_params.get("ns")
         try:
             if request.method == "POST":
-                return _json(self._create_secret(namespace, await _body(request)), 201)
-            with self._lock:
-                items = [
-                    copy.deepcopy(obj)
-                    for (ns, _), obj in sorted(self._secrets.items())
-                    if ns == namespace
-                ]
-                rv = self._rv
-            return _json(
-                {
-                    "kind": "SecretList",
-                    "apiVersion": "v1",
-                    "metadata": {"resourceVersion": str(rv)},
-                    "items": items,
-                }
-            )
+                assert namespace is not None
+                body = await _body(request)
+                return _json(self._create_object(prefix, plural, namespace, body), 201)
+            listed = self._list_objects(prefix, plural, namespace, request.query_params)
+            listed["apiVersion"] = prefix.removeprefix("/api/").removeprefix("/apis/")
+            return _json(listed)
         except ApiError as exc:
             return _error(exc)
 
-    async def _secret_endpoint(self, request: Request) -> Response:
-        key = (request.path_params["ns"], request.path_params["name"])
-        with self._lock:
+    async def _object_endpoint(self, request: Request) -> Response:
+        prefix, plural = self._prefix(request), request.path_params["plural"]
+        namespace, name = request.path_params["ns"], request.path_params["name"]
+        try:
             if request.method == "DELETE":
-                obj = self._secrets.pop(key, None)
-                if obj is not None:
-                    self._next_rv()
-            else:
-                obj = copy.deepcopy(self._secrets.get(key))
-        if obj is None:
-            return _error(ApiError(404, "NotFound", f'secrets "{key[1]}" not found'))
-        return _json(obj)
+                return _json(self._delete_object(prefix, plural, namespace, name))
+            if request.method == "PUT":
+                body = await _body(request)
+                if (body.get("metadata") or {}).get("name") != name:
+                    raise ApiError(
+                        400, "BadRequest", "the name of the object does not match the URL"
+                    )
+                return _json(self._replace_object(prefix, plural, namespace, body))
+            with self._lock:
+                self._kind(prefix, plural)
+                obj = copy.deepcopy(self._objects.get((prefix, plural, namespace, name)))
+            if obj is None:
+                raise ApiError(404, "NotFound", f'{plural} "{name}" not found')
+            return _json(obj)
+        except ApiError as exc:
+            return _error(exc)
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _field_selector(text: str) -> Callable[[Mapping[str, Any]], bool]:
+    """A predicate over ``metadata`` for a ``fieldSelector`` on a name or namespace."""
+    terms: list[tuple[str, str, bool]] = []  # (metadata field, value, negated)
+    for term in (t.strip() for t in text.split(",") if t.strip()):
+        negate = "!=" in term
+        key, _, value = term.replace("!=", "=").replace("==", "=").partition("=")
+        field = {"metadata.name": "name", "metadata.namespace": "namespace"}.get(key.strip())
+        if field is None:
+            raise ValueError(f'"{key.strip()}" is not a known field selector: only name, namespace')
+        terms.append((field, value.strip(), negate))
+    return lambda meta: all((meta.get(f) == v) != n for f, v, n in terms)
 
 
 def _event_line(event: _Event, selector: Predicate) -> bytes | None:

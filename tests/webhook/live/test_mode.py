@@ -24,7 +24,6 @@ from policy.config import Config, Registry, load_config
 from policy.decision import decide
 from tests.fakes.harbor import ADMIN_PASSWORD, ADMIN_USER, HarborFake
 from tests.fakes.kubernetes import FakeKubernetes
-from webhook.clients.kube import kube_configured
 from webhook.live.mode import open_live_state
 from webhook.live.refresher import Refresher
 from webhook.live.sources import SpaceSource
@@ -176,21 +175,6 @@ async def gate_to(port: int, *, open_now: bool = True) -> AsyncIterator[Gate]:
 
 def harbor_port(harbor: HarborFake) -> int:
     return int(harbor.url.rsplit(":", 1)[1])
-
-
-# --------------------------------------------------------------------------- Kubernetes detection
-
-
-def test_kubernetes_is_detected_in_a_cluster_or_from_a_kubeconfig(tmp_path: Path) -> None:
-    assert kube_configured({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, home=tmp_path)
-    assert not kube_configured({}, home=tmp_path)
-    kubeconfig = tmp_path / "kc"
-    kubeconfig.write_text("apiVersion: v1\n")
-    assert kube_configured({"KUBECONFIG": f"/nonexistent:{kubeconfig}"}, home=tmp_path)
-    assert not kube_configured({"KUBECONFIG": "/nonexistent"}, home=tmp_path)
-    (tmp_path / ".kube").mkdir()
-    (tmp_path / ".kube" / "config").write_text("apiVersion: v1\n")
-    assert kube_configured({}, home=tmp_path)
 
 
 # --------------------------------------------------------------------------- Harbor outages
