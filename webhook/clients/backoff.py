@@ -4,8 +4,9 @@ Registry requests retried after a 5xx (``webhook.clients.http``), a namespace wa
 reconnecting (``webhook.live.sources.namespaces``) and a registry poller listing again after
 a failure (``webhook.live.poller``) all wait ``initial * factor**attempt`` seconds, capped at
 ``maximum``, of which the ``jitter`` fraction is random: many webhook replicas that failed
-together then do not come back in lockstep against the same Harbor or apiserver. ``jitter=0.5`` is the classic "equal jitter"
-(half fixed, half random); ``jitter=0`` makes delays exact (tests).
+together then do not come back in lockstep against the same Harbor or apiserver.
+``jitter=0.5`` is the classic "equal jitter" (half fixed, half random); ``jitter=0`` makes
+delays exact (tests).
 """
 
 from __future__ import annotations

@@ -97,7 +97,6 @@ class _JobState:
     version: int | None = None  # the snapshot version ``view`` was computed from
     view: object = None
     dirty: bool = False  # a relevant change since the last pass started
-    passes: int = 0  # passes started (tests, logs)
 
     def forget(self) -> None:
         """Leadership lost: the next leadership starts from scratch."""
@@ -142,10 +141,6 @@ class LeaderLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._changed_at: float | None = None  # first snapshot change not looked at yet
-
-    def passes(self, name: str) -> int:
-        """How many passes of job ``name`` started (since this loop was made)."""
-        return sum(s.passes for s in self._states if s.job.name == name)
 
     # ------------------------------------------------------------------ running
 
@@ -227,7 +222,6 @@ class LeaderLoop:
         first = state.started is None
         state.started = self._clock()
         state.dirty = False
-        state.passes += 1
         why = "first pass as leader" if first else trigger
         log.info("leader: %s pass (%s)", state.job.name, why)
         state.task = asyncio.create_task(

@@ -36,7 +36,7 @@ from webhook.state import SnapshotFeed
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LeaderParts", "RunningLeader", "build_parts", "leader_work", "wants_leader"]
+__all__ = ["LeaderParts", "build_parts", "leader_work", "wants_leader"]
 
 
 def wants_leader(config: Config) -> bool:
@@ -84,14 +84,6 @@ def build_parts(
     return LeaderParts(api, home, elector, store, provisioner, ChildAuditor())
 
 
-@dataclass
-class RunningLeader:
-    """What :func:`leader_work` runs: the parts, and the loop running them."""
-
-    parts: LeaderParts
-    loop: LeaderLoop
-
-
 @asynccontextmanager
 async def leader_work(
     config: Config,
@@ -101,7 +93,7 @@ async def leader_work(
     registry: CollectorRegistry | None = None,
     robots_for: RobotAPIFactory | None = None,
     settle: float = DEFAULT_SETTLE,
-) -> AsyncIterator[RunningLeader]:
+) -> AsyncIterator[LeaderParts]:
     """Campaign for the Lease and, while leader, provision and audit as the snapshots of
     ``feed`` say (on or off, and everything else, per snapshot). Every replica keeps
     serving admission either way. Metrics go to ``registry``."""
@@ -121,7 +113,7 @@ async def leader_work(
         asyncio.create_task(loop.run(), name="spacegate-leader"),
     ]
     try:
-        yield RunningLeader(parts, loop)
+        yield parts
     finally:
         for task in reversed(tasks):  # the work first, then the Lease (released)
             task.cancel()

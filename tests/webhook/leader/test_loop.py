@@ -289,11 +289,10 @@ def test_jobs_run_side_by_side_so_a_long_pass_delays_no_other_job() -> None:
     slow, quick = Job("audit", hold=asyncio.Event()), Job("provisioning")
 
     async def scenario() -> None:
-        async with running(slow, quick) as (_, feed, loop):
+        async with running(slow, quick) as (_, feed, _):
             await until(lambda: len(slow.started) == 1 and len(quick.started) == 1)
             feed.publish(**{"a-dev": "101"})
             await until(lambda: len(quick.started) == 2)
-            assert len(slow.started) == 1
-            assert (loop.passes("provisioning"), loop.passes("audit")) == (2, 1)
+            assert len(slow.started) == 1  # still in its first pass
 
     asyncio.run(scenario())

@@ -29,7 +29,6 @@ a space rather than dropping one.
 
 from __future__ import annotations
 
-import logging
 from typing import Final
 
 import httpx
@@ -40,8 +39,6 @@ from webhook.clients.harbor_paging import MAX_PAGE_SIZE, list_harbor
 from webhook.clients.http import RegistrySource, error_detail, safe_text
 
 __all__ = ["PROJECTS_PATH", "HarborSource"]
-
-log = logging.getLogger(__name__)
 
 PROJECTS_PATH: Final = "/api/v2.0/projects"
 PERMISSIONS_PATH: Final = "/api/v2.0/users/current/permissions"
