@@ -214,7 +214,12 @@ class LeaderLoop:
             view = job.view(snapshot)
             return view, before is not None and job.changed(before, view)
 
-        view, changed = await asyncio.to_thread(evaluate)
+        try:
+            view, changed = await asyncio.to_thread(evaluate)
+        except Exception as exc:  # a bug in a view must not end the leader's work
+            log.error("leader: %s: cannot read snapshot %d: %s", job.name, snapshot.version, exc)
+            state.version = snapshot.version  # not again until the next snapshot
+            return
         state.view, state.version = view, snapshot.version
         state.dirty = state.dirty or changed
 
@@ -257,17 +262,16 @@ class LeaderLoop:
         finally:
             for waiter in (lease, wake):
                 waiter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await waiter
+            # gather, not ``suppress(CancelledError)``: a cancellation of this task arriving
+            # meanwhile must not be swallowed with the waiters'.
+            await asyncio.gather(lease, wake, return_exceptions=True)
         self._wake.clear()
 
     async def _stop_passes(self) -> None:
         running = [s.task for s in self._states if s.task is not None and not s.task.done()]
         for task in running:
             task.cancel()
-        for task in running:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*running, return_exceptions=True)
         for state in self._states:
             state.forget()
 

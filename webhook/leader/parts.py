@@ -15,7 +15,6 @@ block runs, then stops the loop, releases the Lease and closes what it opened.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -112,12 +111,20 @@ async def leader_work(
         asyncio.create_task(elector.run(), name="spacegate-lease"),
         asyncio.create_task(loop.run(), name="spacegate-leader"),
     ]
+    for task in tasks:
+        task.add_done_callback(_report_crash)
     try:
         yield parts
     finally:
         for task in reversed(tasks):  # the work first, then the Lease (released)
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.gather(task, return_exceptions=True)  # a crash was logged already
         await parts.aclose()
         api.close()  # type: ignore[no-untyped-call]
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """Say at once when the Lease or the loop stopped by itself (a bug): the leader's work
+    would otherwise end in silence while admission goes on."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("leader: %s stopped: %r", task.get_name(), task.exception())

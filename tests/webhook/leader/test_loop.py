@@ -266,6 +266,29 @@ def test_a_failing_pass_is_logged_and_the_loop_goes_on(caplog: pytest.LogCapture
     assert "leader: job pass failed: Harbor answered 503" in caplog.text
 
 
+def test_a_view_that_cannot_be_computed_is_logged_and_the_loop_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Flaky(Job):
+        def view(self, snapshot: Snapshot) -> object:
+            if snapshot.version == 2:
+                raise KeyError("registry 'gone'")
+            return super().view(snapshot)
+
+    job = Flaky()
+
+    async def scenario() -> None:
+        async with running(job) as (_, feed, _):
+            await until(lambda: len(job.started) == 1)
+            feed.publish(**{"a-dev": "101"})  # version 2: its view fails
+            await asyncio.sleep(QUIET)
+            feed.publish(**{"a-dev": "101", "b-dev": "101"})  # version 3: read again
+            await until(lambda: len(job.started) == 2)
+
+    asyncio.run(scenario())
+    assert "leader: job: cannot read snapshot 2: \"registry 'gone'\"" in caplog.text
+
+
 def test_a_pass_stopped_by_a_lost_lease_is_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
     class Guarded(Job):
         async def run(self, snapshot: Snapshot, view: object) -> None:
@@ -294,5 +317,25 @@ def test_jobs_run_side_by_side_so_a_long_pass_delays_no_other_job() -> None:
             feed.publish(**{"a-dev": "101"})
             await until(lambda: len(quick.started) == 2)
             assert len(slow.started) == 1  # still in its first pass
+
+    asyncio.run(scenario())
+
+
+def test_stopping_the_loop_always_stops_it_whatever_it_is_doing() -> None:
+    """``serve`` stops the leader's work by cancelling the loop: whatever the loop is doing
+    at that moment (starting a pass, waiting, waking because a pass ended), it must end.
+    Cancelled after 0, 1, 2, ... turns of the event loop, it meets every step of a cycle."""
+    job = Job(every=0.0)  # a pass that ends at once, again and again
+
+    async def scenario() -> None:
+        for steps in range(60):
+            leadership, feed = Leadership(), Feed()
+            leadership.leader = True
+            task = asyncio.create_task(LeaderLoop(leadership, feed, [job], settle=0).run())
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=1)
+            assert done, f"the loop went on after being cancelled {steps} steps in"
 
     asyncio.run(scenario())
