@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import orjson
+
 from policy.config import load_config
 from policy.provisioning import DesiredState, desired_state
 from policy.snapshot import NamespaceInfo, Snapshot
-from webhook.leader.provisioning.plan import Observed, Plan, login_entry, plan
+from webhook.leader.provisioning.plan import (
+    Observed,
+    Plan,
+    login_entry,
+    plan,
+    plan_robots,
+    plan_secrets,
+)
 from webhook.leader.provisioning.secrets import PullSecret, RobotCredential
 
 CONFIG = """
@@ -200,3 +209,33 @@ def test_robots_and_entries_of_a_registry_not_listed_yet_are_never_revoked() -> 
     assert result.delete_secrets == []
     assert result.delete_credentials == []
     assert result.delete_robots == []
+
+
+def test_the_plan_carries_each_secrets_content_ready_to_write() -> None:
+    kept = credential("101", 7, {"team-a"})
+    result = plan(
+        desired(**{"a-dev": "101", "a-prod": "101"}),
+        Observed({"harbor": (FakeRobot(7, "robot$r7"),)}, {kept.key: kept}, {}),
+        now=NOW,
+        rotate_every=30 * DAY,
+        hosts_of=HOSTS,
+    )
+    assert writes(result) == [("a-dev", "create"), ("a-prod", "create")]
+    content = orjson.loads(result.write_secrets[0].content)
+    assert content == {"auths": {host: login_entry("robot$r7", "pw7") for host in HOSTS["harbor"]}}
+    assert "pw7" not in repr(result.write_secrets)  # the content holds passwords
+
+
+def test_a_robot_not_created_keeps_its_old_robot_and_leaves_its_secrets_alone() -> None:
+    """Step 2 with the credentials after a failed step 1: the old one is still in place."""
+    old = credential("101", 7, {"team-a", "team-b"})
+    wanted = desired(**{"a-dev": "101"})
+    observed = Observed(
+        {"harbor": (FakeRobot(7, "robot$r7"),)}, {old.key: old}, {"a-dev": secret_for(old)}
+    )
+    [change] = plan_robots(wanted, observed, now=NOW, rotate_every=30 * DAY)
+    assert change.reason == "spaces changed"
+
+    result = plan_secrets(wanted, observed, observed.credentials, hosts_of=HOSTS)
+
+    assert result.write_secrets == [] and result.delete_robots == []
