@@ -47,13 +47,21 @@ _.staleness
 # equal to the upstream library's by tests/policy/test_reference*.py.
 _.familiar
 
-# ---- until the issue 18 branches are merged -----------------------------------------------
-# webhook/live and cli/{serve,provision,audit,cluster}.py are excluded from the check while
-# another branch moves them (pyproject.toml, [tool.vulture]); these names are used only there
-# or by code that branch writes. The lead removes this block with the exclusion.
+# Written to the Lease as the Kubernetes API defines it (leader/lease.py): read by other
+# Lease holders and by people (`kubectl get lease -o yaml`), never by spacegate itself.
+_.acquire_time
 
-# Read by webhook/live/sources/factory.py to warn about an http:// registry URL.
-_.insecure_url
+# Fields of Harbor's robot listing, kept for the dry-run plan and logs of `spacegate provision`
+# and read by the robot client's tests (leader/provisioning/robots.py).
+_.creation_time
 
-# The report content a digest compares (issue 18: one report digest, in the leader's writer).
-_.same_content
+# What a provisioning pass did, for callers that inspect it (`spacegate provision`, tests):
+# whether the plan was empty and whether it was applied.
+_.empty
+_.applied
+
+# The namespace reflector's counters (live/sources/namespaces.py): how often it relisted,
+# reconnected and applied an event; tests read them to see the list-watch protocol at work.
+_.relists
+_.reconnects
+_.events

@@ -90,8 +90,9 @@ def child(mode: str, kubeconfig: str, config_path: str, what_if: str | None) -> 
 
     from webhook.cli import audit as audit_cli
     from webhook.cli.cluster import live_snapshot
-    from webhook.live.audit import AuditMetrics, Auditor
-    from webhook.live.kube import load_api_client
+    from webhook.clients.kube import load_api_client
+    from webhook.leader.audit.metrics import AuditMetrics
+    from webhook.leader.audit.passes import Auditor
     from webhook.settings import read_config
 
     if mode == "cli":

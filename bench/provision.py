@@ -1,8 +1,8 @@
 """Benchmark: pull-secret provisioning at scale, from scratch and after one binding change.
 
 What it measures: the provisioner ``spacegate serve`` runs on the leader
-(:class:`webhook.live.provisioner.Provisioner`, its real Harbor robot client and its real
-Secret store) reconciling 1,000 workspaces x 10 namespaces x 5 bound private spaces:
+(:class:`webhook.leader.provisioning.writer.Provisioner`, its real Harbor robot client and
+its real Secret store) reconciling 1,000 workspaces x 10 namespaces x 5 bound private spaces:
 
 - *from scratch*: no robot, no Secret yet (1,000 robots and 11,000 Secrets to make);
 - *no change*: the same snapshot again (must write nothing);
@@ -55,14 +55,14 @@ from kubernetes import client, config
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import webhook.live.provisioner as provisioner_module  # noqa: E402
+import webhook.leader.provisioning.writer as provisioner_module  # noqa: E402
 from policy.config import Config, load_config  # noqa: E402
 from policy.snapshot import Snapshot  # noqa: E402
 from tests.support.controlplane.plane import ControlPlane  # noqa: E402
 from tests.support.metrics import samples  # noqa: E402
-from webhook.live.provisioner import Provisioner  # noqa: E402
-from webhook.live.pull_secrets import RobotCredential, SecretStore  # noqa: E402
-from webhook.live.sources.harbor_robots import CreatedRobot, HarborRobots, Robot  # noqa: E402
+from webhook.leader.provisioning.robots import CreatedRobot, HarborRobots, Robot  # noqa: E402
+from webhook.leader.provisioning.secrets import RobotCredential, SecretStore  # noqa: E402
+from webhook.leader.provisioning.writer import Provisioner  # noqa: E402
 from webhook.live.sources.namespaces import fetch_namespaces  # noqa: E402
 
 LABEL = "workspace.ghippo.io/id"
@@ -154,24 +154,24 @@ class CountingStore(SecretStore):
     """The real Secret store, counting each call (one apiserver request each, lists paged)."""
 
     def __init__(self, api: client.ApiClient, counts: Counts) -> None:
-        super().__init__(api, pull_secret_name=SECRET, home=HOME)
+        super().__init__(api, home=HOME)
         self._counts = counts
 
-    def list_pull_secrets(self) -> Any:
+    def list_pull_secrets(self, name: str) -> Any:
         self._counts.add("kube", "list pull Secrets")
-        return super().list_pull_secrets()
+        return super().list_pull_secrets(name)
 
     def list_credentials(self) -> Any:
         self._counts.add("kube", "list credentials")
         return super().list_credentials()
 
-    def write_pull_secret(self, namespace: str, content: bytes, *, exists: bool) -> None:
+    def write_pull_secret(self, namespace: str, name: str, content: bytes, *, exists: bool) -> None:
         self._counts.add("kube", "replace Secret" if exists else "create Secret")
-        super().write_pull_secret(namespace, content, exists=exists)
+        super().write_pull_secret(namespace, name, content, exists=exists)
 
-    def delete_pull_secret(self, namespace: str) -> None:
+    def delete_pull_secret(self, namespace: str, name: str) -> None:
         self._counts.add("kube", "delete Secret")
-        super().delete_pull_secret(namespace)
+        super().delete_pull_secret(namespace, name)
 
     def write_credential(self, name: str, credential: RobotCredential) -> None:
         self._counts.add("kube", "write credential")
@@ -464,15 +464,23 @@ def main() -> int:
         counts = Counts()
         phases = Phases()
         # run_pass looks these up in its module: time them where they are called.
-        for attribute, label in (("desired_state", "desired state"), ("plan", "plan")):
+        for attribute, label in (
+            ("desired_state", "desired state"),
+            ("plan_robots", "plan"),
+            ("plan_secrets", "plan"),
+        ):
             original = getattr(provisioner_module, attribute)
             setattr(provisioner_module, attribute, phases.timed(label, original))
         store = CountingStore(api, counts)
-        provisioner = Provisioner(
-            store, lambda registry: CountingRobots(registry, counts), rotate_every=30 * 86400.0
-        )
-        provisioner.observe = phases.timed_async("observe", provisioner.observe)  # type: ignore[method-assign]
-        provisioner.apply = phases.timed_async("apply", provisioner.apply)  # type: ignore[method-assign]
+        provisioner = Provisioner(store, lambda registry: CountingRobots(registry, counts))
+        # Robots are created (step 1), then Secrets written and leftovers deleted (step 2):
+        # both are "apply".
+        for method, label in (
+            ("observe", "observe"),
+            ("_create_robots", "apply"),
+            ("_apply", "apply"),
+        ):
+            setattr(provisioner, method, phases.timed_async(label, getattr(provisioner, method)))
 
         rows = [
             run_pass("from scratch", plane, provisioner, snapshot(base, 1), counts, phases),

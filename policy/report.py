@@ -20,6 +20,8 @@ caller's too (the report changes only when its content does).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -33,6 +35,7 @@ __all__ = [
     "ReportFormat",
     "Resource",
     "build_report",
+    "report_digest",
     "result_of",
 ]
 
@@ -151,17 +154,23 @@ def build_report(
     return report
 
 
-def same_content(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Two reports say the same (timestamps aside): no update needed."""
-    return _content(a) == _content(b)
+def report_digest(report: Mapping[str, Any]) -> str:
+    """What a report says (``summary``, ``results`` without their timestamps, ``scope``), as
+    a digest: two reports with the same digest say the same, and no update is needed.
 
-
-def _content(report: Mapping[str, Any]) -> tuple[Any, ...]:
-    results = [
-        {k: v for k, v in result.items() if k != "timestamp"}
-        for result in report.get("results") or []
-    ]
-    return (report.get("summary"), results, report.get("scope"))
+    Writers keep the digest of each existing report rather than the report (10,000 reports
+    are 10,000 digests in memory). The report read back from the cluster is data a tenant
+    may have edited; any JSON value digests without error.
+    """
+    results = report.get("results")
+    if isinstance(results, list):
+        results = [
+            {k: v for k, v in r.items() if k != "timestamp"} if isinstance(r, dict) else r
+            for r in results
+        ]
+    content = (report.get("summary"), results, report.get("scope"))
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _reference(resource: Resource) -> dict[str, str]:

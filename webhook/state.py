@@ -1,12 +1,15 @@
-"""The contract between whoever keeps the snapshot current and whoever serves decisions.
+"""The contract between whoever keeps the snapshot current and whoever reads it.
 
 The admission endpoints only ever read ``state.snapshot`` (a plain attribute read, no lock,
 no I/O); the refresher swaps it. Readiness is a separate question: a snapshot may be served
-while stale (last-known-good), but ``/readyz`` says so.
+while stale (last-known-good), but ``/readyz`` says so. The leader's work reads the same
+snapshot and is told when a new one is swapped in (:class:`SnapshotFeed`), so it need not
+poll, and neither side imports the other.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from policy.snapshot import Snapshot
@@ -32,6 +35,23 @@ class SnapshotState(Protocol):
 
     def age_seconds(self) -> float:
         """Seconds since the oldest piece of live data in the snapshot was fetched."""
+        ...
+
+
+class SnapshotFeed(Protocol):
+    """The current snapshot, and a call each time a new one is swapped in."""
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The snapshot now."""
+        ...
+
+    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` after every new snapshot; returns the function removing it.
+
+        Listeners run on the thread that swapped the snapshot in (the event loop's, once
+        the state runs), must be cheap, and must not raise.
+        """
         ...
 
 

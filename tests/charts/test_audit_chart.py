@@ -1,9 +1,9 @@
 """The background audit in the chart: its config, its RBAC, and the optional PolicyReport CRD.
 
 ``config.audit`` passes through to the config file; with ``enabled`` the ServiceAccount may
-read every kind the auditor lists (``webhook.live.audit.KINDS``, compared here, so the chart
-cannot drift from the code), write exactly the report kind ``reports`` names, and hold the
-leader Lease (granted once, whether provisioning is on as well or not).
+read every kind the auditor lists (``webhook.leader.audit.findings.KINDS``, compared here,
+so the chart cannot drift from the code), write exactly the report kind ``reports`` names,
+and hold the leader Lease (granted once, whether provisioning is on as well or not).
 ``policyReports.installCRD`` renders a ``policyreports.wgpolicyk8s.io`` CRD; the reports
 spacegate builds must fit its schema with nothing pruned, or the writer would see a changed
 report on every pass.
@@ -31,8 +31,9 @@ from policy.snapshot import NamespaceInfo, Snapshot
 from tests.charts.chartlib import CHART_DIR, FULLNAME, NAMESPACE, RELEASE, Rendered
 from tests.charts.conftest import Render
 from tests.charts.test_manifests_are_valid import KUBE_VERSIONS
-from webhook.live.audit import KINDS, ReportWriter
-from webhook.live.leader import DEFAULT_LEASE_NAME
+from webhook.leader.audit.findings import KINDS
+from webhook.leader.audit.reports import ReportWriter
+from webhook.leader.lease import DEFAULT_LEASE_NAME
 
 AUDIT = {"config": {"audit": {"enabled": True}}}
 CRD = {"policyReports": {"installCRD": True}}

@@ -13,7 +13,7 @@ import uuid
 import pytest
 from kubernetes import client
 
-from webhook.live.leader import LeaseElector, LostLeadership
+from webhook.leader.lease import LeaseElector, LostLeadership
 
 pytestmark = pytest.mark.e2e
 

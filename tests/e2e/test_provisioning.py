@@ -42,9 +42,9 @@ from tests.support.namespaces import Namespaces
 from tests.support.pull_secrets import pull_secret_logins
 from tests.support.spacegate import REPO, SpacegateProcess
 from tests.support.waiting import eventually
-from webhook.live.provisioner import PassResult, Provisioner
-from webhook.live.pull_secrets import ROBOT_CREDENTIAL, RobotCredential, SecretStore
-from webhook.live.sources.harbor_robots import HarborRobots
+from webhook.leader.provisioning.robots import HarborRobots
+from webhook.leader.provisioning.secrets import ROBOT_CREDENTIAL, RobotCredential, SecretStore
+from webhook.leader.provisioning.writer import PassResult, Provisioner
 
 pytestmark = pytest.mark.e2e
 
@@ -413,7 +413,7 @@ class CrashingStore(SecretStore):
     its credential is kept), or after the credential was kept (before any Secret)."""
 
     def __init__(self, at: str, api_client: client.ApiClient, *, home: str) -> None:
-        super().__init__(api_client, pull_secret_name=SECRET, home=home)
+        super().__init__(api_client, home=home)
         self.at = at
 
     def write_credential(self, name: str, credential: RobotCredential) -> None:
@@ -421,7 +421,7 @@ class CrashingStore(SecretStore):
             raise Killed("killed before keeping the credential")
         super().write_credential(name, credential)
 
-    def write_pull_secret(self, namespace: str, content: bytes, *, exists: bool) -> None:
+    def write_pull_secret(self, namespace: str, name: str, content: bytes, *, exists: bool) -> None:
         raise Killed("killed before writing the pull Secrets")
 
 
@@ -439,7 +439,7 @@ def test_a_leader_killed_between_robot_creation_and_secrets_leaves_no_orphan_rob
     )
 
     def run(store: SecretStore) -> PassResult:
-        provisioner = Provisioner(store, HarborRobots, rotate_every=30 * 86400.0)
+        provisioner = Provisioner(store, HarborRobots)
 
         async def once() -> PassResult:
             try:
@@ -458,7 +458,7 @@ def test_a_leader_killed_between_robot_creation_and_secrets_leaves_no_orphan_rob
     ).items
     assert len(kept) == (1 if at == "secrets" else 0)
 
-    result = run(SecretStore(cluster.api_client, pull_secret_name=SECRET, home=cluster.home))
+    result = run(SecretStore(cluster.api_client, home=cluster.home))
 
     assert not result.failures
     login = cluster.login(dev)

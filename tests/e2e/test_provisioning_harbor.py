@@ -1,7 +1,7 @@
 """Provisioning against Harbor: the credential a namespace gets pulls what admission allows.
 
 The provisioner runs in-process with the real pieces on both sides: the Harbor robot client
-(:class:`~webhook.live.sources.harbor_robots.HarborRobots`) against the Harbor fake over HTTP
+(:class:`~webhook.leader.provisioning.robots.HarborRobots`) against the Harbor fake over HTTP
 on 127.0.0.1, and the Secret store against the real kube-apiserver. What a tenant notices is
 checked where a tenant would notice it: the ``dockerconfigjson`` Secret is read back from the
 apiserver and its credential is used to pull manifests through the fake's ``/v2/`` with basic
@@ -32,15 +32,14 @@ from tests.fakes.harbor import ADMIN_PASSWORD, ADMIN_USER, HarborFake
 from tests.support.manifests import Api
 from tests.support.namespaces import Namespaces
 from tests.support.pull_secrets import pull_secret_logins, secret_versions
-from webhook.live.provisioner import PassResult, Provisioner
-from webhook.live.pull_secrets import ROBOT_CREDENTIAL, SecretStore
-from webhook.live.sources.harbor_robots import HarborRobots
+from webhook.leader.provisioning.robots import HarborRobots
+from webhook.leader.provisioning.secrets import ROBOT_CREDENTIAL, SecretStore
+from webhook.leader.provisioning.writer import PassResult, Provisioner
 
 pytestmark = pytest.mark.e2e
 
 ROBOTS = "/api/v2.0/robots"
 SPACES = {"library": True, "team-a": False, "team-b": False, "team-c": False}
-MONTH = 30 * 86400.0
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +130,8 @@ class Setup:
 
     def provisioner(self) -> Provisioner:
         """A new provisioner, as a restarted or newly elected spacegate builds one."""
-        store = SecretStore(self.api_client, pull_secret_name=self.secret_name, home=self.home)
-        return Provisioner(store, HarborRobots, rotate_every=MONTH)
+        store = SecretStore(self.api_client, home=self.home)
+        return Provisioner(store, HarborRobots)
 
     def run(
         self, bindings: dict[str, list[str]], provisioner: Provisioner | None = None
@@ -277,7 +276,7 @@ def test_a_pass_with_nothing_changed_writes_nothing_to_harbor_or_the_apiserver(
 
     again = world.run(BOUND)
 
-    assert again.plan.empty, again.plan.lines(again.desired)
+    assert again.plan.empty, again.plan.lines()
     assert world.harbor_writes(since=before) == []
     assert world.robot_projects() == robots
     assert secret_versions(world.api_client, world.secret_name) == versions
@@ -306,7 +305,7 @@ def test_a_restarted_provisioner_reuses_the_credential_kept_in_its_namespace(
     restarted = world.provisioner()  # a new process: nothing in memory
     result = world.run(BOUND, restarted)
 
-    assert result.plan.empty, result.plan.lines(result.desired)
+    assert result.plan.empty, result.plan.lines()
     assert world.harbor_writes(since=before) == []
     assert world.robot_projects() == robots
     assert world.login(dev) == login

@@ -27,13 +27,11 @@ from policy.snapshot import NamespaceInfo, Snapshot
 from tests.fakes.registry import RealRegistry, real_registry_unavailable
 from tests.support.namespaces import Namespaces
 from tests.support.pull_secrets import pull_secret_logins
-from webhook.live.provisioner import PassResult, Provisioner
-from webhook.live.pull_secrets import SecretStore
-from webhook.live.sources.harbor_robots import HarborRobots
+from webhook.leader.provisioning.robots import HarborRobots
+from webhook.leader.provisioning.secrets import SecretStore
+from webhook.leader.provisioning.writer import PassResult, Provisioner
 
 pytestmark = pytest.mark.e2e
-
-MONTH = 30 * 86400.0
 
 
 def _registry(username: str, password: str) -> Iterator[RealRegistry]:
@@ -132,8 +130,8 @@ class Setup:
         )
 
     def run(self, *, team_credentials: bool = True) -> PassResult:
-        store = SecretStore(self.api_client, pull_secret_name=self.secret_name, home=self.home)
-        provisioner = Provisioner(store, HarborRobots, rotate_every=MONTH)
+        store = SecretStore(self.api_client, home=self.home)
+        provisioner = Provisioner(store, HarborRobots)
         snapshot = self.snapshot(team_credentials=team_credentials)
 
         async def once() -> PassResult:
@@ -210,7 +208,7 @@ def test_a_namespace_that_leaves_the_workspace_loses_the_workspace_registrys_cre
     world.workspaces[moving] = "200"
     result = world.run()
 
-    assert result.plan.write_secrets == [(moving, "update")]
+    assert [(w.namespace, w.verb) for w in result.plan.write_secrets] == [(moving, "update")]
     assert set(world.logins(moving)) == {world.platform.host}
 
 
@@ -223,7 +221,9 @@ def test_a_rotated_pull_credential_file_reaches_every_secret_on_the_next_pass(
 
     result = world.run()
 
-    assert sorted(result.plan.write_secrets) == sorted([(first, "update"), (second, "update")])
+    assert sorted((w.namespace, w.verb) for w in result.plan.write_secrets) == sorted(
+        [(first, "update"), (second, "update")]
+    )
     for namespace in (first, second):
         assert world.logins(namespace)[world.platform.host][1] == "rotated-Passw0rd"
 
@@ -237,6 +237,6 @@ def test_a_registry_without_pull_credentials_is_reported_and_left_out_of_the_sec
 
     assert result.plan.missing == ["team"]
     assert "registry team needs a pull credential but has no pullCredentials" in (
-        result.plan.lines(result.desired)
+        result.plan.lines()
     )
     assert set(world.logins(own)) == {world.platform.host}

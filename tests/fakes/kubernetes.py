@@ -41,28 +41,28 @@ What it models:
 - Writes the real client makes: ``POST``/``GET``/``PUT``/``PATCH`` (merge and strategic merge
   patch, both applied as RFC 7386 merge patches)/``DELETE`` of namespaces. The immutable
   ``kubernetes.io/metadata.name`` label is maintained as the API server does.
-- Secrets: list (per namespace, or ``/api/v1/secrets`` across all), create, read, replace
-  (``PUT``) and delete, for what spacegate's pull-secret store does.
-- Other namespaced objects, stored as the JSON given (:data:`OBJECT_RESOURCES`: every kind the
-  audit lists, and Leases): list per namespace or across all, create, read, replace, delete.
-- Lists (namespaces, Secrets, other objects) take ``labelSelector``, ``fieldSelector``
-  (``metadata.name`` and ``metadata.namespace``, ``=``/``==``/``!=``, like every resource) and
-  ``limit`` + ``continue`` paging from a consistent snapshot (tokens expire on :meth:`compact`).
-- ``PUT`` carrying a stale ``metadata.resourceVersion`` answers 409 Conflict (the optimistic
-  concurrency a Lease relies on); without one the update is unconditional.
+- Namespaced objects of the kinds spacegate reads or writes (:data:`BUILTIN_RESOURCES`:
+  Secrets, Leases, Pods and the workload kinds) and of custom resources a test serves
+  (:meth:`serve_resource`, e.g. PolicyReports): ``POST`` (409 when the name is taken, 404
+  when the namespace is missing), ``GET``, ``PUT`` (409 on a stale
+  ``metadata.resourceVersion``, unconditional without one), ``DELETE``; lists per namespace
+  and across namespaces with ``labelSelector``, ``fieldSelector`` (``metadata.name`` and
+  ``metadata.namespace``, ``=``/``==``/``!=``) and ``limit`` + ``continue``; discovery of a
+  group version (``GET /apis/{group}/{version}``: 404 until something is served there).
+  Deleting a namespace deletes its objects.
 - Faults: :meth:`drop_watches` cuts open watch connections mid-stream (no clean end of the
   chunked body, as a network failure looks), :meth:`fail_next` answers the next N requests
   with an error Status, and every request is logged in :attr:`requests` with its status.
 
-What it does not model: authentication and authorization, TLS, API discovery (``/api``,
-``/apis``), field selectors beyond ``metadata.name``/``metadata.namespace``, server-side
-apply, JSON patch, ``PATCH`` of anything but namespaces, ``dryRun``, ``generateName``,
-admission, validation and defaulting of objects other than namespaces (any JSON object is
-stored), owners and garbage collection, finalizers and the ``Terminating`` phase (a delete is
-immediate), watches of anything but namespaces, ``resourceVersionMatch``/``sendInitialEvents``,
-a watch from a resourceVersion in the future (served as if current), protobuf and Table
-output, rate limits and ``Retry-After``, and optimistic concurrency beyond a ``PUT`` carrying
-a stale ``metadata.resourceVersion`` (409).
+What it does not model: authentication and authorization, TLS, API discovery beyond a
+group version (``/api``, ``/apis``), field selectors on anything but a name or namespace,
+server-side apply, JSON patch, ``dryRun``, ``generateName``, schemas and validation of
+objects (a Lease or Secret is stored as sent), admission, owner references and garbage
+collection, finalizers and the ``Terminating`` phase (a delete is immediate), watches of
+anything but namespaces, ``PATCH`` of anything but namespaces, ``resourceVersionMatch``/``sendInitialEvents``, a watch from a
+resourceVersion in the future (served as if current), protobuf and Table output, rate limits
+and ``Retry-After``, and optimistic concurrency beyond a ``PUT`` carrying a stale
+``metadata.resourceVersion`` (409).
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -94,6 +95,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 JSON = dict[str, Any]
 NAME_LABEL = "kubernetes.io/metadata.name"
+
+# (API prefix, plural) -> kind of the built-in namespaced resources the fake serves.
+BUILTIN_RESOURCES: Mapping[tuple[str, str], str] = {
+    ("/api/v1", "secrets"): "Secret",
+    ("/api/v1", "pods"): "Pod",
+    ("/api/v1", "replicationcontrollers"): "ReplicationController",
+    ("/api/v1", "podtemplates"): "PodTemplate",
+    ("/apis/apps/v1", "deployments"): "Deployment",
+    ("/apis/apps/v1", "statefulsets"): "StatefulSet",
+    ("/apis/apps/v1", "daemonsets"): "DaemonSet",
+    ("/apis/apps/v1", "replicasets"): "ReplicaSet",
+    ("/apis/batch/v1", "jobs"): "Job",
+    ("/apis/batch/v1", "cronjobs"): "CronJob",
+    ("/apis/coordination.k8s.io/v1", "leases"): "Lease",
+}
 
 
 # --------------------------------------------------------------------------- records
@@ -280,59 +296,6 @@ def _reserve_port(host: str) -> int:
         return port
 
 
-# Namespaced resources kept as plain objects, by (path prefix, plural): what the audit lists
-# (``webhook.live.audit.KINDS``) and the Lease the leader holds. Any other resource is 404.
-OBJECT_RESOURCES: dict[tuple[str, str], str] = {
-    ("/api/v1", "pods"): "Pod",
-    ("/api/v1", "podtemplates"): "PodTemplate",
-    ("/api/v1", "replicationcontrollers"): "ReplicationController",
-    ("/apis/apps/v1", "deployments"): "Deployment",
-    ("/apis/apps/v1", "statefulsets"): "StatefulSet",
-    ("/apis/apps/v1", "daemonsets"): "DaemonSet",
-    ("/apis/apps/v1", "replicasets"): "ReplicaSet",
-    ("/apis/batch/v1", "jobs"): "Job",
-    ("/apis/batch/v1", "cronjobs"): "CronJob",
-    ("/apis/coordination.k8s.io/v1", "leases"): "Lease",
-}
-_RESOURCE_OF_KIND = {kind: key for key, kind in OBJECT_RESOURCES.items()}
-_FIELDS = ("metadata.name", "metadata.namespace")
-
-
-def parse_field_selector(text: str) -> Callable[[JSON], bool]:
-    """A predicate over objects for a ``fieldSelector`` of ``metadata.name`` and
-    ``metadata.namespace`` terms; ApiError 400 for any other field, as the apiserver says."""
-    terms: list[tuple[str, str, bool]] = []  # (metadata key, value, negated)
-    for term in (t.strip() for t in text.split(",") if t.strip()):
-        negate = "!=" in term
-        field, _, value = term.partition("!=" if negate else "==" if "==" in term else "=")
-        field, value = field.strip(), value.strip()
-        if field not in _FIELDS:
-            raise ApiError(400, "BadRequest", f'field label not supported: "{field}"')
-        terms.append((field.removeprefix("metadata."), value, negate))
-
-    def selected(obj: JSON) -> bool:
-        meta = obj.get("metadata") or {}
-        return all((meta.get(key) == value) != negate for key, value, negate in terms)
-
-    return selected
-
-
-def _selected(params: Any) -> Callable[[JSON], bool]:
-    """The ``labelSelector`` and ``fieldSelector`` of a list request, as one predicate."""
-    try:
-        labels = parse_label_selector(params.get("labelSelector", ""))
-    except ValueError as exc:
-        raise ApiError(400, "BadRequest", str(exc)) from None
-    fields = parse_field_selector(params.get("fieldSelector", ""))
-    return lambda obj: labels(_labels(obj)) and fields(obj)
-
-
-def _api_prefix(params: Mapping[str, str]) -> str:
-    """``/api/v1`` or ``/apis/{group}/{version}`` from a route's path parameters."""
-    group = params.get("group")
-    return "/api/v1" if group is None else f"/apis/{group}/{params['version']}"
-
-
 # --------------------------------------------------------------------------- the fake
 
 
@@ -365,9 +328,10 @@ class FakeKubernetes:
         self._compacted = 1  # a watch may start from any rv >= this
         self._history: list[_Event] = []
         self._namespaces: dict[str, JSON] = {}
-        self._secrets: dict[tuple[str, str], JSON] = {}
-        # (path prefix, plural, namespace, name) -> object, for OBJECT_RESOURCES
+        # (api prefix, plural, namespace, name) -> object; api prefix "/api/v1" or
+        # "/apis/<group>/<version>"
         self._objects: dict[tuple[str, str, str, str], JSON] = {}
+        self._resources: dict[tuple[str, str], str] = dict(BUILTIN_RESOURCES)  # -> kind
         self._watchers: set[_Watcher] = set()
         self._continues: dict[str, tuple[int, list[JSON]]] = {}
         self._failures: list[tuple[int, str]] = []
@@ -457,6 +421,29 @@ class FakeKubernetes:
         """A real ``kubernetes`` ApiClient pointing at the fake."""
         return kubernetes.client.ApiClient(self.configuration())
 
+    def write_kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig for the fake at ``path`` (context ``fake``; no credentials), for code
+        that finds its cluster itself (``KUBECONFIG``, a child process)."""
+        path.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f'clusters: [{{name: fake, cluster: {{server: "{self.url}"}}}}]\n'
+            "users: [{name: nobody, user: {}}]\n"
+            "contexts: [{name: fake, context: {cluster: fake, user: nobody}}]\n"
+            "current-context: fake\n"
+        )
+        return path
+
+    def pull_secret_login(self, namespace: str, name: str, host: str) -> tuple[str, str] | None:
+        """(username, password) the ``.dockerconfigjson`` Secret ``name`` holds for ``host``;
+        None when there is no such Secret (KeyError when it lacks the host)."""
+        with self._lock:
+            secret = self._objects.get(("/api/v1", "secrets", namespace, name))
+            if secret is None:
+                return None
+            raw = base64.b64decode(secret["data"][".dockerconfigjson"])
+        entry = json.loads(raw)["auths"][host]
+        return entry["username"], entry["password"]
+
     # ------------------------------------------------------------------ inspection
 
     @property
@@ -516,35 +503,46 @@ class FakeKubernetes:
     ) -> JSON:
         """Create a secret: bumps the global resourceVersion without a namespace event."""
         body = {"metadata": {"name": name}, "data": dict(data or {})}
-        return self._create_secret(namespace, body)
+        return self._create_object("/api/v1", "secrets", namespace, body)
 
-    def create_object(self, obj: Mapping[str, Any]) -> JSON:
-        """Create a namespaced object of a kind in :data:`OBJECT_RESOURCES` (its ``kind`` and
-        ``metadata.namespace`` say where); ApiError when the API server would refuse it."""
-        kind = obj.get("kind")
-        if kind not in _RESOURCE_OF_KIND:
-            raise ValueError(f"the fake keeps no {kind!r} objects")
-        prefix, plural = _RESOURCE_OF_KIND[kind]
-        namespace = (obj.get("metadata") or {}).get("namespace", "")
-        return self._create_object(prefix, plural, namespace, dict(obj))
+    def create_object(self, path: str, namespace: str, body: JSON) -> JSON:
+        """Create a namespaced object under ``path`` (``/apis/apps/v1/deployments``,
+        ``/api/v1/secrets``): what a client's ``POST`` would do; ApiError 409 when taken."""
+        prefix, plural = path.rsplit("/", 1)
+        return self._create_object(prefix, plural, namespace, body)
 
-    def get_object(self, kind: str, namespace: str, name: str) -> JSON | None:
-        """A copy of the stored object, or None."""
-        prefix, plural = _RESOURCE_OF_KIND[kind]
+    def get_object(self, path: str, namespace: str, name: str) -> JSON | None:
+        """The object ``name`` in ``namespace`` under ``path``, or None."""
+        prefix, plural = path.rsplit("/", 1)
         with self._lock:
             obj = self._objects.get((prefix, plural, namespace, name))
             return copy.deepcopy(obj) if obj is not None else None
 
-    def secret(self, namespace: str, name: str) -> JSON | None:
-        """A copy of the stored Secret, or None."""
+    def objects(self, path: str, namespace: str | None = None) -> list[JSON]:
+        """Every object under ``path`` (in ``namespace``), by namespace and name."""
+        prefix, plural = path.rsplit("/", 1)
         with self._lock:
-            obj = self._secrets.get((namespace, name))
-            return copy.deepcopy(obj) if obj is not None else None
+            return [
+                copy.deepcopy(obj)
+                for (p, kind, ns, _), obj in sorted(self._objects.items())
+                if p == prefix and kind == plural and namespace in (None, ns)
+            ]
 
-    def secrets(self) -> dict[tuple[str, str], JSON]:
-        """Copies of every Secret, by (namespace, name)."""
+    def replace_object(self, path: str, namespace: str, body: JSON) -> JSON:
+        """Replace an object as a client's ``PUT`` would (409 on a stale resourceVersion)."""
+        prefix, plural = path.rsplit("/", 1)
+        return self._replace_object(prefix, plural, namespace, body)
+
+    def delete_object(self, path: str, namespace: str, name: str) -> JSON:
+        """Delete an object (ApiError 404 when absent)."""
+        prefix, plural = path.rsplit("/", 1)
+        return self._delete_object(prefix, plural, namespace, name)
+
+    def serve_resource(self, group_version: str, plural: str, kind: str) -> None:
+        """Serve a custom resource (as installing its CRD does): ``wgpolicyk8s.io/v1alpha2``,
+        ``policyreports``, ``PolicyReport``."""
         with self._lock:
-            return copy.deepcopy(self._secrets)
+            self._resources[(f"/apis/{group_version}", plural)] = kind
 
     # ------------------------------------------------------------------ faults
 
@@ -679,104 +677,142 @@ class FakeKubernetes:
             old = self._namespaces.pop(name, None)
             if old is None:
                 raise ApiError(404, "NotFound", f'namespaces "{name}" not found')
-            for key in [k for k in self._secrets if k[0] == name]:
-                del self._secrets[key]
-            for object_key in [k for k in self._objects if k[2] == name]:
-                del self._objects[object_key]
+            for key in [k for k in self._objects if k[2] == name]:
+                del self._objects[key]
             gone = copy.deepcopy(old)
             gone["metadata"]["resourceVersion"] = str(self._next_rv())
             self._record_event("DELETED", old, gone)
             return gone
 
-    def _create_secret(self, namespace: str, body: JSON) -> JSON:
-        meta = body.get("metadata") or {}
-        name = meta.get("name")
-        if not isinstance(name, str) or not name:
-            raise ApiError(422, "Invalid", "Secret is invalid: metadata.name: Required value")
-        with self._lock:
-            if namespace not in self._namespaces:
-                raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found')
-            if (namespace, name) in self._secrets:
-                raise ApiError(409, "AlreadyExists", f'secrets "{name}" already exists')
-            obj: JSON = {
-                "kind": "Secret",
-                "apiVersion": "v1",
-                "metadata": {
-                    **{k: v for k, v in meta.items() if k in ("labels", "annotations")},
-                    "name": name,
-                    "namespace": namespace,
-                    "uid": str(uuid.uuid4()),
-                    "resourceVersion": str(self._next_rv()),
-                    "creationTimestamp": _now(),
-                },
-                "type": body.get("type") or "Opaque",
-                "data": dict(body.get("data") or {}),
-            }
-            for key, value in (body.get("stringData") or {}).items():
-                obj["data"][key] = base64.b64encode(str(value).encode()).decode()
-            self._secrets[(namespace, name)] = obj
-            return copy.deepcopy(obj)
-
-    def _replace_secret(self, namespace: str, name: str, body: JSON) -> JSON:
-        with self._lock:
-            old = self._secrets.get((namespace, name))
-            if old is None:
-                raise ApiError(404, "NotFound", f'secrets "{name}" not found')
-            new = self._replaced(old, body, "secrets")
-            for key, value in (body.get("stringData") or {}).items():
-                new.setdefault("data", {})[key] = base64.b64encode(str(value).encode()).decode()
-            new.pop("stringData", None)
-            new["type"] = body.get("type") or old.get("type")
-            self._secrets[(namespace, name)] = new
-            return copy.deepcopy(new)
-
-    def _replaced(self, old: JSON, body: JSON, plural: str) -> JSON:
-        """``body`` as the update of ``old``: 409 on a stale resourceVersion, 400 on another
-        name; identity fields kept, a new resourceVersion. The caller holds the lock."""
-        meta = dict(body.get("metadata") or {})
-        name = old["metadata"]["name"]
-        if meta.get("name", name) != name:
-            raise ApiError(400, "BadRequest", "the name of the object does not match the URL")
-        wanted = meta.get("resourceVersion")
-        if wanted and wanted != old["metadata"]["resourceVersion"]:
+    def _kind(self, prefix: str, plural: str) -> str:
+        kind = self._resources.get((prefix, plural))
+        if kind is None:
             raise ApiError(
-                409,
-                "Conflict",
-                f'Operation cannot be fulfilled on {plural} "{name}": the object has been '
-                "modified; please apply your changes to the latest version and try again",
+                404, "NotFound", f"the server could not find the requested resource ({plural})"
             )
-        for key in ("name", "namespace", "uid", "creationTimestamp"):
-            meta[key] = old["metadata"][key]
-        meta["resourceVersion"] = str(self._next_rv())
-        new = copy.deepcopy(body)
-        new["metadata"] = meta
-        new["kind"], new["apiVersion"] = old["kind"], old["apiVersion"]
-        return new
+        return kind
 
     def _create_object(self, prefix: str, plural: str, namespace: str, body: JSON) -> JSON:
-        kind = OBJECT_RESOURCES[(prefix, plural)]
-        meta = dict(body.get("metadata") or {})
+        meta = body.get("metadata") or {}
         name = meta.get("name")
-        if not isinstance(name, str) or not name:
-            raise ApiError(422, "Invalid", f"{kind} is invalid: metadata.name: Required value")
-        if meta.get("namespace", namespace) != namespace:
-            raise ApiError(400, "BadRequest", "the namespace of the object does not match the URL")
         with self._lock:
+            kind = self._kind(prefix, plural)
+            if not isinstance(name, str) or not name:
+                raise ApiError(422, "Invalid", f"{kind} is invalid: metadata.name: Required value")
             if namespace not in self._namespaces:
                 raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found')
             key = (prefix, plural, namespace, name)
             if key in self._objects:
                 raise ApiError(409, "AlreadyExists", f'{plural} "{name}" already exists')
-            meta.update(
-                namespace=namespace,
-                uid=meta.get("uid") or str(uuid.uuid4()),
-                resourceVersion=str(self._next_rv()),
-                creationTimestamp=_now(),
-            )
-            obj = {**copy.deepcopy(body), "metadata": meta, "kind": kind}
+            obj: JSON = copy.deepcopy(body)
+            obj["kind"] = kind
             obj["apiVersion"] = prefix.removeprefix("/api/").removeprefix("/apis/")
+            obj["metadata"] = {
+                **{
+                    k: v
+                    for k, v in meta.items()
+                    if k in ("labels", "annotations", "ownerReferences")
+                },
+                "name": name,
+                "namespace": namespace,
+                "uid": str(uuid.uuid4()),
+                "resourceVersion": str(self._next_rv()),
+                "creationTimestamp": _now(),
+            }
+            if plural == "secrets":
+                obj["type"] = body.get("type") or "Opaque"
+                obj["data"] = dict(body.get("data") or {})
+                for k, value in (obj.pop("stringData", None) or {}).items():
+                    obj["data"][k] = base64.b64encode(str(value).encode()).decode()
             self._objects[key] = obj
             return copy.deepcopy(obj)
+
+    def _replace_object(self, prefix: str, plural: str, namespace: str, body: JSON) -> JSON:
+        meta = body.get("metadata") or {}
+        name = meta.get("name")
+        with self._lock:
+            kind = self._kind(prefix, plural)
+            key = (prefix, plural, namespace, str(name))
+            old = self._objects.get(key)
+            if old is None:
+                raise ApiError(404, "NotFound", f'{plural} "{name}" not found')
+            wanted = meta.get("resourceVersion")
+            if wanted and wanted != old["metadata"]["resourceVersion"]:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {plural} "{name}": the object has been '
+                    "modified; please apply your changes to the latest version and try again",
+                )
+            obj: JSON = copy.deepcopy(body)
+            obj["kind"] = kind
+            obj["apiVersion"] = old["apiVersion"]
+            obj["metadata"] = {
+                **{
+                    k: v
+                    for k, v in meta.items()
+                    if k in ("labels", "annotations", "ownerReferences")
+                },
+                **{
+                    k: old["metadata"][k] for k in ("name", "namespace", "uid", "creationTimestamp")
+                },
+                "resourceVersion": str(self._next_rv()),
+            }
+            self._objects[key] = obj
+            return copy.deepcopy(obj)
+
+    def _delete_object(self, prefix: str, plural: str, namespace: str, name: str) -> JSON:
+        with self._lock:
+            self._kind(prefix, plural)
+            obj = self._objects.pop((prefix, plural, namespace, name), None)
+            if obj is None:
+                raise ApiError(404, "NotFound", f'{plural} "{name}" not found')
+            self._next_rv()
+            return obj
+
+    def _list_objects(self, prefix: str, plural: str, namespace: str | None, params: Any) -> JSON:
+        try:
+            labels = parse_label_selector(params.get("labelSelector", ""))
+            fields = _field_selector(params.get("fieldSelector", ""))
+        except ValueError as exc:
+            raise ApiError(400, "BadRequest", str(exc)) from None
+        with self._lock:
+            kind = self._kind(prefix, plural)
+            items = [
+                copy.deepcopy(obj)
+                for (p, r, ns, _), obj in sorted(self._objects.items())
+                if p == prefix
+                and r == plural
+                and namespace in (None, ns)
+                and labels(_labels(obj))
+                and fields(obj["metadata"])
+            ]
+            page = self._page(items, params)
+        return {"kind": f"{kind}List", **page}
+
+    def _page(self, items: list[JSON], params: Any) -> JSON:
+        """One page of ``items`` (``limit``/``continue``); caller holds the lock."""
+        limit = int(params.get("limit") or 0)
+        token = params.get("continue")
+        if token:
+            if token not in self._continues:
+                raise ApiError(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent "
+                    "list result. You can start a new list without the continue parameter.",
+                )
+            rv, items = self._continues.pop(token)
+        else:
+            rv = self._rv
+        meta: JSON = {"resourceVersion": str(rv)}
+        if limit and len(items) > limit:
+            items, rest = items[:limit], items[limit:]
+            next_token = uuid.uuid4().hex
+            self._continues[next_token] = (rv, rest)
+            meta["continue"] = next_token
+            meta["remainingItemCount"] = len(rest)
+        return {"metadata": meta, "items": items}
 
     # ------------------------------------------------------------------ HTTP
 
@@ -789,21 +825,11 @@ class FakeKubernetes:
                     self._namespace_endpoint,
                     methods=["GET", "PUT", "PATCH", "DELETE"],
                 ),
-                Route(
-                    "/api/v1/namespaces/{ns}/secrets",
-                    self._secrets_endpoint,
-                    methods=["GET", "POST"],
-                ),
-                Route(
-                    "/api/v1/namespaces/{ns}/secrets/{name}",
-                    self._secret_endpoint,
-                    methods=["GET", "PUT", "DELETE"],
-                ),
-                Route("/api/v1/secrets", self._secrets_endpoint, methods=["GET"]),
-                Route("/api/v1/{plural}", self._objects_endpoint, methods=["GET"]),
+                # Every other namespaced resource, core and grouped, and group discovery.
+                Route("/api/v1/{plural}", self._collection_endpoint, methods=["GET"]),
                 Route(
                     "/api/v1/namespaces/{ns}/{plural}",
-                    self._objects_endpoint,
+                    self._collection_endpoint,
                     methods=["GET", "POST"],
                 ),
                 Route(
@@ -811,10 +837,13 @@ class FakeKubernetes:
                     self._object_endpoint,
                     methods=["GET", "PUT", "DELETE"],
                 ),
-                Route("/apis/{group}/{version}/{plural}", self._objects_endpoint, methods=["GET"]),
+                Route("/apis/{group}/{version}", self._discovery_endpoint, methods=["GET"]),
+                Route(
+                    "/apis/{group}/{version}/{plural}", self._collection_endpoint, methods=["GET"]
+                ),
                 Route(
                     "/apis/{group}/{version}/namespaces/{ns}/{plural}",
-                    self._objects_endpoint,
+                    self._collection_endpoint,
                     methods=["GET", "POST"],
                 ),
                 Route(
@@ -875,45 +904,14 @@ class FakeKubernetes:
             return _error(exc)
 
     def _list(self, selector: Predicate, params: Any) -> JSON:
-        fields = parse_field_selector(params.get("fieldSelector", ""))
-        return self._paged(
-            "NamespaceList",
-            "v1",
-            params,
-            lambda: [
-                self._namespaces[name]
-                for name in sorted(self._namespaces)
-                if selector(_labels(self._namespaces[name])) and fields(self._namespaces[name])
-            ],
-        )
-
-    def _paged(
-        self, list_kind: str, api_version: str, params: Any, items: Callable[[], list[JSON]]
-    ) -> JSON:
-        """One page of a list: ``items()`` (under the lock) on a first request, the rest of
-        that snapshot on a ``continue`` (410 once the token expired)."""
-        limit = int(params.get("limit") or 0)
-        token = params.get("continue")
         with self._lock:
-            if token:
-                if token not in self._continues:
-                    raise ApiError(
-                        410,
-                        "Expired",
-                        "The provided continue parameter is too old to display a consistent "
-                        "list result. You can start a new list without the continue parameter.",
-                    )
-                rv, found = self._continues.pop(token)
-            else:
-                rv, found = self._rv, [copy.deepcopy(obj) for obj in items()]
-            meta: JSON = {"resourceVersion": str(rv)}
-            if limit and len(found) > limit:
-                found, rest = found[:limit], found[limit:]
-                next_token = uuid.uuid4().hex
-                self._continues[next_token] = (rv, rest)
-                meta["continue"] = next_token
-                meta["remainingItemCount"] = len(rest)
-        return {"kind": list_kind, "apiVersion": api_version, "metadata": meta, "items": found}
+            items = [
+                copy.deepcopy(self._namespaces[name])
+                for name in sorted(self._namespaces)
+                if selector(_labels(self._namespaces[name]))
+            ]
+            page = self._page(items, params)
+        return {"kind": "NamespaceList", "apiVersion": "v1", **page}
 
     def _watch(self, rv_text: str, selector: Predicate, params: Any) -> Response:
         bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
@@ -1026,104 +1024,85 @@ class FakeKubernetes:
         except ApiError as exc:
             return _error(exc)
 
-    async def _secrets_endpoint(self, request: Request) -> Response:
-        """Secrets of one namespace (list, create), or of all (``/api/v1/secrets``: list)."""
-        namespace = request.path_params.get("ns")
-        try:
-            if request.method == "POST":
-                assert namespace is not None  # the route allows POST only per namespace
-                return _json(self._create_secret(namespace, await _body(request)), 201)
-            selected = _selected(request.query_params)
-            return _json(
-                self._paged(
-                    "SecretList",
-                    "v1",
-                    request.query_params,
-                    lambda: [
-                        obj
-                        for (ns, _), obj in sorted(self._secrets.items())
-                        if namespace in (None, ns) and selected(obj)
-                    ],
-                )
-            )
-        except ApiError as exc:
-            return _error(exc)
+    @staticmethod
+    def _prefix(request: Request) -> str:
+        params = request.path_params
+        if "group" in params:
+            return f"/apis/{params['group']}/{params['version']}"
+        return "/api/v1"
 
-    async def _secret_endpoint(self, request: Request) -> Response:
-        key = (request.path_params["ns"], request.path_params["name"])
-        if request.method == "PUT":
-            try:
-                return _json(self._replace_secret(*key, await _body(request)))
-            except ApiError as exc:
-                return _error(exc)
+    async def _discovery_endpoint(self, request: Request) -> Response:
+        prefix = self._prefix(request)
         with self._lock:
-            if request.method == "DELETE":
-                obj = self._secrets.pop(key, None)
-                if obj is not None:
-                    self._next_rv()
-            else:
-                obj = copy.deepcopy(self._secrets.get(key))
-        if obj is None:
-            return _error(ApiError(404, "NotFound", f'secrets "{key[1]}" not found'))
-        return _json(obj)
+            served = sorted(
+                (plural, kind) for (p, plural), kind in self._resources.items() if p == prefix
+            )
+        if not served:
+            return _error(
+                ApiError(404, "NotFound", "the server could not find the requested resource")
+            )
+        return _json(
+            {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": prefix.removeprefix("/apis/"),
+                "resources": [
+                    {"name": plural, "kind": kind, "namespaced": True} for plural, kind in served
+                ],
+            }
+        )
 
-    def _resource(self, request: Request) -> tuple[str, str]:
-        """(path prefix, plural) of an object route; 404 for a resource the fake does not keep."""
-        prefix, plural = _api_prefix(request.path_params), request.path_params["plural"]
-        if (prefix, plural) not in OBJECT_RESOURCES:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        return prefix, plural
-
-    async def _objects_endpoint(self, request: Request) -> Response:
-        """List (per namespace or across all) and create objects of OBJECT_RESOURCES."""
+    async def _collection_endpoint(self, request: Request) -> Response:
+        prefix, plural = self._prefix(request), request.path_params["plural"]
         namespace = request.path_params.get("ns")
         try:
-            prefix, plural = self._resource(request)
             if request.method == "POST":
-                assert namespace is not None  # the route allows POST only per namespace
+                assert namespace is not None
                 body = await _body(request)
                 return _json(self._create_object(prefix, plural, namespace, body), 201)
-            selected = _selected(request.query_params)
-            return _json(
-                self._paged(
-                    OBJECT_RESOURCES[(prefix, plural)] + "List",
-                    prefix.removeprefix("/api/").removeprefix("/apis/"),
-                    request.query_params,
-                    lambda: [
-                        obj
-                        for (p, r, ns, _), obj in sorted(self._objects.items())
-                        if (p, r) == (prefix, plural) and namespace in (None, ns) and selected(obj)
-                    ],
-                )
-            )
+            listed = self._list_objects(prefix, plural, namespace, request.query_params)
+            listed["apiVersion"] = prefix.removeprefix("/api/").removeprefix("/apis/")
+            return _json(listed)
         except ApiError as exc:
             return _error(exc)
 
     async def _object_endpoint(self, request: Request) -> Response:
-        """Read, replace or delete one object of OBJECT_RESOURCES."""
+        prefix, plural = self._prefix(request), request.path_params["plural"]
         namespace, name = request.path_params["ns"], request.path_params["name"]
         try:
-            prefix, plural = self._resource(request)
-            key = (prefix, plural, namespace, name)
-            body = await _body(request) if request.method == "PUT" else {}
+            if request.method == "DELETE":
+                return _json(self._delete_object(prefix, plural, namespace, name))
+            if request.method == "PUT":
+                body = await _body(request)
+                if (body.get("metadata") or {}).get("name") != name:
+                    raise ApiError(
+                        400, "BadRequest", "the name of the object does not match the URL"
+                    )
+                return _json(self._replace_object(prefix, plural, namespace, body))
             with self._lock:
-                old = self._objects.get(key)
-                if old is None:
-                    raise ApiError(404, "NotFound", f'{plural} "{name}" not found')
-                if request.method == "GET":
-                    return _json(copy.deepcopy(old))
-                if request.method == "DELETE":
-                    del self._objects[key]
-                    self._next_rv()
-                    return _json(copy.deepcopy(old))
-                new = self._replaced(old, body, plural)
-                self._objects[key] = new
-                return _json(copy.deepcopy(new))
+                self._kind(prefix, plural)
+                obj = copy.deepcopy(self._objects.get((prefix, plural, namespace, name)))
+            if obj is None:
+                raise ApiError(404, "NotFound", f'{plural} "{name}" not found')
+            return _json(obj)
         except ApiError as exc:
             return _error(exc)
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _field_selector(text: str) -> Callable[[Mapping[str, Any]], bool]:
+    """A predicate over ``metadata`` for a ``fieldSelector`` on a name or namespace."""
+    terms: list[tuple[str, str, bool]] = []  # (metadata field, value, negated)
+    for term in (t.strip() for t in text.split(",") if t.strip()):
+        negate = "!=" in term
+        key, _, value = term.replace("!=", "=").replace("==", "=").partition("=")
+        field = {"metadata.name": "name", "metadata.namespace": "namespace"}.get(key.strip())
+        if field is None:
+            raise ValueError(f'"{key.strip()}" is not a known field selector: only name, namespace')
+        terms.append((field, value.strip(), negate))
+    return lambda meta: all((meta.get(f) == v) != n for f, v, n in terms)
 
 
 def _event_line(event: _Event, selector: Predicate) -> bytes | None:

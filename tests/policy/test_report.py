@@ -8,7 +8,7 @@ import pytest
 
 from policy.config import load_config
 from policy.decision import decide
-from policy.report import Resource, build_report, same_content
+from policy.report import Resource, build_report, report_digest
 from policy.snapshot import NamespaceInfo, Snapshot
 
 SNAP = Snapshot.build(
@@ -106,5 +106,12 @@ def test_reports_differing_only_in_their_timestamps_are_the_same() -> None:
     first = build_report(WEB, decision, timestamp=1)
     later = build_report(WEB, decision, timestamp=2)
     other = report_for("harbor.example.com/team-b/api:1")
-    assert same_content(first, later)
-    assert not same_content(first, other)
+    assert report_digest(first) == report_digest(later)
+    assert report_digest(first) != report_digest(other)
+
+
+def test_a_report_a_tenant_mangled_still_has_a_digest_and_it_differs() -> None:
+    decision = decide(SNAP, "a-dev", {"containers": [{"name": "c", "image": "nginx"}]})
+    report = build_report(WEB, decision, timestamp=1)
+    for mangled in ({**report, "results": 5}, {**report, "results": ["x", None]}, {}):
+        assert report_digest(mangled) != report_digest(report)

@@ -11,5 +11,7 @@
 - ``server`` and ``_batching`` — uvicorn over reloading TLS, one write per reply.
 - ``metrics`` and ``logs`` — Prometheus request metrics; JSON log lines and decision logs.
 
-It reads a :class:`webhook.state.SnapshotState` and never imports :mod:`webhook.live`.
+It reads a :class:`webhook.state.SnapshotState` and never imports :mod:`webhook.live` or
+:mod:`webhook.leader`, nor any HTTP or Kubernetes client (``httpx``, ``kubernetes``,
+:mod:`webhook.clients`): import-linter enforces both.
 """

@@ -10,7 +10,7 @@
 - ``provision`` — one pull-secret provisioning pass, or its plan.
 - ``audit`` — judge what runs in the cluster like ``check``, and ``--what-if``.
 - ``cluster`` — connecting to the cluster and its live snapshot, for ``audit`` and ``provision``.
-- ``serve`` — the HTTPS webhook: the one place that joins :mod:`webhook.admission` and
-  :mod:`webhook.live`.
+- ``serve`` — the HTTPS webhook: the one place that joins :mod:`webhook.admission`,
+  :mod:`webhook.live` and :mod:`webhook.leader`.
 - ``exits`` — the exit codes every command shares.
 """

@@ -25,9 +25,9 @@ from policy.config import Config, ConfigError
 from policy.snapshot import Snapshot
 from webhook.cli import exits
 from webhook.cli.check import CheckReport, WorkloadResult, to_json, to_table
-from webhook.cli.cluster import API_ERRORS, connect, describe_api_error, live_snapshot
-from webhook.live.audit import Finding, audit, list_objects
-from webhook.live.sources import SourceError
+from webhook.cli.cluster import connect, live_snapshot
+from webhook.clients.errors import API_ERRORS, SourceError, describe_api_error
+from webhook.leader.audit.findings import Finding, audit, list_objects
 from webhook.live.sources.namespaces import fetch_namespaces
 from webhook.settings import read_config
 

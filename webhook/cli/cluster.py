@@ -7,42 +7,17 @@ registries synced once from the config, workspaces from the namespace labels.
 
 from __future__ import annotations
 
-import json
 from typing import TextIO
 
-import urllib3
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 
 from policy.config import Config
 from policy.snapshot import NamespaceInfo, Snapshot
 from webhook.cli.snapshot import sync
-from webhook.live.kube import load_api_client
-from webhook.live.sources import SourceError
+from webhook.clients.errors import SourceError
+from webhook.clients.kube import load_api_client
 from webhook.live.sources.factory import make_source
 from webhook.live.sources.namespaces import fetch_namespaces
-
-# What reading or writing the cluster may raise besides SourceError: an answer the apiserver
-# refused (RBAC, a conflict, a 5xx) or no answer at all (the apiserver went away).
-API_ERRORS = (ApiException, urllib3.exceptions.HTTPError)
-
-
-def describe_api_error(exc: Exception) -> str:
-    """One line for a user: the status and the apiserver's own message (which names the
-    verb, resource and identity RBAC refused), never the headers or body ApiException's
-    ``str()`` dumps."""
-    if isinstance(exc, ApiException):
-        detail = ""
-        try:
-            status = json.loads(exc.body) if exc.body else None
-        except ValueError:
-            status = None
-        if isinstance(status, dict) and isinstance(status.get("message"), str):
-            detail = ": " + status["message"].splitlines()[0][:300]
-        return f"HTTP {exc.status} {exc.reason or ''}".rstrip() + detail
-    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
-        return f"{exc.url}: {exc.reason}"
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def connect(

@@ -2,7 +2,7 @@
 
 Syncs once from the live sources (registries, and namespaces from the Kubernetes API of
 ``KUBECONFIG`` or the cluster, like ``serve``), then runs one level-triggered pass of the
-same provisioner the leader runs in ``serve`` (``webhook.live.provisioner``). With
+same provisioner the leader runs in ``serve`` (``webhook.leader.provisioning.writer``). With
 ``--dry-run`` it prints the plan (robots to create or delete with their permissions, Secrets
 to create, update or delete) and changes nothing. Without it, it takes the provisioning Lease
 for the pass, so it never writes while a running leader does, and exits.
@@ -18,12 +18,11 @@ from kubernetes.client import ApiClient
 
 from policy.config import Config, ConfigError
 from webhook.cli import exits
-from webhook.cli.cluster import API_ERRORS, connect, describe_api_error, live_snapshot
-from webhook.live.kube import own_namespace
-from webhook.live.leader import LeaseElector, LostLeadership
-from webhook.live.provisioner import Provisioner, RobotAPIFactory
-from webhook.live.pull_secrets import SecretStore
-from webhook.live.sources import SourceError
+from webhook.cli.cluster import connect, live_snapshot
+from webhook.clients.errors import API_ERRORS, SourceError, describe_api_error
+from webhook.leader.lease import LeaseElector, LostLeadership
+from webhook.leader.parts import build_parts
+from webhook.leader.provisioning.writer import RobotAPIFactory
 from webhook.settings import read_config
 
 PROG = "spacegate provision"
@@ -57,10 +56,6 @@ def run(
     api = connect(PROG, kubeconfig, context, err)
     if api is None:
         return exits.USAGE
-    if robots_for is None:
-        from webhook.live.sources.harbor_robots import HarborRobots
-
-        robots_for = HarborRobots
     try:
         return asyncio.run(_run(config, api, robots_for, dry_run=dry_run, out=out, err=err))
     finally:
@@ -70,7 +65,7 @@ def run(
 async def _run(
     config: Config,
     api: ApiClient,
-    robots_for: RobotAPIFactory,
+    robots_for: RobotAPIFactory | None,
     *,
     dry_run: bool,
     out: TextIO,
@@ -81,18 +76,14 @@ async def _run(
     except SourceError as exc:
         print(f"{PROG}: {exc}", file=err)
         return exits.REFUSED
-    home = own_namespace(config.pull_secrets.credentials_namespace)
-    store = SecretStore(api, pull_secret_name=config.policy.pull_secret_name, home=home)
-    elector = LeaseElector(api, home)
-    provisioner = Provisioner(
-        store, robots_for, rotate_every=config.pull_secrets.rotate_every, guard=elector.check
-    )
+    parts = build_parts(config, api, robots_for=robots_for)
+    elector, provisioner = parts.elector, parts.provisioner
     leading = False  # released afterwards only if taken: a refused Lease call leaves none
     try:
         if not dry_run and not (leading := await asyncio.to_thread(elector.try_acquire_or_renew)):
             print(
                 f"{PROG}: provisioning is led by {elector.holder} (Lease "
-                f"{home}/{elector.name}); not writing. --dry-run shows the plan",
+                f"{parts.home}/{elector.name}); not writing. --dry-run shows the plan",
                 file=err,
             )
             return exits.REFUSED
@@ -101,7 +92,7 @@ async def _run(
         except (SourceError, LostLeadership) as exc:
             print(f"{PROG}: {exc}", file=err)
             return exits.REFUSED
-        for line in result.plan.lines(result.desired):
+        for line in result.plan.lines():
             print(("would " if dry_run and line != "nothing to change" else "") + line, file=out)
         for failure in result.failures:
             print(f"{PROG}: {failure}", file=err)
@@ -110,7 +101,7 @@ async def _run(
         print(f"{PROG}: Kubernetes API error: {describe_api_error(exc)}", file=err)
         return exits.REFUSED
     finally:
-        await provisioner.aclose()
+        await parts.aclose()
         if leading:
             await asyncio.to_thread(_release, elector, err)
 

@@ -1,18 +1,23 @@
-"""``spacegate serve``: the one place where the admission server and live mode meet.
+"""``spacegate serve``: the one place where the admission server, live mode and the leader meet.
 
 The admission room (``webhook.admission``) serves whatever snapshot state it is handed; the
-live room (``webhook.live``) keeps a snapshot current; neither imports the other. This command
-loads the config, picks the state (the embedded demo and offline configs are static; a config
-file runs live mode: registries listed, namespaces watched, the file reloaded on change),
-resolves the TLS files and runs the server.
+live room (``webhook.live``) keeps a snapshot current; the leader room (``webhook.leader``)
+provisions pull secrets and audits what runs while this replica holds the Lease, reading
+the snapshots live mode makes. None of them imports another. This command loads the config,
+picks the state (the embedded demo and offline configs are static; a config file runs live
+mode: registries listed, namespaces watched, the file reloaded on change), joins the
+leader's work to live mode when the config has some (:func:`live_state_factory`), resolves
+the TLS files and runs the server.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import sys
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from certs.errors import CertificateError
 from certs.reload import DEFAULT_WATCH_INTERVAL, ReloadingTLSContext
@@ -32,7 +37,13 @@ from webhook.cli import exits
 from webhook.settings import EMBEDDED_DEMO, read_config
 from webhook.state import SnapshotState
 
-# Opens the snapshot state for a loaded config (live mode's ``live_state_factory``).
+if TYPE_CHECKING:  # the Kubernetes client loads only when live mode runs
+    from webhook.clients.kube import ApiClientFactory
+    from webhook.leader.provisioning.writer import RobotAPIFactory
+
+log = logging.getLogger(__name__)
+
+# Opens the snapshot state for a loaded config (:func:`live_state_factory`).
 ConfigStateOpener = Callable[[Config], AbstractAsyncContextManager[SnapshotState]]
 
 
@@ -70,8 +81,6 @@ def serve(
     if state_factory is None and (live if live is not None else config is not None):
         # A real config: list live registries, watch namespaces when a cluster is reachable,
         # and reload the file on change. The embedded demo is static and needs none of it.
-        from webhook.live.mode import live_state_factory
-
         state_factory = live_state_factory(config)
     opener: StateOpener
     if state_factory is None:
@@ -111,3 +120,54 @@ def _print_banner(
         lines.append(f"spacegate: CA certificate {files.ca.resolve()}")
         lines.append(f"spacegate: try  curl --cacert {files.ca} https://{shown}:{port}/healthz")
     print("\n".join(lines), flush=True)
+
+
+def live_state_factory(
+    config_path: str | None,
+    *,
+    kube: bool | None = None,
+    api_client: ApiClientFactory | None = None,
+    robots_for: RobotAPIFactory | None = None,
+    settle: float | None = None,
+    **live_options: Any,
+) -> ConfigStateOpener:
+    """The ``state_factory`` of ``serve`` for a config file: live mode
+    (``webhook.live.mode.open_live_state``, which ``config_path``, ``kube``, ``api_client``
+    and ``live_options`` are passed to), and beside it, when the config asks for
+    provisioning or the audit, the leader's work (``webhook.leader.parts.leader_work``) over
+    the same Kubernetes API, reading each new snapshot, with its metrics on the state's.
+    ``robots_for`` and ``settle`` are the leader's (tests inject fakes and shorter waits).
+
+    The leader's work needs the namespaces from the cluster (its writes go there): without
+    a namespace watch it does not run, and says so.
+    """
+    from webhook.leader.parts import leader_work, wants_leader
+    from webhook.live.mode import open_live_state
+
+    @asynccontextmanager
+    async def opened(config: Config) -> AsyncIterator[SnapshotState]:
+        async with open_live_state(
+            config, config_path=config_path, kube=kube, api_client=api_client, **live_options
+        ) as state:
+            if not wants_leader(config):
+                yield state
+                return
+            if not state.watches_namespaces:
+                log.error(
+                    "pullSecrets.provision or audit.enabled is on but there is no Kubernetes "
+                    "API to work with; neither runs"
+                )
+                yield state
+                return
+            leader_options: dict[str, Any] = {} if settle is None else {"settle": settle}
+            async with leader_work(
+                config,
+                state,
+                api_client=api_client,
+                registry=state.metrics_registry,
+                robots_for=robots_for,
+                **leader_options,
+            ):
+                yield state
+
+    return opened

@@ -29,9 +29,9 @@ import yaml
 from policy.config import MODE_LABEL, Config, ConfigError, dump_config
 from policy.snapshot import NamespaceInfo, Snapshot
 from webhook.cli import exits
-from webhook.live.kube import ApiClientFactory, kube_configured
+from webhook.clients.errors import SourceError
+from webhook.clients.kube import ApiClientFactory, kube_configured
 from webhook.live.refresher import DEFAULT_FETCH_TIMEOUT, Refresher, SourceFactory
-from webhook.live.sources import SourceError
 from webhook.settings import EMBEDDED_DEMO, read_config
 
 PROG = "spacegate snapshot"
@@ -139,7 +139,7 @@ async def sync(
 def _default_namespace_lister(
     config: Config, api_client: ApiClientFactory | None, timeout: float
 ) -> Callable[[], Mapping[str, NamespaceInfo]]:
-    from webhook.live.kube import load_api_client
+    from webhook.clients.kube import load_api_client
     from webhook.live.sources.namespaces import fetch_namespaces
 
     def lister() -> Mapping[str, NamespaceInfo]:

@@ -3,7 +3,7 @@
 Each listed registry is polled by its own task on its own ``refreshInterval`` (jittered, so
 many replicas do not hit a Harbor in lockstep). A failed listing keeps the registry's
 last-known-good spaces, is counted, is logged on one line naming the registry, and is retried
-sooner than the interval with exponential backoff (``webhook.live.backoff``). A bug in a
+sooner than the interval with exponential backoff (``webhook.clients.backoff``). A bug in a
 listing never ends the task.
 """
 
@@ -19,10 +19,11 @@ from collections.abc import Callable, Mapping
 from policy.config import Registry
 from policy.durations import format_duration
 from policy.messages import single_line
-from webhook.live.backoff import Backoff
+from webhook.clients.backoff import Backoff
+from webhook.clients.errors import SourceError
 from webhook.live.readiness import RegistryStatus, gates_readiness
 from webhook.live.refresh_metrics import RefreshMetrics
-from webhook.live.sources import SourceError, SpaceSource
+from webhook.live.sources import SpaceSource
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,15 @@ the parts that each do one job:
 
 A namespace change rebuilds the snapshot on the next loop turn: :meth:`namespaces_changed` is
 the one place where bursts are coalesced (the initial list of 10,000 namespaces is one
-rebuild, not 10,000), and it may be called from any thread.
+rebuild, not 10,000), and it may be called from any thread. Every new snapshot is announced
+to the listeners (:meth:`add_listener`; the leader's loop is one): the refresher is a
+:class:`webhook.state.SnapshotFeed`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -90,6 +93,7 @@ class Refresher:
         self._rebuild_pending = False
         self._version = 0
         self._namespaces_listed = False  # the current snapshot holds the watched namespaces
+        self._listeners: list[Callable[[], None]] = []
         self._snapshot = self._build()
 
     def _poller(self, registry: Registry) -> RegistryPoller:
@@ -116,6 +120,21 @@ class Refresher:
     def config(self) -> Config:
         """The config the current snapshot was built from (changes on reload)."""
         return self._config
+
+    @property
+    def watches_namespaces(self) -> bool:
+        """Namespaces come from the cluster (a namespace map), not the config's static map."""
+        return self._namespaces is not None
+
+    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` after every new snapshot (:class:`webhook.state.SnapshotFeed`)."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return remove
 
     @property
     def metrics_registry(self) -> CollectorRegistry | None:
@@ -156,9 +175,9 @@ class Refresher:
 
     async def __aexit__(
         self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        _exc_type: type[BaseException] | None,
+        _exc: BaseException | None,
+        _tb: TracebackType | None,
     ) -> None:
         await self.aclose()
 
@@ -197,9 +216,15 @@ class Refresher:
     # ------------------------------------------------------------------ snapshot
 
     def rebuild(self) -> None:
-        """Build the next snapshot version from the current data and swap it in."""
+        """Build the next snapshot version from the current data, swap it in, and tell the
+        listeners."""
         self._rebuild_pending = False
         self._snapshot = self._build()
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("snapshot listener failed")
 
     def namespaces_changed(self) -> None:
         """The namespace map changed: rebuild on the next loop turn.

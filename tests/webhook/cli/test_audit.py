@@ -57,46 +57,64 @@ def reference(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+PATHS = {
+    "Deployment": "/apis/apps/v1/deployments",
+    "ReplicaSet": "/apis/apps/v1/replicasets",
+    "CronJob": "/apis/batch/v1/cronjobs",
+    "Pod": "/api/v1/pods",
+}
+
+
+def create(cluster: FakeKubernetes, obj: dict[str, Any]) -> dict[str, Any]:
+    """Store ``obj`` as a client's POST would, where its kind and namespace say."""
+    return cluster.create_object(PATHS[obj["kind"]], obj["metadata"]["namespace"], obj)
+
+
 @pytest.fixture
 def workloads(cluster: FakeKubernetes) -> FakeKubernetes:
     """team-a-dev runs Deployment/web (team-a: allowed there) through its ReplicaSet and Pod;
     team-b-dev runs CronJob/report with the same image (refused: team-a is not bound to 102);
     sandbox runs Pod/debug from the public space."""
-    web = cluster.create_object(
+    web = create(
+        cluster,
         {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": meta("team-a-dev", "web"),
             "spec": {"template": {"spec": pod_spec(TEAM_A)}},
-        }
+        },
     )
-    replicas = cluster.create_object(
+    replicas = create(
+        cluster,
         {
             "apiVersion": "apps/v1",
             "kind": "ReplicaSet",
             "metadata": meta("team-a-dev", "web-5d9c", reference(web)),
             "spec": {"template": {"spec": pod_spec(TEAM_A)}},
-        }
+        },
     )
-    cluster.create_object(
+    create(
+        cluster,
         {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": meta("team-a-dev", "web-5d9c-x2x", reference(replicas)),
             "spec": pod_spec(TEAM_A),
-        }
+        },
     )
-    cluster.create_object(
+    create(
+        cluster,
         {
             "apiVersion": "batch/v1",
             "kind": "CronJob",
             "metadata": meta("team-b-dev", "report"),
             "spec": {"jobTemplate": {"spec": {"template": {"spec": pod_spec(TEAM_A)}}}},
-        }
+        },
     )
-    cluster.create_object(
+    create(
+        cluster,
         {"apiVersion": "v1", "kind": "Pod", "metadata": meta("sandbox", "debug")}
-        | {"spec": pod_spec(PUBLIC)}
+        | {"spec": pod_spec(PUBLIC)},
     )
     return cluster
 
@@ -183,9 +201,10 @@ def test_the_cluster_is_read_page_by_page(
     workloads: FakeKubernetes, kubeconfig: Path, tmp_path: Path
 ) -> None:
     for n in range(600):  # more than one page of Pods
-        workloads.create_object(
+        create(
+            workloads,
             {"apiVersion": "v1", "kind": "Pod", "metadata": meta("sandbox", f"batch-{n:03}")}
-            | {"spec": pod_spec(PUBLIC)}
+            | {"spec": pod_spec(PUBLIC)},
         )
 
     code, out, _ = audit(config_file(tmp_path), kubeconfig, output="json")
@@ -294,7 +313,7 @@ def test_a_source_that_fails_is_named_and_nothing_is_judged(
     assert (code, out) == (1, "")
     assert err == (
         "spacegate audit: could not sync: namespaces: listing namespaces failed: "
-        "HTTP 403 Forbidden\n"
+        "HTTP 403 Forbidden: injected failure (403)\n"
     )
 
 
@@ -307,7 +326,8 @@ def test_a_kind_the_credentials_may_not_list_is_named_not_a_traceback(
 
     assert (code, out) == (1, "")
     assert err == (
-        "spacegate audit: reading the cluster failed: HTTP 403 GET /apis/batch/v1/cronjobs\n"
+        "spacegate audit: reading the cluster failed: "
+        "HTTP 403 GET /apis/batch/v1/cronjobs: injected failure (403)\n"
     )
 
 

@@ -8,16 +8,14 @@ import io
 from pathlib import Path
 
 import pytest
-import urllib3
-from kubernetes.client.exceptions import ApiException
 
 from policy.config import load_config
 from policy.snapshot import NamespaceInfo
 from tests.fakes.harbor import HarborFake
 from tests.fakes.kubernetes import FakeKubernetes
 from tests.webhook.cli.conftest import admin_credentials, write_kubeconfig
-from webhook.cli.cluster import connect, describe_api_error, live_snapshot
-from webhook.live.sources import SourceError
+from webhook.cli.cluster import connect, live_snapshot
+from webhook.clients.errors import SourceError
 
 PROG = "spacegate audit"
 
@@ -142,48 +140,5 @@ def test_every_source_that_failed_is_named_in_one_error(
 
     assert str(failed.value) == (
         "could not sync: registry 'harbor': harbor 'harbor': 403 UNKNOWN: error; "
-        "namespaces: listing namespaces failed: HTTP 403 Forbidden"
+        "namespaces: listing namespaces failed: HTTP 403 Forbidden: injected failure (403)"
     )
-
-
-# --------------------------------------------------------------------------- describe_api_error
-
-
-def test_an_api_refusal_is_described_by_its_status_and_the_apiservers_message_only() -> None:
-    refused = ApiException(status=403, reason="Forbidden")
-    refused.body = (
-        '{"kind":"Status","status":"Failure","reason":"Forbidden","code":403,"message":'
-        '"leases.coordination.k8s.io \\"spacegate-provisioner\\" is forbidden: User '
-        '\\"jane\\" cannot get resource \\"leases\\""}'
-    )
-    refused.headers = {"Authorization": "Bearer s3cr3t", "Audit-Id": "abc"}
-
-    described = describe_api_error(refused)
-
-    assert described == (
-        'HTTP 403 Forbidden: leases.coordination.k8s.io "spacegate-provisioner" is forbidden: '
-        'User "jane" cannot get resource "leases"'
-    )
-    assert "s3cr3t" not in described
-
-
-def test_an_answer_that_is_not_a_status_gives_the_status_line_alone() -> None:
-    proxy_page = ApiException(status=502, reason="Bad Gateway")
-    proxy_page.body = "<html><body>upstream connect error</body></html>"
-
-    assert describe_api_error(proxy_page) == "HTTP 502 Bad Gateway"
-    assert describe_api_error(ApiException(status=500)) == "HTTP 500"
-
-
-def test_a_lost_connection_names_the_url_and_the_reason() -> None:
-    refused = urllib3.exceptions.MaxRetryError(
-        None,  # type: ignore[arg-type]  # no pool is needed to describe it
-        "/api/v1/namespaces?limit=500",
-        urllib3.exceptions.ProtocolError("Connection aborted."),
-    )
-
-    assert describe_api_error(refused) == "/api/v1/namespaces?limit=500: Connection aborted."
-    assert describe_api_error(urllib3.exceptions.ProtocolError("Connection aborted.")) == (
-        "Connection aborted."
-    )
-    assert describe_api_error(urllib3.exceptions.ProtocolError()) == "ProtocolError"

@@ -25,6 +25,8 @@ from webhook.cli.provision import run
 
 HOME = "spacegate-system"
 LEASE = "spacegate-provisioner"
+LEASES = "/apis/coordination.k8s.io/v1/leases"
+SECRETS = "/api/v1/secrets"
 
 Provision = tuple[int, list[str], str]
 
@@ -65,7 +67,7 @@ def provision(config: str, kubeconfig: Path | str, *, dry_run: bool = False) -> 
 
 def login(cluster: FakeKubernetes, namespace: str) -> tuple[str, str] | None:
     """(username, password) for harbor.example.com in the namespace's pull Secret."""
-    secret = cluster.secret(namespace, "registry-secret")
+    secret = cluster.get_object(SECRETS, namespace, "registry-secret")
     if secret is None:
         return None
     assert secret["type"] == "kubernetes.io/dockerconfigjson"
@@ -78,6 +80,13 @@ def login(cluster: FakeKubernetes, namespace: str) -> tuple[str, str] | None:
 
 def harbor_writes(harbor: HarborFake) -> list[Any]:
     return [r for r in harbor.requests if r.method != "GET"]
+
+
+def secrets(cluster: FakeKubernetes) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every Secret in the cluster, by (namespace, name)."""
+    return {
+        (s["metadata"]["namespace"], s["metadata"]["name"]): s for s in cluster.objects(SECRETS)
+    }
 
 
 def lease_requests(cluster: FakeKubernetes) -> list[str]:
@@ -99,7 +108,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing_not_even_the_lease(
     assert out[1] == "would create Secret team-a-dev (harbor)"
     assert harbor_writes(harbor) == []
     assert harbor.robots() == []
-    assert cluster.secrets() == {}
+    assert secrets(cluster) == {}
     assert lease_requests(cluster) == []
 
 
@@ -120,10 +129,10 @@ def test_a_pass_makes_the_robot_and_secrets_the_plan_named_then_has_nothing_left
     assert login(cluster, "team-b-dev") is None  # team-b is bound to no workspace
     assert login(cluster, "sandbox") is None
     # The robot's credential is kept in spacegate's namespace, for the next pass.
-    (kept,) = [name for ns, name in cluster.secrets() if ns == home]
+    (kept,) = [name for ns, name in secrets(cluster) if ns == home]
     assert credentials[0].startswith(f"robot${kept}-")
     # The Lease was taken for the pass and released after it.
-    lease = cluster.get_object("Lease", home, LEASE)
+    lease = cluster.get_object(LEASES, home, LEASE)
     assert lease is not None
     assert not lease["spec"].get("holderIdentity")
     assert lease_requests(cluster)[:2] == ["GET", "POST"]
@@ -158,7 +167,10 @@ def test_a_namespace_whose_secret_cannot_be_written_is_named_and_the_others_get_
 
     assert code == 1
     assert "create Secret team-a-prod (harbor)" in out
-    assert err == "spacegate provision: could not create Secret team-a-dev: HTTP 403 Forbidden\n"
+    assert err == (
+        "spacegate provision: could not create Secret team-a-dev: "
+        "HTTP 403 Forbidden: injected failure (403)\n"
+    )
     assert login(cluster, "team-a-dev") is None
     assert login(cluster, "team-a-prod") is not None
 
@@ -171,6 +183,8 @@ def test_while_another_replica_leads_nothing_is_written_and_the_holder_is_named(
 ) -> None:
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     cluster.create_object(
+        LEASES,
+        home,
         {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -181,7 +195,7 @@ def test_while_another_replica_leads_nothing_is_written_and_the_holder_is_named(
                 "acquireTime": now,
                 "renewTime": now,
             },
-        }
+        },
     )
 
     code, out, err = provision(write_config(tmp_path, harbor), kubeconfig)
@@ -191,9 +205,9 @@ def test_while_another_replica_leads_nothing_is_written_and_the_holder_is_named(
         "spacegate provision: provisioning is led by spacegate-7f9c-abcdef (Lease "
         f"{home}/{LEASE}); not writing. --dry-run shows the plan\n"
     )
-    assert cluster.secrets() == {}
+    assert secrets(cluster) == {}
     assert harbor_writes(harbor) == []
-    lease = cluster.get_object("Lease", home, LEASE)
+    lease = cluster.get_object(LEASES, home, LEASE)
     assert lease is not None and lease["spec"]["holderIdentity"] == "spacegate-7f9c-abcdef"
     # The plan can still be looked at.
     assert provision(write_config(tmp_path, harbor), kubeconfig, dry_run=True)[0] == 0
@@ -210,7 +224,7 @@ def test_credentials_that_may_not_touch_the_lease_get_the_apiservers_reason_not_
     assert err == (
         "spacegate provision: Kubernetes API error: HTTP 403 Forbidden: injected failure (403)\n"
     )
-    assert cluster.secrets() == {}
+    assert secrets(cluster) == {}
 
 
 def test_credentials_that_may_not_list_secrets_get_the_apiservers_reason_not_a_traceback(
@@ -221,7 +235,10 @@ def test_credentials_that_may_not_list_secrets_get_the_apiservers_reason_not_a_t
     code, out, err = provision(write_config(tmp_path, harbor), kubeconfig, dry_run=True)
 
     assert (code, out) == (1, [])
-    assert err.startswith("spacegate provision: Kubernetes API error: HTTP 403 Forbidden")
+    assert err == (
+        "spacegate provision: Kubernetes API error: "
+        "HTTP 403 GET /api/v1/secrets: injected failure (403)\n"
+    )
 
 
 # --------------------------------------------------------------------------- bad input, sources
@@ -267,7 +284,7 @@ def test_a_registry_that_cannot_be_listed_is_named_and_nothing_is_written(
 
     assert (code, out) == (1, [])
     assert err.startswith("spacegate provision: could not sync: registry 'harbor': ")
-    assert cluster.secrets() == {}
+    assert secrets(cluster) == {}
     assert lease_requests(cluster) == []  # the Lease is taken only for a pass that can run
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import time
@@ -23,8 +24,7 @@ from policy.config import Config, Registry, load_config
 from policy.decision import decide
 from tests.fakes.harbor import ADMIN_PASSWORD, ADMIN_USER, HarborFake
 from tests.fakes.kubernetes import FakeKubernetes
-from webhook.live.kube import kube_configured
-from webhook.live.mode import is_live, live_state_factory, open_live_state
+from webhook.live.mode import open_live_state
 from webhook.live.refresher import Refresher
 from webhook.live.sources import SpaceSource
 from webhook.live.sources.factory import make_source
@@ -175,31 +175,6 @@ async def gate_to(port: int, *, open_now: bool = True) -> AsyncIterator[Gate]:
 
 def harbor_port(harbor: HarborFake) -> int:
     return int(harbor.url.rsplit(":", 1)[1])
-
-
-# --------------------------------------------------------------------------- mode detection
-
-
-def test_a_config_is_live_when_a_harbor_has_no_static_spaces() -> None:
-    live = load_config("registries: [{name: h, type: harbor, url: 'https://h'}]")
-    static = load_config(
-        "registries: [{name: h, type: harbor, url: 'https://h', spaces: []},"
-        " {name: d, type: docker-registry, url: 'https://d'}]"
-    )
-    assert is_live(live)
-    assert not is_live(static)  # a Docker Registry's spaces are all public anyway
-
-
-def test_kubernetes_is_detected_in_a_cluster_or_from_a_kubeconfig(tmp_path: Path) -> None:
-    assert kube_configured({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, home=tmp_path)
-    assert not kube_configured({}, home=tmp_path)
-    kubeconfig = tmp_path / "kc"
-    kubeconfig.write_text("apiVersion: v1\n")
-    assert kube_configured({"KUBECONFIG": f"/nonexistent:{kubeconfig}"}, home=tmp_path)
-    assert not kube_configured({"KUBECONFIG": "/nonexistent"}, home=tmp_path)
-    (tmp_path / ".kube").mkdir()
-    (tmp_path / ".kube" / "config").write_text("apiVersion: v1\n")
-    assert kube_configured({}, home=tmp_path)
 
 
 # --------------------------------------------------------------------------- Harbor outages
@@ -489,8 +464,12 @@ namespaces:
 """
 
     path.write_text(text('"101"'))
-    factory = live_state_factory(
-        str(path), kube=False, source_factory=quick_sources, poll_interval=0.02
+    factory = functools.partial(
+        open_live_state,
+        config_path=str(path),
+        kube=False,
+        source_factory=quick_sources,
+        poll_interval=0.02,
     )
     image = "harbor.example.com/team-a/app"
 
@@ -539,8 +518,12 @@ bindings:
     path.write_text(base)
     kube.create_namespace("relabelled", {"tenant": "101"})
     image = "harbor.example.com/team-a/app"
-    factory = live_state_factory(
-        str(path), kube=True, api_client=kube.api_client, poll_interval=0.02
+    factory = functools.partial(
+        open_live_state,
+        config_path=str(path),
+        kube=True,
+        api_client=kube.api_client,
+        poll_interval=0.02,
     )
 
     async def scenario() -> None:
@@ -553,19 +536,6 @@ bindings:
             path.write_text("workspaceLabel: tenant\n" + base)
             await until(lambda: admitted(state, "relabelled", image), what="new label")
             assert not admitted(state, "team-a-dev", image)
-            assert state.readiness()[0]
-
-    asyncio.run(scenario())
-
-
-def test_the_live_factory_fits_serve(tmp_path: Path) -> None:
-    from webhook.cli.serve import ConfigStateOpener
-
-    factory: ConfigStateOpener = live_state_factory(None, kube=False)
-    opened: Any = factory(static_harbor())
-
-    async def scenario() -> None:
-        async with opened as state:
             assert state.readiness()[0]
 
     asyncio.run(scenario())

@@ -19,10 +19,11 @@ from prometheus_client import CollectorRegistry
 
 from policy.config import Config, Registry, load_config
 from policy.decision import decide
+from webhook.clients.errors import SourceError
 from webhook.live.namespace_map import NamespaceMap
 from webhook.live.refresh_metrics import RefreshMetrics
 from webhook.live.refresher import Refresher
-from webhook.live.sources import SourceError, SpaceSource
+from webhook.live.sources import SpaceSource
 
 T = TypeVar("T")
 

@@ -10,17 +10,13 @@ from __future__ import annotations
 from typing import Protocol
 
 
-class SourceError(Exception):
-    """A source could not produce data; the message is safe to log (no credentials)."""
-
-
 class SpaceSource(Protocol):
     """Lists the spaces of one registry."""
 
     name: str  # the registry name from the config
 
     async def fetch(self) -> dict[str, bool]:
-        """Space name -> public. Raises :class:`SourceError` on any failure."""
+        """Space name -> public; raises :class:`~webhook.clients.errors.SourceError`."""
         ...
 
     async def aclose(self) -> None:

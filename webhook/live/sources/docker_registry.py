@@ -31,15 +31,14 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 
-from webhook.live.sources import SourceError
-from webhook.live.sources.http import (
-    BasicCredentials,
+from webhook.clients.credentials import BasicCredentials, load_credentials
+from webhook.clients.errors import SourceError
+from webhook.clients.http import (
     HttpClient,
     RegistrySource,
     error_detail,
-    load_credentials,
+    next_link,
     parse_json,
-    parse_link_header,
     request_path,
     safe_text,
     same_origin_url,
@@ -153,7 +152,7 @@ class DockerRegistrySource(RegistrySource):
                 if repository:
                     spaces[space_of(repository)] = True
             log.debug("%s: page %d: %d repositories", self._label, page, len(repositories))
-            link = parse_link_header(response.headers.get_list("link")).get("next")
+            link = next_link(response)
             if link is None:
                 return spaces
             next_url = same_origin_url(str(response.url), link, self._base, self._label)

@@ -15,10 +15,10 @@ import random
 import httpx
 
 from policy.config import Registry
+from webhook.clients.http import Sleep
 from webhook.live.sources import SpaceSource
 from webhook.live.sources.docker_registry import DockerRegistrySource
 from webhook.live.sources.harbor import HarborSource
-from webhook.live.sources.http import Sleep
 
 __all__ = ["make_source"]
 

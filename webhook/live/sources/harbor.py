@@ -21,41 +21,27 @@ only). So when credentials are configured, the source first asks
 ``/api/v2.0/users/current/permissions``, which answers 401 to an unauthenticated caller,
 and fails with that 401 instead of silently losing the private projects.
 
-Offset pagination can skip a project when another is deleted between two page requests.
-When ``X-Total-Count`` changes during a listing it is restarted (twice at most); if the
-registry keeps changing, the union of what was seen is returned, which errs towards keeping
+Paging (``Link`` headers, ``X-Total-Count``, listing again when the total changes midway)
+is Harbor's, and written once in :func:`webhook.clients.harbor_paging.list_harbor`; a
+registry that keeps changing yields the union of what was seen, which errs towards keeping
 a space rather than dropping one.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Final
-from urllib.parse import urlencode
 
 import httpx
 
-from webhook.live.sources import SourceError
-from webhook.live.sources.http import (
-    RegistrySource,
-    error_detail,
-    load_credentials,
-    parse_json,
-    parse_link_header,
-    request_path,
-    safe_text,
-    same_origin_url,
-)
+from webhook.clients.credentials import load_credentials
+from webhook.clients.errors import SourceError
+from webhook.clients.harbor_paging import MAX_PAGE_SIZE, list_harbor
+from webhook.clients.http import RegistrySource, error_detail, safe_text
 
 __all__ = ["PROJECTS_PATH", "HarborSource"]
 
-log = logging.getLogger(__name__)
-
 PROJECTS_PATH: Final = "/api/v2.0/projects"
 PERMISSIONS_PATH: Final = "/api/v2.0/users/current/permissions"
-MAX_PAGE_SIZE: Final = 100  # swagger: page_size maximum 100
-_LISTING_ATTEMPTS: Final = 3
-_MAX_PAGES: Final = 100_000  # a loop guard far above any real Harbor (10 M projects)
 
 
 class HarborSource(RegistrySource):
@@ -66,7 +52,7 @@ class HarborSource(RegistrySource):
         client: an ``httpx.AsyncClient`` to use (tests, shared pools); left open on
             :meth:`aclose`. By default one is created and owned here.
         timeout: connect/read/write/pool timeouts; a number applies to every phase; by
-            default :data:`~webhook.live.sources.http.DEFAULT_TIMEOUT` (or the given client's).
+            default :data:`~webhook.clients.http.DEFAULT_TIMEOUT` (or the given client's).
         retries: extra attempts per request after a connection error, timeout, 429 or 5xx.
         backoff: first retry delay in seconds, doubled per retry (up to ``max_backoff``),
             with jitter.
@@ -97,20 +83,17 @@ class HarborSource(RegistrySource):
             headers["Authorization"] = creds.header
             secrets = creds.secrets
             await self._check_credentials(headers, secrets)
-        seen: dict[str, bool] = {}
-        for attempt in range(_LISTING_ATTEMPTS):
-            projects, consistent = await self._list_once(headers, secrets)
-            if consistent:
-                return projects
-            seen.update(projects)
-            if attempt < _LISTING_ATTEMPTS - 1:
-                log.info("%s: projects changed during listing; listing again", self._label)
-        log.warning(
-            "%s: projects kept changing during %d listings; using the union of what was seen",
-            self._label,
-            _LISTING_ATTEMPTS,
+        return await list_harbor(
+            self._http,
+            f"{self._base}{PROJECTS_PATH}",
+            params={"with_detail": "false"},
+            page_size=self._page_size,
+            headers=headers,
+            secrets=secrets,
+            parse_page=self._projects,
+            status_error=lambda response, what: self._status_error(response, what, secrets),
+            noun="projects",
         )
-        return seen
 
     async def _check_credentials(self, headers: dict[str, str], secrets: tuple[str, ...]) -> None:
         """Fail with 401 when Harbor did not accept the credentials.
@@ -127,51 +110,14 @@ class HarborSource(RegistrySource):
         if response.status_code != 200:
             raise self._status_error(response, what, secrets)
 
-    async def _list_once(
-        self, headers: dict[str, str], secrets: tuple[str, ...]
-    ) -> tuple[dict[str, bool], bool]:
-        """One pass over all pages: (projects, whether the total stayed the same)."""
-        query = urlencode({"page": 1, "page_size": self._page_size, "with_detail": "false"})
-        url = f"{self._base}{PROJECTS_PATH}?{query}"
-        projects: dict[str, bool] = {}
-        first_total: int | None = None
-        consistent = True
-        for page in range(1, _MAX_PAGES + 1):
-            what = f"GET {request_path(url)} (page {page})"
-            response = await self._http.get(url, what=what, headers=headers, secrets=secrets)
-            if response.status_code != 200:
-                raise self._status_error(response, what, secrets)
-            items = parse_json(response, self._label, what)
-            count = self._collect(items, what, projects)
-            total = _total_count(response)
-            if first_total is None:
-                first_total = total
-            elif total is not None and total != first_total:
-                consistent = False
-            log.debug("%s: page %d: %d projects (total %s)", self._label, page, count, total)
-            links = parse_link_header(response.headers.get_list("link"))
-            if "next" in links:
-                url = same_origin_url(str(response.url), links["next"], self._base, self._label)
-            elif total is not None and count and page * self._page_size < total:
-                # No Link (a proxy may strip it), but the total says there is more.
-                query = urlencode(
-                    {"page": page + 1, "page_size": self._page_size, "with_detail": "false"}
-                )
-                url = f"{self._base}{PROJECTS_PATH}?{query}"
-            else:
-                return projects, consistent
-            if count == 0:
-                # An empty page that still links onwards would loop for ever.
-                return projects, False
-        raise SourceError(f"{self._label}: more than {_MAX_PAGES} pages of projects")
-
-    def _collect(self, items: object, what: str, into: dict[str, bool]) -> int:
-        """Add one page's projects to ``into``; returns how many the page held."""
+    def _projects(self, items: object, what: str) -> dict[str, bool]:
+        """One page's projects, name -> public."""
         if not isinstance(items, list):
             raise SourceError(
                 f"{self._label}: expected a JSON array of projects in the response to {what}, "
                 f"got {type(items).__name__}"
             )
+        projects: dict[str, bool] = {}
         for index, item in enumerate(items):
             name = item.get("name") if isinstance(item, dict) else None
             if not isinstance(name, str) or not name:
@@ -182,10 +128,10 @@ class HarborSource(RegistrySource):
             public = metadata.get("public") if isinstance(metadata, dict) else None
             # "true"/"false" per the swagger; a missing value is taken as private, the
             # answer that never lets an image through by mistake.
-            into[name] = public is True or (
+            projects[name] = public is True or (
                 isinstance(public, str) and public.strip().lower() == "true"
             )
-        return len(items)
+        return projects
 
     def _status_error(
         self, response: httpx.Response, what: str, secrets: tuple[str, ...]
@@ -201,11 +147,3 @@ class HarborSource(RegistrySource):
                 "put the final URL in the config"
             )
         return SourceError(f"{self._label}: {detail} on {what}")
-
-
-def _total_count(response: httpx.Response) -> int | None:
-    value = response.headers.get("x-total-count")
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None

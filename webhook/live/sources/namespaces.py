@@ -40,10 +40,11 @@ from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
 from policy.snapshot import NamespaceInfo
-from webhook.live.backoff import Backoff
-from webhook.live.kube import load_api_client
+from webhook.clients.backoff import Backoff
+from webhook.clients.errors import SourceError, describe_api_error
+from webhook.clients.kube import load_api_client
+from webhook.clients.kube_paging import Page, pages
 from webhook.live.namespace_map import NamespaceMap
-from webhook.live.sources import SourceError
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +88,6 @@ def _lines(response: urllib3.HTTPResponse) -> Iterator[bytes]:
         yield buffer
 
 
-def _describe(exc: BaseException) -> str:
-    """A short, credential-free description (ApiException's str() dumps headers and body)."""
-    if isinstance(exc, ApiException):
-        return f"HTTP {exc.status} {exc.reason or ''}".strip()
-    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
-        exc = exc.reason  # "connection refused" says more than the retry bookkeeping
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 class NamespaceReflector:
     """Mirrors namespace labels into a :class:`NamespaceMap` through list + watch.
 
@@ -111,7 +102,7 @@ class NamespaceReflector:
     watch refreshes the map's ``last_sync_time`` only when it is renewed), ``connect_timeout``
     and ``read_timeout`` (per request; a watch's read timeout is ``watch_timeout +
     read_timeout``), ``backoff_initial``/``backoff_max``/``backoff_factor`` and ``jitter``
-    (that fraction of each delay random, as in :mod:`webhook.live.backoff`), ``stop_timeout``
+    (that fraction of each delay random, as in :mod:`webhook.clients.backoff`), ``stop_timeout``
     (how long :meth:`stop_sync` waits for the thread). ``page_size`` pages the list
     (``limit``).
     """
@@ -266,7 +257,7 @@ class NamespaceReflector:
                 # A watch that delivered events before failing was healthy for a while:
                 # reconnect at the shortest delay.
                 failures = 1 if self._progress else failures + 1
-                self._note_failure(_describe(exc))
+                self._note_failure(describe_api_error(exc))
             delay = self._backoff.delay(failures - 1, self._rng)
             log.debug("namespace source retrying in %.2fs", delay)
             if self._stopping.wait(delay):
@@ -299,7 +290,7 @@ class NamespaceReflector:
             )
         except ApiException as exc:
             if exc.status == _GONE:
-                raise _Expired(_describe(exc)) from None
+                raise _Expired(describe_api_error(exc)) from None
             raise
         with self._lock:
             self._response = response
@@ -317,32 +308,34 @@ class NamespaceReflector:
         else:
             response.close()
 
+    def _page(self, token: str | None) -> Page:
+        """One page of the namespace list (its response registered for interruption)."""
+        kwargs: dict[str, Any] = {"limit": self._page_size}
+        if token:
+            kwargs["_continue"] = token
+        response = self._open(
+            _request_timeout=(self._connect_timeout, self._read_timeout), **kwargs
+        )
+        try:
+            data = response.data
+        except BaseException:
+            self._release(response)
+            raise
+        self._release(response, reusable=True)
+        page = json.loads(data)
+        if not isinstance(page, dict):
+            raise ValueError("the namespace list is not a JSON object")
+        return page
+
     def _list(self) -> None:
         """List every namespace (paged) and replace the map with the result."""
         fresh: dict[str, Mapping[str, str]] = {}
-        token: str | None = None
         resource_version: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"limit": self._page_size}
-            if token:
-                kwargs["_continue"] = token
-            response = self._open(
-                _request_timeout=(self._connect_timeout, self._read_timeout), **kwargs
-            )
-            try:
-                data = response.data
-            except BaseException:
-                self._release(response)
-                raise
-            self._release(response, reusable=True)
-            body = json.loads(data)
-            for item in body.get("items") or []:
+        for page in pages(self._page):
+            for item in page.get("items") or []:
                 fresh[_name_of(item)] = _labels_of(item)
-            meta = body.get("metadata") or {}
+            meta = page.get("metadata") or {}
             resource_version = meta.get("resourceVersion") or resource_version
-            token = meta.get("continue") or None
-            if not token:
-                break
         if not resource_version:
             raise ValueError("the namespace list carries no resourceVersion")
         first = not self.map.has_synced
@@ -428,5 +421,5 @@ def fetch_namespaces(
     try:
         reflector._list()
     except Exception as exc:
-        raise SourceError(f"listing namespaces failed: {_describe(exc)}") from None
+        raise SourceError(f"listing namespaces failed: {describe_api_error(exc)}") from None
     return reflector.map.namespaces

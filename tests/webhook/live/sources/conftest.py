@@ -18,7 +18,8 @@ import pytest
 from policy.config import Credentials, Registry, RegistryType
 from tests.fakes.harbor import HarborFake
 from tests.fakes.registry import RealRegistry, TokenRegistryFake, real_registry_unavailable
-from webhook.live.sources import SourceError, SpaceSource
+from webhook.clients.errors import SourceError
+from webhook.live.sources import SpaceSource
 
 FAST: dict[str, Any] = {"backoff": 0.001, "timeout": 2.0}
 
@@ -39,6 +40,7 @@ class RegistryFactory(Protocol):
 def _capture_source_logs(caplog: pytest.LogCaptureFixture) -> None:
     """Capture everything the sources log; tests assert on it (no secrets, retries)."""
     caplog.set_level(logging.DEBUG, logger="webhook.live.sources")
+    caplog.set_level(logging.DEBUG, logger="webhook.clients")
 
 
 @pytest.fixture(scope="session")

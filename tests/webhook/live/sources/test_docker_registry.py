@@ -21,7 +21,7 @@ import pytest
 from policy.config import Registry
 from tests.fakes.registry import RealRegistry, TokenRegistryFake
 from tests.webhook.live.sources.conftest import FAST, RegistryFactory, fetch, fetch_error
-from webhook.live.sources import SourceError
+from webhook.clients.errors import SourceError
 from webhook.live.sources.docker_registry import DockerRegistrySource, parse_challenge, space_of
 from webhook.live.sources.factory import make_source
 from webhook.live.sources.harbor import HarborSource

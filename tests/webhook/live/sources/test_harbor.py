@@ -21,7 +21,7 @@ import pytest
 
 from tests.fakes.harbor import ADMIN_PASSWORD, ADMIN_USER, HarborFake
 from tests.webhook.live.sources.conftest import FAST, RegistryFactory, fetch, fetch_error
-from webhook.live.sources import SourceError
+from webhook.clients.errors import SourceError
 from webhook.live.sources.harbor import HarborSource
 
 SECRET = "Sup3r$ecret:PASSWORD-marker"

@@ -1,8 +1,8 @@
 """The Harbor fake's robot API and pull-only ``/v2/``: Harbor's rules, checked over HTTP.
 
 These pin what the fake claims to model (``tests/fakes/harbor.py``), so that the robot
-client's tests (``test_harbor_robots.py``) test against Harbor's behaviour, not the fake's
-accidents. Each rule names where Harbor has it.
+client's tests (``tests/webhook/leader/provisioning/test_robots.py``) test against Harbor's
+behaviour, not the fake's accidents. Each rule names where Harbor has it.
 """
 
 from __future__ import annotations

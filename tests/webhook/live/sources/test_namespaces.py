@@ -26,9 +26,9 @@ from kubernetes.config import kube_config
 from policy.config import MODE_LABEL
 from policy.snapshot import NamespaceInfo
 from tests.fakes.kubernetes import FakeKubernetes
-from webhook.live.kube import load_api_client
+from webhook.clients.errors import SourceError
+from webhook.clients.kube import load_api_client
 from webhook.live.namespace_map import NamespaceMap
-from webhook.live.sources import SourceError
 from webhook.live.sources.namespaces import NamespaceReflector, fetch_namespaces
 
 WS = "workspace.ghippo.io/id"
@@ -374,7 +374,7 @@ def test_server_errors_are_retried_with_exponential_backoff(
     assert gaps[1] >= 0.10
     assert gaps[2] >= 0.20
     assert source.errors == 3
-    assert source.last_error == "HTTP 500 Internal Server Error"
+    assert source.last_error == "HTTP 500 Internal Server Error: injected failure (500)"
 
 
 def test_a_failing_watch_is_retried_from_the_same_resource_version(

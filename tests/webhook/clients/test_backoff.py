@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from webhook.live.backoff import Backoff
+from webhook.clients.backoff import Backoff
 
 
 def test_delays_double_up_to_the_maximum() -> None:

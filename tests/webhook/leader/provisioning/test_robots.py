@@ -20,8 +20,8 @@ import pytest
 
 from tests.fakes.harbor import ADMIN_PASSWORD, ADMIN_USER, HarborFake, RobotPermission
 from tests.webhook.live.sources.conftest import FAST, RegistryFactory
-from webhook.live.sources import SourceError
-from webhook.live.sources.harbor_robots import (
+from webhook.clients.errors import SourceError
+from webhook.leader.provisioning.robots import (
     CreatedRobot,
     HarborRobots,
     Robot,

@@ -1,4 +1,4 @@
-"""The HTTP plumbing every registry source shares: credentials, retries, Link, origins.
+"""The HTTP plumbing every registry client shares: retries, safe errors, Link, origins.
 
 Against ``httpx.MockTransport``: each test is one situation a registry or a proxy produces,
 and what the source must make of it (retry or not, what the error says, what it never says).
@@ -9,45 +9,22 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
 
-from policy.config import Credentials, Registry
-from webhook.live.sources import SourceError
-from webhook.live.sources.http import (
-    BasicCredentials,
+from webhook.clients.errors import SourceError
+from webhook.clients.http import (
     HttpClient,
     RetryPolicy,
     error_detail,
-    load_credentials,
-    parse_link_header,
+    next_link,
     request_path,
     safe_text,
     same_origin_url,
 )
 
 Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def registry(
-    tmp_path: Path, user: str | None = "robot", password: str | None = "s3cret"
-) -> Registry:
-    files: dict[str, str | None] = {"username_file": None, "password_file": None}
-    if user is not None:
-        (tmp_path / "user").write_text(user + "\n")
-        files["username_file"] = str(tmp_path / "user")
-    if password is not None:
-        (tmp_path / "pass").write_text(password + "\n")
-        files["password_file"] = str(tmp_path / "pass")
-    return Registry(
-        name="h",
-        type="harbor",
-        url="https://h.example.com",
-        hosts=("h.example.com",),
-        credentials=Credentials(**files),
-    )
 
 
 def fetch(
@@ -74,34 +51,6 @@ def fetch(
             return exc
 
     return asyncio.run(run()), waits
-
-
-# --------------------------------------------------------------------------- credentials
-
-
-def test_credentials_are_read_from_their_files_without_the_trailing_newline(
-    tmp_path: Path,
-) -> None:
-    creds = load_credentials(registry(tmp_path), "harbor 'h'")
-    assert creds == BasicCredentials("robot", "s3cret")
-    assert "s3cret" not in repr(creds)
-    assert creds is not None and creds.header == "Basic cm9ib3Q6czNjcmV0"
-
-
-def test_a_registry_without_credentials_is_anonymous(tmp_path: Path) -> None:
-    plain = Registry(name="h", type="harbor", url="https://h", hosts=("h",))
-    assert load_credentials(plain, "x") is None
-
-
-def test_half_a_credential_or_an_unreadable_file_is_an_error_naming_the_file(
-    tmp_path: Path,
-) -> None:
-    with pytest.raises(SourceError, match=r"credentials\.passwordFile is missing"):
-        load_credentials(registry(tmp_path, password=None), "harbor 'h'")
-    broken = registry(tmp_path)
-    Path(str(broken.credentials and broken.credentials.password_file)).unlink()
-    with pytest.raises(SourceError, match=r"cannot read credentials.passwordFile .*/pass"):
-        load_credentials(broken, "harbor 'h'")
 
 
 def test_safe_text_masks_secrets_longest_first_and_keeps_one_short_line() -> None:
@@ -181,15 +130,25 @@ def test_error_bodies_in_the_registry_format_are_summarised() -> None:
 # --------------------------------------------------------------------------- pagination
 
 
-def test_link_headers_from_harbor_and_distribution_are_parsed() -> None:
+def links(*values: str) -> httpx.Response:
+    """A response carrying ``Link`` headers as a registry sends them."""
+    return httpx.Response(200, headers=[("link", value) for value in values])
+
+
+def test_the_next_page_is_read_from_harbors_and_distributions_link_headers() -> None:
     harbor = '</api/v2.0/projects?page=1>; rel="prev" , </api/v2.0/projects?page=3>; rel="next"'
     distribution = '</v2/_catalog?last=b&n=100>; rel="next"'
-    assert parse_link_header([harbor]) == {
-        "prev": "/api/v2.0/projects?page=1",
-        "next": "/api/v2.0/projects?page=3",
-    }
-    assert parse_link_header([distribution]) == {"next": "/v2/_catalog?last=b&n=100"}
-    assert parse_link_header(["garbage", ""]) == {}
+    assert next_link(links(harbor)) == "/api/v2.0/projects?page=3"
+    assert next_link(links(distribution)) == "/v2/_catalog?last=b&n=100"
+    # Two Link headers (a proxy may split them) read like one joined with a comma.
+    assert next_link(links('</p?page=1>; rel="prev"', '</p?page=3>; rel="next"')) == "/p?page=3"
+
+
+def test_without_a_next_link_there_is_no_next_page() -> None:
+    assert next_link(links('</api/v2.0/projects?page=1>; rel="prev"')) is None
+    assert next_link(links("garbage", "")) is None
+    assert next_link(links('<>; rel="next"')) is None
+    assert next_link(httpx.Response(200)) is None
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """One writer: a ``coordination.k8s.io/v1`` Lease decides which replica provisions.
 
 Every replica serves admission; only the holder of the Lease in spacegate's own namespace
-writes robots and Secrets (``webhook.live.provisioner``). The protocol is client-go's:
+writes robots and Secrets (``webhook.leader.provisioning.writer``). The protocol is client-go's:
 
 - a candidate reads the Lease; it takes it when it is absent, when it holds it already, or
   when the holder has not renewed it for ``lease_duration`` seconds (``leaseTransitions``
@@ -33,6 +33,8 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+
+from webhook.clients.errors import describe_api_error
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,14 @@ class LeaseElector:
         renewed = self._renewed_at
         return renewed is not None and self._clock() - renewed < self.renew_deadline
 
+    def lapses_in(self) -> float:
+        """Seconds until :attr:`is_leader` turns false unless the Lease is renewed first
+        (0 when not the leader): how long work may go on without hearing from the elector."""
+        renewed = self._renewed_at
+        if renewed is None:
+            return 0.0
+        return max(0.0, renewed + self.renew_deadline - self._clock())
+
     def check(self) -> None:
         """Raise :class:`LostLeadership` unless we lead: the guard before every write."""
         if not self.is_leader:
@@ -95,7 +105,8 @@ class LeaseElector:
             )
 
     async def wait_changed(self) -> None:
-        """Return when leadership was gained or lost."""
+        """Return when leadership was gained or lost (as seen by :meth:`run`; a change
+        since the last call returns at once). One waiter at a time: the leader's loop."""
         await self._changed.wait()
         self._changed.clear()
 
@@ -103,15 +114,25 @@ class LeaseElector:
 
     async def run(self) -> None:
         """Campaign and renew until cancelled; release the Lease when cancelled as leader."""
+        # A change is one against what was last reported, or against the state just before
+        # this round: a leadership that lapsed by time between rounds is lost (reported now
+        # even when this round fails too) or regained (this round renewed it), and whoever
+        # waits in wait_changed may have seen the lapse.
+        reported = False
         try:
             while True:
                 was = self.is_leader
                 try:
                     await asyncio.to_thread(self.try_acquire_or_renew)
                 except Exception as exc:  # the apiserver is unreachable: keep trying
-                    log.warning("lease %s/%s: %s", self.namespace, self.name, _describe(exc))
+                    log.warning(
+                        "lease %s/%s: %s", self.namespace, self.name, describe_api_error(exc)
+                    )
                 now = self.is_leader
                 if now != was:
+                    self._changed.set()
+                if now != reported:
+                    reported = now
                     self._changed.set()
                     log.info(
                         "lease %s/%s: %s",
@@ -199,10 +220,3 @@ def micro_time(seconds: float) -> datetime:
     """
     stamp = datetime.fromtimestamp(seconds, UTC)
     return stamp if stamp.microsecond else stamp.replace(microsecond=1)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ApiException):
-        return f"HTTP {exc.status} {exc.reason or ''}".strip()
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

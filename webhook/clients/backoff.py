@@ -1,11 +1,12 @@
-"""One backoff with jitter for everything in live mode that retries.
+"""One backoff with jitter for everything that retries.
 
-Registry requests retried after a 5xx (``sources.http``), a namespace watch reconnecting
-(``sources.namespaces``) and a registry poller listing again after a failure (``poller``) all
-wait ``initial * factor**attempt`` seconds, capped at ``maximum``, of which the ``jitter``
-fraction is random: many webhook replicas that failed together then do not come back in
-lockstep against the same Harbor or apiserver. ``jitter=0.5`` is the classic "equal jitter"
-(half fixed, half random); ``jitter=0`` makes delays exact (tests).
+Registry requests retried after a 5xx (``webhook.clients.http``), a namespace watch
+reconnecting (``webhook.live.sources.namespaces``) and a registry poller listing again after
+a failure (``webhook.live.poller``) all wait ``initial * factor**attempt`` seconds, capped at
+``maximum``, of which the ``jitter`` fraction is random: many webhook replicas that failed
+together then do not come back in lockstep against the same Harbor or apiserver.
+``jitter=0.5`` is the classic "equal jitter" (half fixed, half random); ``jitter=0`` makes
+delays exact (tests).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Kubernetes client loading for live mode and the commands that read the cluster.
+"""Kubernetes client loading for live mode, the leader and the commands that read the cluster.
 
 One place decides how spacegate finds a Kubernetes API: an explicit kubeconfig, else the
 in-cluster service account, else the default kubeconfig; and whether there is one at all
 (:func:`kube_configured`), which decides whether live mode watches namespaces or falls back
-to the config's static map.
+to the config's static map; and spacegate's own namespace (:func:`own_namespace`), home of
+the Lease and the robot credentials.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from webhook.live.sources import SourceError
+from webhook.clients.errors import SourceError
 
 ApiClientFactory = Callable[[], k8s_client.ApiClient]
 

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import orjson
+
 from policy.config import load_config
 from policy.provisioning import DesiredState, desired_state
 from policy.snapshot import NamespaceInfo, Snapshot
-from webhook.live.provisioner import Observed, plan
-from webhook.live.pull_secrets import PullSecret, RobotCredential
+from webhook.leader.provisioning.plan import (
+    Observed,
+    Plan,
+    login_entry,
+    plan,
+    plan_robots,
+    plan_secrets,
+)
+from webhook.leader.provisioning.secrets import PullSecret, RobotCredential
 
 CONFIG = """
 registries:
@@ -57,11 +66,14 @@ def credential(ws: str, robot_id: int, spaces: set[str], age: float = DAY) -> Ro
 
 def secret_for(*robots: RobotCredential) -> PullSecret:
     auths = {
-        host: {"username": r.robot_name, "password": r.password}
-        for r in robots
-        for host in HOSTS["harbor"]
+        host: login_entry(r.robot_name, r.password) for r in robots for host in HOSTS["harbor"]
     }
     return PullSecret("x", True, auths)
+
+
+def writes(result: Plan) -> list[tuple[str, str]]:
+    """(namespace, create|update) of each Secret the plan writes."""
+    return [(w.namespace, w.verb) for w in result.write_secrets]
 
 
 def test_a_bound_workspace_gets_a_new_robot_then_its_secrets() -> None:
@@ -76,7 +88,7 @@ def test_a_bound_workspace_gets_a_new_robot_then_its_secrets() -> None:
     assert [(c.spec.key, c.spec.spaces, c.reason) for c in result.create_robots] == [
         (("harbor", "101"), frozenset({"team-a"}), "new")
     ]
-    assert result.write_secrets == [("a-dev", "create"), ("a-prod", "create")]
+    assert writes(result) == [("a-dev", "create"), ("a-prod", "create")]
     assert not result.delete_robots and not result.delete_secrets
 
 
@@ -108,7 +120,7 @@ def test_a_changed_space_set_means_new_robot_updated_secrets_then_the_old_robot_
     assert [(c.spec.spaces, c.reason) for c in result.create_robots] == [
         (frozenset({"team-a"}), "spaces changed")
     ]
-    assert result.write_secrets == [("a-dev", "update")]
+    assert writes(result) == [("a-dev", "update")]
     assert result.delete_robots == [("harbor", 7, "robot$r7")]
 
 
@@ -127,7 +139,7 @@ def test_an_old_credential_is_rotated_and_a_lost_robot_replaced() -> None:
         hosts_of=HOSTS,
     )
     assert sorted(c.reason for c in result.create_robots) == ["robot lost", "rotation"]
-    assert sorted(result.write_secrets) == [("a-dev", "update"), ("b-dev", "update")]
+    assert sorted(writes(result)) == [("a-dev", "update"), ("b-dev", "update")]
     assert result.delete_robots == [("harbor", 7, "robot$r7")]
 
 
@@ -173,7 +185,7 @@ def test_a_foreign_secret_of_the_same_name_is_left_alone_and_reported() -> None:
         hosts_of=HOSTS,
     )
     assert result.conflicts == ["a-dev"]
-    assert result.write_secrets == []
+    assert writes(result) == []
     assert result.delete_secrets == []
 
 
@@ -197,3 +209,33 @@ def test_robots_and_entries_of_a_registry_not_listed_yet_are_never_revoked() -> 
     assert result.delete_secrets == []
     assert result.delete_credentials == []
     assert result.delete_robots == []
+
+
+def test_the_plan_carries_each_secrets_content_ready_to_write() -> None:
+    kept = credential("101", 7, {"team-a"})
+    result = plan(
+        desired(**{"a-dev": "101", "a-prod": "101"}),
+        Observed({"harbor": (FakeRobot(7, "robot$r7"),)}, {kept.key: kept}, {}),
+        now=NOW,
+        rotate_every=30 * DAY,
+        hosts_of=HOSTS,
+    )
+    assert writes(result) == [("a-dev", "create"), ("a-prod", "create")]
+    content = orjson.loads(result.write_secrets[0].content)
+    assert content == {"auths": {host: login_entry("robot$r7", "pw7") for host in HOSTS["harbor"]}}
+    assert "pw7" not in repr(result.write_secrets)  # the content holds passwords
+
+
+def test_a_robot_not_created_keeps_its_old_robot_and_leaves_its_secrets_alone() -> None:
+    """Step 2 with the credentials after a failed step 1: the old one is still in place."""
+    old = credential("101", 7, {"team-a", "team-b"})
+    wanted = desired(**{"a-dev": "101"})
+    observed = Observed(
+        {"harbor": (FakeRobot(7, "robot$r7"),)}, {old.key: old}, {"a-dev": secret_for(old)}
+    )
+    [change] = plan_robots(wanted, observed, now=NOW, rotate_every=30 * DAY)
+    assert change.reason == "spaces changed"
+
+    result = plan_secrets(wanted, observed, observed.credentials, hosts_of=HOSTS)
+
+    assert result.write_secrets == [] and result.delete_robots == []

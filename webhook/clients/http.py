@@ -1,59 +1,56 @@
-"""HTTP plumbing shared by the registry sources: timeouts, retries, credentials, safe errors.
+"""HTTP plumbing of every registry client: timeouts, retries, credentials, safe errors.
 
-Every registry source must fail the same way: in bounded time, after a bounded number of
-polite retries, with an error message that can be logged as it is. The refresher keeps the
-last-known-good spaces when a source fails, so a source should give up cleanly rather than
-stall, and it must never put a credential into an exception, a log line or a metric label.
-Those rules are written once, here:
+The live sources (listing spaces) and the leader's Harbor robot client must fail the same
+way: in bounded time, after a bounded number of polite retries, with an error message that
+can be logged as it is. The refresher keeps the last-known-good spaces when a source fails,
+so a request should give up cleanly rather than stall, and it must never put a credential
+into an exception, a log line or a metric label. Those rules are written once, here:
 
 - :data:`DEFAULT_TIMEOUT` sets connect/read/write/pool timeouts explicitly (httpx's default
   of 5 s for everything hides which phase was slow).
 - :class:`RetryPolicy` retries connection failures, timeouts, dropped connections, 429 (after
   its ``Retry-After``) and 5xx with exponential backoff and jitter, and never 4xx: a wrong
   password does not get better by asking again, and retrying it can lock the account.
-- :func:`load_credentials` reads ``usernameFile``/``passwordFile`` on every fetch, so a
-  rotated Kubernetes Secret is picked up without a restart.
+- credentials are read from their files on every request (``webhook.clients.credentials``),
+  so a rotated Kubernetes Secret is picked up without a restart.
 - :func:`safe_text` is the only way server-provided text reaches an error message: secrets
   are masked (a server may echo what it was sent), control characters are dropped, the
   length is capped.
-- :class:`HttpClient` sends one GET with all of the above; :func:`same_origin_url` refuses
-  pagination links to another origin (which would hand the credential to a host the
-  operator never configured).
+- :class:`HttpClient` sends one request with all of the above (the one retry loop; a
+  request that creates something is never repeated once it may have been sent);
+  :func:`next_link` reads the next page from ``Link`` headers and :func:`same_origin_url`
+  refuses pagination links to another origin (which would hand the credential to a host
+  the operator never configured).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import email.utils
 import logging
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import ClassVar
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import orjson
-from httpx._client import UseClientDefault  # the type of httpx.USE_CLIENT_DEFAULT
 
 from policy.config import Registry
-from webhook.live.backoff import Backoff
-from webhook.live.sources import SourceError
+from webhook.clients.backoff import Backoff
+from webhook.clients.errors import SourceError
 
 __all__ = [
     "DEFAULT_TIMEOUT",
-    "BasicCredentials",
     "HttpClient",
     "RetryPolicy",
     "Sleep",
     "error_detail",
-    "load_credentials",
+    "next_link",
     "parse_json",
-    "parse_link_header",
     "request_path",
     "safe_text",
     "same_origin_url",
@@ -84,68 +81,6 @@ def safe_text(text: str, secrets: Iterable[str] = (), limit: int = _MAX_TEXT) ->
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text
-
-
-# --------------------------------------------------------------------------- credentials
-
-
-@dataclass(frozen=True, slots=True)
-class BasicCredentials:
-    """A username and password read from files; the password never shows in a repr."""
-
-    username: str
-    password: str = field(repr=False)
-
-    def __repr__(self) -> str:
-        return f"BasicCredentials(username={self.username!r}, password={_MASK})"
-
-    @property
-    def header(self) -> str:
-        """The ``Authorization`` header value (UTF-8, as httpx and Docker encode it)."""
-        raw = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode("ascii")
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """Strings that must never appear in an error: the password and its encodings."""
-        return (self.password, self.header, self.header.removeprefix("Basic "))
-
-
-def _read_secret_file(path: str, what: str, label: str) -> str:
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise SourceError(f"{label}: cannot read credentials.{what} {path}: {reason}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SourceError(f"{label}: credentials.{what} {path} is not UTF-8 text") from None
-    # A Secret created with `kubectl create secret --from-file` keeps the editor's trailing
-    # newline; no registry accepts a password ending in one, so it is dropped.
-    text = text.rstrip("\r\n")
-    if not text:
-        raise SourceError(f"{label}: credentials.{what} {path} is empty")
-    return text
-
-
-def load_credentials(registry: Registry, label: str) -> BasicCredentials | None:
-    """The registry's credentials as they are on disk now; ``None`` means anonymous.
-
-    Called on every fetch rather than once at start-up, so rotating the mounted Secret takes
-    effect at the next refresh. Errors name the file, never its content.
-    """
-    creds = registry.credentials
-    if creds is None or (creds.username_file is None and creds.password_file is None):
-        return None
-    if creds.username_file is None or creds.password_file is None:
-        missing = "usernameFile" if creds.username_file is None else "passwordFile"
-        raise SourceError(
-            f"{label}: credentials.{missing} is missing; set both usernameFile and passwordFile"
-        )
-    username = _read_secret_file(creds.username_file, "usernameFile", label)
-    password = _read_secret_file(creds.password_file, "passwordFile", label)
-    return BasicCredentials(username, password)
 
 
 # --------------------------------------------------------------------------- retries
@@ -256,26 +191,14 @@ def parse_json(response: httpx.Response, label: str, what: str) -> object:
         ) from None
 
 
-_LINK_ENTRY = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
-_LINK_PARAM = re.compile(r';\s*([A-Za-z0-9_*-]+)\s*=\s*(?:"([^"]*)"|([^\s;,]+))')
+def next_link(response: httpx.Response) -> str | None:
+    """The ``rel="next"`` URL of a response's ``Link`` headers, as sent (usually relative).
 
-
-def parse_link_header(values: Iterable[str]) -> dict[str, str]:
-    """``rel -> URL`` from RFC 8288 ``Link`` headers.
-
-    Harbor joins entries with ``" , "`` (``<u>; rel="prev" , <u>; rel="next"``) and
-    Distribution sends one ``<u>; rel="next"``; URLs are left as sent (usually relative).
+    httpx parses RFC 8288 links, including Harbor's entries joined by ``" , "``
+    (``<u>; rel="prev" , <u>; rel="next"``) and Distribution's single ``<u>; rel="next"``.
     """
-    links: dict[str, str] = {}
-    for value in values:
-        for match in _LINK_ENTRY.finditer(value):
-            url, params = match.group(1), match.group(2)
-            for param in _LINK_PARAM.finditer(params):
-                if param.group(1).lower() == "rel":
-                    rel = param.group(2) if param.group(2) is not None else param.group(3)
-                    for name in rel.split():
-                        links.setdefault(name.lower(), url)
-    return links
+    url = response.links.get("next", {}).get("url")
+    return url or None
 
 
 def same_origin_url(base: str, link: str, origin: str, label: str) -> str:
@@ -340,13 +263,13 @@ class HttpClient:
     ) -> None:
         self.label = label
         self.retry = retry or RetryPolicy()
-        # An explicit timeout wins; otherwise a caller's client keeps its own settings.
+        # An explicit timeout wins; otherwise a caller's client keeps its own settings (None).
         if isinstance(timeout, httpx.Timeout):
-            self._timeout: httpx.Timeout | UseClientDefault = timeout
+            self._timeout: httpx.Timeout | None = timeout
         elif timeout is not None:
             self._timeout = httpx.Timeout(timeout)
         else:
-            self._timeout = httpx.USE_CLIENT_DEFAULT if client else DEFAULT_TIMEOUT
+            self._timeout = None if client else DEFAULT_TIMEOUT
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=DEFAULT_TIMEOUT, follow_redirects=False)
         self._sleep = sleep
@@ -396,9 +319,10 @@ class HttpClient:
         attempts = self.retry.retries + 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
+            timeout = httpx.USE_CLIENT_DEFAULT if self._timeout is None else self._timeout
             try:
                 response = await self._client.request(
-                    method, url, headers=headers, content=body, timeout=self._timeout
+                    method, url, headers=headers, content=body, timeout=timeout
                 )
             except httpx.HTTPError as exc:
                 problem, retryable = _transport_problem(exc)
@@ -456,11 +380,13 @@ class HttpClient:
 
 
 class RegistrySource:
-    """What the Harbor and Docker Registry sources share: one retrying HTTP client per
-    registry, a label for messages, page-size bounds, and closing.
+    """What every registry client shares (the Harbor and Docker Registry sources, the
+    Harbor robot client): one retrying HTTP client per registry, a label for messages,
+    page-size bounds, and closing.
 
     Subclasses set :attr:`KIND` (the word used in messages) and :attr:`MAX_PAGE_SIZE`, and
-    implement ``fetch``. See the subclasses for the meaning of each argument.
+    implement their calls (``fetch`` for a source). See the subclasses for the meaning of
+    each argument.
     """
 
     KIND: ClassVar[str] = "registry"

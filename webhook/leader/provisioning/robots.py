@@ -1,10 +1,12 @@
 """Manages the pull robots spacegate hands out for one Harbor: list, create, delete.
 
 A pull robot is a Harbor **system-level** robot account (``level: system``) holding one
-``kind: project`` permission with ``repository:pull`` per private project it may pull from
-(Harbor ≥ 2.2; ``docs/provisioning-and-reports.md`` §1.1). It is never granted
+``kind: project`` permission with ``repository:pull`` per private project it may pull from:
+since Harbor 2.2 a system robot may carry permissions on any list of projects, so one robot
+serves a workspace however many projects are bound to it. It is never granted
 ``namespace: "*"``, which would cover every current and future project. Its login name is
-``robot$<name>`` and its secret is returned once, by the create call.
+``robot$<name>`` (Harbor's default ``robot_name_prefix``) and its secret is returned once,
+by the create call.
 
 The account in the registry's ``credentials`` does the managing. It must be either
 
@@ -21,7 +23,7 @@ credential without a window where neither works.
 
 Retries. Reads (``GET``) and deletes are idempotent and are retried like every other
 registry request (connection failures, timeouts, 429 and 5xx, with backoff; see
-:class:`~webhook.live.sources.http.RetryPolicy`); a repeated delete of a robot the first
+:class:`~webhook.clients.http.RetryPolicy`); a repeated delete of a robot the first
 attempt already removed answers 404, which counts as done. **Creating is not retried**
 after the request may have reached Harbor (a 5xx, a read timeout, a dropped connection):
 the robot may exist even though the answer was lost, a second POST would then fail with
@@ -31,7 +33,7 @@ robot whose secret it never received. A create *is* retried when the connection 
 be opened at all (refused, connect or pool timeout): nothing was sent, so nothing can have
 been created.
 
-Errors are :class:`~webhook.live.sources.SourceError` subclasses whose messages name the
+Errors are :class:`~webhook.clients.errors.SourceError` subclasses whose messages name the
 registry, the request and, for 401/403, what the account lacks. No secret ever appears in
 a message, a log line or a repr: neither the configured credential (masked with
 ``safe_text``) nor a created robot's secret.
@@ -44,25 +46,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import urlencode
 
 import httpx
 import orjson
 
-from webhook.live.sources import SourceError
-from webhook.live.sources.harbor import MAX_PAGE_SIZE
-from webhook.live.sources.harbor import _total_count as total_count
-from webhook.live.sources.http import (
-    BasicCredentials,
-    RegistrySource,
-    error_detail,
-    load_credentials,
-    parse_json,
-    parse_link_header,
-    request_path,
-    safe_text,
-    same_origin_url,
-)
+from webhook.clients.credentials import BasicCredentials, load_credentials
+from webhook.clients.errors import SourceError
+from webhook.clients.harbor_paging import MAX_PAGE_SIZE, list_harbor
+from webhook.clients.http import RegistrySource, error_detail, parse_json, safe_text
 
 __all__ = [
     "ROBOTS_PATH",
@@ -77,18 +68,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ROBOTS_PATH: Final = "/api/v2.0/robots"
-ROBOT_PREFIX: Final = "robot$"  # Harbor's default robot_name_prefix
+LOGIN_PREFIX: Final = "robot$"  # Harbor's default robot_name_prefix: login = prefix + name
 MAX_DURATION_DAYS: Final = 2**31 - 2  # Harbor's isValidDuration: 0 < d < MaxInt32
 _NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")  # Harbor's robot name rule
 _PREFIX = re.compile(r"^[a-z0-9._-]*$")
-_LISTING_ATTEMPTS: Final = 3
-_MAX_PAGES: Final = 100_000
 _MASK = "***"
 _MANAGER = (
     "it needs to be a Harbor system admin, or a system robot with robot:create, robot:list, "
     "robot:read, robot:delete and project:list, and pull on the projects it delegates"
 )
-# A connection that could not be opened: the request was never sent.
 
 
 class RobotAccessDenied(SourceError):
@@ -152,7 +140,7 @@ class HarborRobots(RegistrySource):
     MAX_PAGE_SIZE = MAX_PAGE_SIZE
 
     # Harbor's ``robot_name_prefix`` (its default); login names start with it.
-    robot_prefix = ROBOT_PREFIX
+    login_prefix = LOGIN_PREFIX
 
     # ------------------------------------------------------------------ public API
 
@@ -175,23 +163,21 @@ class HarborRobots(RegistrySource):
                 "(and no robot$ prefix)"
             )
         creds = self._credentials("list robots")
-        wanted = self.robot_prefix + name_prefix
-        seen: dict[int, Robot] = {}
-        for attempt in range(_LISTING_ATTEMPTS):
-            robots, consistent = await self._list_once(name_prefix, creds)
-            if consistent:
-                seen = robots
-                break
-            seen.update(robots)
-            if attempt < _LISTING_ATTEMPTS - 1:
-                log.info("%s: robots changed during listing; listing again", self._label)
-        else:
-            log.warning(
-                "%s: robots kept changing during %d listings; using the union of what was seen",
-                self._label,
-                _LISTING_ATTEMPTS,
-            )
-        return sorted((r for r in seen.values() if r.name.startswith(wanted)), key=lambda r: r.name)
+        wanted = self.login_prefix + name_prefix
+        robots = await list_harbor(
+            self._http,
+            f"{self._base}{ROBOTS_PATH}",
+            params={"q": f"name=~{name_prefix}"} if name_prefix else {},
+            page_size=self._page_size,
+            headers=self._headers(creds),
+            secrets=creds.secrets,
+            parse_page=self._robots,
+            status_error=lambda response, what: self._status_error(response, what, creds, "list"),
+            noun="robots",
+        )
+        return sorted(
+            (r for r in robots.values() if r.name.startswith(wanted)), key=lambda r: r.name
+        )
 
     async def create_robot(
         self,
@@ -246,7 +232,7 @@ class HarborRobots(RegistrySource):
                 for project in granted
             ],
         }
-        login = self.robot_prefix + name
+        login = self.login_prefix + name
         url = f"{self._base}{ROBOTS_PATH}"
         what = f"POST {ROBOTS_PATH}"
         response = await self._send(
@@ -299,58 +285,22 @@ class HarborRobots(RegistrySource):
 
     # ------------------------------------------------------------------ listing
 
-    async def _list_once(
-        self, name_prefix: str, creds: BasicCredentials
-    ) -> tuple[dict[int, Robot], bool]:
-        """One pass over all pages: (robots by id, whether the total stayed the same)."""
-
-        def first_url(page: int) -> str:
-            params: dict[str, object] = {"page": page, "page_size": self._page_size}
-            if name_prefix:
-                params["q"] = f"name=~{name_prefix}"
-            return f"{self._base}{ROBOTS_PATH}?{urlencode(params)}"
-
-        url = first_url(1)
-        robots: dict[int, Robot] = {}
-        first_total: int | None = None
-        consistent = True
-        for page in range(1, _MAX_PAGES + 1):
-            what = f"GET {request_path(url)} (page {page})"
-            response = await self._send("GET", url, what=what, creds=creds)
-            if response.status_code != 200:
-                raise self._status_error(response, what, creds, "list")
-            items = parse_json(response, self._label, what)
-            count = self._collect(items, what, robots)
-            total = total_count(response)
-            if first_total is None:
-                first_total = total
-            elif total is not None and total != first_total:
-                consistent = False
-            links = parse_link_header(response.headers.get_list("link"))
-            if "next" in links:
-                url = same_origin_url(str(response.url), links["next"], self._base, self._label)
-            elif total is not None and count and page * self._page_size < total:
-                url = first_url(page + 1)  # no Link (a proxy may strip it), but more to come
-            else:
-                return robots, consistent
-            if count == 0:
-                return robots, False  # an empty page that links onwards would loop for ever
-        raise SourceError(f"{self._label}: more than {_MAX_PAGES} pages of robots")
-
-    def _collect(self, items: object, what: str, into: dict[int, Robot]) -> int:
+    def _robots(self, items: object, what: str) -> dict[int, Robot]:
+        """One page's robots, by id."""
         if not isinstance(items, list):
             raise SourceError(
                 f"{self._label}: expected a JSON array of robots in the response to {what}, "
                 f"got {type(items).__name__}"
             )
+        robots: dict[int, Robot] = {}
         for index, item in enumerate(items):
             robot = _robot(item)
             if robot is None:
                 raise SourceError(
                     f"{self._label}: robot #{index} in the response to {what} lacks an id or a name"
                 )
-            into[robot.id] = robot
-        return len(items)
+            robots[robot.id] = robot
+        return robots
 
     # ------------------------------------------------------------------ requests
 
@@ -363,6 +313,10 @@ class HarborRobots(RegistrySource):
             )
         return creds
 
+    @staticmethod
+    def _headers(creds: BasicCredentials) -> dict[str, str]:
+        return {"Accept": "application/json", "Authorization": creds.header}
+
     async def _send(
         self,
         method: str,
@@ -373,11 +327,9 @@ class HarborRobots(RegistrySource):
         body: bytes | None = None,
         robot: str = "",
     ) -> httpx.Response:
-        """One request with the managing account. GET goes through :class:`HttpClient`
-        unchanged; DELETE gets the same retries; POST only the never-sent ones."""
-        headers = {"Accept": "application/json", "Authorization": creds.header}
-        if method == "GET":
-            return await self._http.get(url, what=what, headers=headers, secrets=creds.secrets)
+        """One request with the managing account: DELETE is retried like every registry
+        request; POST only when it was never sent."""
+        headers = self._headers(creds)
         if body is not None:
             headers["Content-Type"] = "application/json"
         return await self._http.request(

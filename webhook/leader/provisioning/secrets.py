@@ -6,18 +6,27 @@ Two kinds of Secret, both labelled ``app.kubernetes.io/managed-by: spacegate``:
   ``kubernetes.io/dockerconfigjson``, one per namespace that needs one. They are listed
   across namespaces with the field selector ``metadata.name=<pullSecretName>``, the only
   form RBAC can restrict by name. A Secret of that name *without* the label belongs to
-  someone else and is never touched (:class:`PullSecret` ``managed=False``);
+  someone else and is never touched (:class:`PullSecret` ``managed=False``). The name is
+  an argument of every call, not of the store: the writer reads it from the snapshot each
+  pass, so a reloaded ``pullSecretName`` is written from the next pass on;
 - **robot credentials**, in spacegate's own namespace, one per (registry, workspace):
   Harbor returns a robot's secret only when it creates the robot, so it is kept here and
   restarts and new leaders reuse it instead of rotating.
 
-Every call is blocking (the official client); callers run them in a worker thread. Values
-read back are kept in memory only as long as a reconcile pass needs them and never logged.
+A pull Secret lives in a tenant's namespace, and a tenant who may edit Secrets there may
+write anything into it: its content is read as data, and whatever is not a well-formed
+``auths`` map of string logins counts as absent (the next write replaces it), so one
+tampered Secret can neither stop a pass nor leak into another namespace.
+
+Lists are paged (``webhook.clients.kube_paging``). Every call is blocking (the official
+client); callers run them in a worker thread. Values read back are kept in memory only as
+long as a pass needs them and never logged.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,11 +36,15 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from policy.provisioning import MANAGED_BY, MANAGED_BY_LABEL
+from webhook.clients.kube_paging import list_items
 
 COMPONENT_LABEL = "spacegate.io/component"
 ROBOT_CREDENTIAL = "robot-credential"
 PULL_SECRET = "pull-secret"  # noqa: S105 - a label value
 DOCKERCONFIGJSON = "kubernetes.io/dockerconfigjson"
+# The fields of one ``auths`` entry spacegate writes (and compares: the kubelet reads ``auth``
+# before ``username``/``password`` when both are there).
+LOGIN_FIELDS = ("username", "password", "auth")
 
 # Annotations of a robot credential Secret: what the robot is and grants.
 A_REGISTRY = "spacegate.io/registry"
@@ -63,95 +76,107 @@ class RobotCredential:
     spaces: frozenset[str]
     created_at: float
     password: str = field(repr=False)
-    secret_name: str = ""
 
     @property
     def key(self) -> tuple[str, str | None]:
         return (self.registry, self.workspace)
 
 
-def dockerconfigjson(auths: Mapping[str, tuple[str, str]]) -> bytes:
-    """The ``.dockerconfigjson`` bytes for host -> (username, password)."""
-    entries = {
-        host: {
-            "username": user,
-            "password": password,
-            "auth": base64.b64encode(f"{user}:{password}".encode()).decode(),
-        }
-        for host, (user, password) in sorted(auths.items())
-    }
-    return orjson.dumps({"auths": entries}, option=orjson.OPT_SORT_KEYS)
-
-
 def _labels(component: str) -> dict[str, str]:
     return {MANAGED_BY_LABEL: MANAGED_BY, COMPONENT_LABEL: component}
 
 
-def _b64(data: Mapping[str, str] | None, key: str) -> str:
-    raw = (data or {}).get(key)
-    return base64.b64decode(raw).decode() if raw else ""
+def _b64(data: object, key: str) -> str:
+    """The decoded value of ``data[key]``; empty when absent or not base64 UTF-8 text."""
+    raw = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(raw, str) or not raw:
+        return ""
+    try:
+        return base64.b64decode(raw, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+
+
+def _auths(content: str) -> dict[str, dict[str, str]]:
+    """host -> {username, password, auth} of ``.dockerconfigjson`` text, keeping only
+    well-formed entries (the Secret is a tenant's to tamper with)."""
+    try:
+        parsed = orjson.loads(content) if content else {}
+    except orjson.JSONDecodeError:
+        return {}
+    auths = parsed.get("auths") if isinstance(parsed, dict) else None
+    if not isinstance(auths, dict):
+        return {}
+    kept: dict[str, dict[str, str]] = {}
+    for host, entry in auths.items():
+        if not isinstance(entry, dict):
+            continue
+        login = {k: entry.get(k, "") for k in LOGIN_FIELDS}
+        if isinstance(host, str) and all(isinstance(v, str) for v in login.values()):
+            kept[host] = {k: str(v) for k, v in login.items()}
+    return kept
+
+
+def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _map(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 class SecretStore:
-    """Reads and writes spacegate's Secrets through one ``ApiClient``."""
+    """Reads and writes spacegate's Secrets through one ``ApiClient``; credentials in
+    ``home``, pull Secrets by the name each call is given."""
 
-    def __init__(self, api_client: client.ApiClient, *, pull_secret_name: str, home: str) -> None:
+    def __init__(self, api_client: client.ApiClient, *, home: str) -> None:
+        self._api_client = api_client
         self._core: Any = client.CoreV1Api(api_client)
-        self.pull_secret_name = pull_secret_name
         self.home = home
 
     # ------------------------------------------------------------------ pull Secrets
 
-    def list_pull_secrets(self) -> dict[str, PullSecret]:
-        """Every Secret named like the pull secret, by namespace (paged, by field selector)."""
+    def list_pull_secrets(self, name: str) -> dict[str, PullSecret]:
+        """Every Secret called ``name``, by namespace (paged, by field selector)."""
         found: dict[str, PullSecret] = {}
-        token: str | None = None
-        while True:
-            page = self._core.list_secret_for_all_namespaces(
-                field_selector=f"metadata.name={self.pull_secret_name}",
-                limit=500,
-                _continue=token,
-            )
-            for secret in page.items:
-                labels = secret.metadata.labels or {}
-                managed = labels.get(MANAGED_BY_LABEL) == MANAGED_BY
-                auths: dict[str, dict[str, str]] = {}
-                if managed and secret.type == DOCKERCONFIGJSON:
-                    raw = _b64(secret.data, ".dockerconfigjson")
-                    try:
-                        parsed = orjson.loads(raw) if raw else {}
-                    except orjson.JSONDecodeError:
-                        parsed = {}
-                    auths = parsed.get("auths", {}) if isinstance(parsed, dict) else {}
-                found[secret.metadata.namespace] = PullSecret(
-                    secret.metadata.namespace, managed, auths, secret.type or ""
-                )
-            token = page.metadata._continue if page.metadata else None
-            if not token:
-                return found
+        selector = [("fieldSelector", f"metadata.name={name}")]
+        for secret in list_items(self._api_client, "/api/v1/secrets", selector):
+            meta = _meta(secret)
+            namespace = meta.get("namespace")
+            if not isinstance(namespace, str):
+                continue
+            managed = _map(meta.get("labels")).get(MANAGED_BY_LABEL) == MANAGED_BY
+            kind = secret.get("type")
+            kind = kind if isinstance(kind, str) else ""
+            auths: dict[str, dict[str, str]] = {}
+            if managed and kind == DOCKERCONFIGJSON:
+                auths = _auths(_b64(secret.get("data"), ".dockerconfigjson"))
+            found[namespace] = PullSecret(namespace, managed, auths, kind)
+        return found
 
-    def write_pull_secret(self, namespace: str, content: bytes, *, exists: bool) -> None:
-        """Create or replace spacegate's pull Secret in ``namespace``."""
+    def write_pull_secret(self, namespace: str, name: str, content: bytes, *, exists: bool) -> None:
+        """Create or replace spacegate's pull Secret ``name`` in ``namespace``."""
         body = client.V1Secret(
             metadata=client.V1ObjectMeta(
-                name=self.pull_secret_name, namespace=namespace, labels=_labels(PULL_SECRET)
+                name=name, namespace=namespace, labels=_labels(PULL_SECRET)
             ),
             type=DOCKERCONFIGJSON,
             data={".dockerconfigjson": base64.b64encode(content).decode()},
         )
         if exists:
-            self._core.replace_namespaced_secret(self.pull_secret_name, namespace, body)
+            self._core.replace_namespaced_secret(name, namespace, body)
             return
         try:
             self._core.create_namespaced_secret(namespace, body)
         except ApiException as exc:
             if exc.status != 409:  # created meanwhile (a previous leader): replace it
                 raise
-            self._core.replace_namespaced_secret(self.pull_secret_name, namespace, body)
+            self._core.replace_namespaced_secret(name, namespace, body)
 
-    def delete_pull_secret(self, namespace: str) -> None:
+    def delete_pull_secret(self, namespace: str, name: str) -> None:
         try:
-            self._core.delete_namespaced_secret(self.pull_secret_name, namespace)
+            self._core.delete_namespaced_secret(name, namespace)
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -160,13 +185,11 @@ class SecretStore:
 
     def list_credentials(self) -> dict[tuple[str, str | None], RobotCredential]:
         """The robot credentials kept in spacegate's namespace, by (registry, workspace)."""
-        page = self._core.list_namespaced_secret(
-            self.home,
-            label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY},{COMPONENT_LABEL}={ROBOT_CREDENTIAL}",
-        )
+        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY},{COMPONENT_LABEL}={ROBOT_CREDENTIAL}"
         found: dict[tuple[str, str | None], RobotCredential] = {}
-        for secret in page.items:
-            notes = secret.metadata.annotations or {}
+        path = f"/api/v1/namespaces/{self.home}/secrets"
+        for secret in list_items(self._api_client, path, [("labelSelector", selector)]):
+            notes = _map(_meta(secret).get("annotations"))
             try:
                 credential = RobotCredential(
                     registry=notes[A_REGISTRY],
@@ -175,12 +198,12 @@ class SecretStore:
                     robot_name=notes[A_ROBOT_NAME],
                     spaces=frozenset(s for s in notes.get(A_SPACES, "").split(",") if s),
                     created_at=float(notes[A_CREATED]),
-                    password=_b64(secret.data, "password"),
-                    secret_name=secret.metadata.name,
+                    password=_b64(secret.get("data"), "password"),
                 )
-            except (KeyError, ValueError):
+            except (KeyError, ValueError, TypeError, AttributeError):
                 continue  # not readable: treated as absent, so a new robot replaces it
-            found[credential.key] = credential
+            if credential.password:
+                found[credential.key] = credential
         return found
 
     def write_credential(self, name: str, credential: RobotCredential) -> None:

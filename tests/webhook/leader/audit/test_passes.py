@@ -1,0 +1,119 @@
+"""A background audit pass: counts, violations for alerts, and reports, over the whole cluster.
+
+``Auditor`` runs in the calling thread against the Kubernetes fake; ``ChildAuditor`` runs the
+same pass in a spawned child process whose Kubernetes client comes from ``KUBECONFIG``
+(pointed at the fake), as the leader does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+
+import pytest
+from kubernetes import client
+from prometheus_client import CollectorRegistry
+
+from tests.fakes.kubernetes import FakeKubernetes
+from tests.webhook.leader.audit.conftest import (
+    ALLOWED,
+    DEPLOYMENTS,
+    PODS,
+    PUBLIC,
+    REPORTS,
+    SNAPSHOT,
+    deployment,
+    pod,
+    snapshot,
+)
+from webhook.leader.audit.child import ChildAuditor
+from webhook.leader.audit.metrics import AuditMetrics
+from webhook.leader.audit.passes import Auditor
+from webhook.leader.lease import LostLeadership
+
+
+@pytest.fixture
+def cluster(kube: FakeKubernetes) -> FakeKubernetes:
+    """a-dev (101) runs team-a fine; b-dev (102) runs it without the binding."""
+    for namespace in ("a-dev", "b-dev"):
+        kube.create_namespace(namespace)
+        kube.create_object(DEPLOYMENTS, namespace, deployment("api", ALLOWED, PUBLIC))
+    kube.create_object(PODS, "b-dev", pod("debug", None, ALLOWED, ALLOWED))
+    return kube
+
+
+def test_a_pass_counts_what_the_rules_refuse_by_namespace_registry_and_space(
+    cluster: FakeKubernetes, api: client.ApiClient
+) -> None:
+    registry = CollectorRegistry()
+    result = Auditor(api, report_format="wgpolicyk8s", metrics=AuditMetrics(registry)).run_pass(
+        SNAPSHOT
+    )
+
+    assert (result.audited, result.refused) == (3, 2)
+    assert result.violations == {("b-dev", "harbor", "team-a"): 3}
+    assert result.reports is None  # no report CRD served: metrics only
+    labels = {"namespace": "b-dev", "registry": "harbor", "space": "team-a"}
+    assert registry.get_sample_value("spacegate_audit_violations", labels) == 3
+    assert registry.get_sample_value("spacegate_audit_duration_seconds_count") == 1
+
+
+def test_with_the_crd_served_each_resource_gets_a_report_and_the_next_pass_writes_none(
+    cluster: FakeKubernetes, api: client.ApiClient
+) -> None:
+    cluster.serve_resource("wgpolicyk8s.io/v1alpha2", "policyreports", "PolicyReport")
+    auditor = Auditor(api, report_format="wgpolicyk8s")
+
+    first = auditor.run_pass(SNAPSHOT)
+    second = auditor.run_pass(SNAPSHOT)
+
+    assert first.reports == {"created": 3, "deleted": 0}
+    assert second.reports == {"unchanged": 3, "deleted": 0}
+    assert len(cluster.objects(REPORTS)) == 3
+
+
+def test_a_guard_that_raises_stops_the_pass_before_its_first_write(
+    cluster: FakeKubernetes, api: client.ApiClient
+) -> None:
+    cluster.serve_resource("wgpolicyk8s.io/v1alpha2", "policyreports", "PolicyReport")
+
+    def guard() -> None:
+        raise LostLeadership("not the leader")
+
+    with pytest.raises(LostLeadership):
+        Auditor(api, report_format="wgpolicyk8s").run_pass(SNAPSHOT, guard)
+    assert cluster.objects(REPORTS) == []
+
+
+# --------------------------------------------------------------------------- in a child
+
+
+@pytest.mark.usefixtures("kubeconfig")
+def test_a_pass_in_a_child_reads_the_report_format_of_its_snapshot_and_publishes_metrics(
+    cluster: FakeKubernetes,
+) -> None:
+    cluster.serve_resource("wgpolicyk8s.io/v1alpha2", "policyreports", "PolicyReport")
+    registry = CollectorRegistry()
+    auditor = ChildAuditor(metrics=AuditMetrics(registry))
+
+    metrics_only = asyncio.run(auditor.run_pass(snapshot("audit: {reports: none}\n"), lambda: True))
+    assert metrics_only.reports is None and cluster.objects(REPORTS) == []
+    result = asyncio.run(auditor.run_pass(SNAPSHOT, lambda: True))  # the config reloaded
+
+    assert (result.audited, result.refused) == (3, 2)
+    assert result.reports == {"created": 3, "deleted": 0}
+    assert registry.get_sample_value("spacegate_audit_last_run_timestamp_seconds") is not None
+    labels = {"namespace": "b-dev", "registry": "harbor", "space": "team-a"}
+    assert registry.get_sample_value("spacegate_audit_violations", labels) == 3
+
+
+@pytest.mark.usefixtures("kubeconfig")
+def test_losing_the_lease_during_a_pass_stops_it_and_its_child(cluster: FakeKubernetes) -> None:
+    started = time.monotonic()
+
+    with pytest.raises(LostLeadership, match="leadership lost"):
+        asyncio.run(ChildAuditor().run_pass(SNAPSHOT, lambda: False))
+
+    assert time.monotonic() - started < 5
+    assert multiprocessing.active_children() == []

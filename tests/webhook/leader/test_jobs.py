@@ -1,0 +1,122 @@
+"""What each leader job counts as a change: the content it reads, never a version number.
+
+Each test builds the snapshot before and after one event (a registry listed again, a
+namespace created, relabelled or deleted, a config reloaded) and asks the job whether that
+calls for a pass.
+"""
+
+from __future__ import annotations
+
+from kubernetes import client
+
+from policy.config import load_config
+from policy.snapshot import NamespaceInfo, Snapshot
+from webhook.leader.audit.child import ChildAuditor
+from webhook.leader.jobs import PROVISION_RESYNC_SECONDS, AuditJob, ProvisioningJob
+from webhook.leader.provisioning.robots import HarborRobots
+from webhook.leader.provisioning.secrets import SecretStore
+from webhook.leader.provisioning.writer import Provisioner
+
+CONFIG = """
+registries:
+  - name: harbor
+    type: harbor
+    url: https://harbor.example.com
+bindings:
+  - {registry: harbor, space: team-a, workspaces: ["101"]}
+pullSecrets: {provision: true}
+audit: {enabled: true, interval: 7m}
+"""
+SPACES = {"harbor": {"library": True, "team-a": False, "team-b": False}}
+NAMESPACES = {"a-dev": NamespaceInfo("101"), "b-dev": NamespaceInfo("102")}
+
+
+def snapshot(
+    config: str = CONFIG,
+    *,
+    spaces: dict[str, dict[str, bool]] | None = None,
+    namespaces: dict[str, NamespaceInfo] | None = None,
+    version: int = 1,
+) -> Snapshot:
+    return Snapshot.build(
+        load_config(config),
+        spaces=SPACES if spaces is None else spaces,
+        namespaces=NAMESPACES if namespaces is None else namespaces,
+        version=version,
+    )
+
+
+def provisioning() -> ProvisioningJob:
+    store = SecretStore(client.ApiClient(), home="spacegate-system")  # never called here
+    return ProvisioningJob(Provisioner(store, HarborRobots))
+
+
+def audit() -> AuditJob:
+    return AuditJob(ChildAuditor(), lambda: True)
+
+
+def changes(job: ProvisioningJob | AuditJob, before: Snapshot, after: Snapshot) -> bool:
+    return job.changed(job.view(before), job.view(after))
+
+
+def test_a_registry_listed_again_with_the_same_projects_is_no_change() -> None:
+    before, after = snapshot(), snapshot(version=2)
+    assert not changes(provisioning(), before, after)
+    assert not changes(audit(), before, after)
+
+
+def test_a_namespace_created_outside_every_workspace_is_no_change() -> None:
+    after = snapshot(namespaces={**NAMESPACES, "scratch": NamespaceInfo()}, version=2)
+    assert not changes(provisioning(), snapshot(), after)
+    assert not changes(audit(), snapshot(), after)
+
+
+def test_a_namespace_deleted_is_no_change_for_the_audit_but_one_for_provisioning() -> None:
+    after = snapshot(namespaces={"b-dev": NamespaceInfo("102")}, version=2)
+    assert changes(provisioning(), snapshot(), after)  # a-dev no longer needs a Secret
+    assert not changes(audit(), snapshot(), after)  # nothing runs there any more
+
+
+def test_a_namespace_created_in_a_bound_workspace_needs_a_secret() -> None:
+    after = snapshot(namespaces={**NAMESPACES, "a-prod": NamespaceInfo("101")}, version=2)
+    assert changes(provisioning(), snapshot(), after)
+    # Its workloads are judged by admission as they are created: nothing to audit again.
+    assert not changes(audit(), snapshot(), after)
+
+
+def test_a_namespace_moved_to_another_workspace_or_mode_is_a_change_for_both() -> None:
+    moved = snapshot(namespaces={**NAMESPACES, "a-dev": NamespaceInfo("102")}, version=2)
+    assert changes(provisioning(), snapshot(), moved)
+    assert changes(audit(), snapshot(), moved)
+    warned = snapshot(namespaces={**NAMESPACES, "a-dev": NamespaceInfo("101", "warn")})
+    assert changes(audit(), snapshot(), warned)  # the report says warn instead of fail
+    assert not changes(provisioning(), snapshot(), warned)
+
+
+def test_a_project_made_public_or_a_new_project_is_a_change() -> None:
+    public = snapshot(spaces={"harbor": {**SPACES["harbor"], "team-a": True}}, version=2)
+    assert changes(provisioning(), snapshot(), public)  # the robot no longer needs team-a
+    assert changes(audit(), snapshot(), public)
+    more = snapshot(spaces={"harbor": {**SPACES["harbor"], "team-c": False}}, version=2)
+    assert changes(audit(), snapshot(), more)  # an unknown space is known now
+
+
+def test_a_reloaded_config_is_a_change_even_when_only_the_pull_secret_name_moved() -> None:
+    renamed = snapshot(CONFIG + "policy: {pullSecretName: pull-b}\n", version=2)
+    assert changes(provisioning(), snapshot(), renamed)
+    bound = CONFIG.replace('workspaces: ["101"]', 'workspaces: ["101", "102"]')
+    assert changes(provisioning(), snapshot(), snapshot(bound, version=2))
+    assert changes(audit(), snapshot(), snapshot(bound, version=2))
+
+
+def test_each_job_follows_its_switch_and_interval_in_the_snapshot() -> None:
+    on = snapshot()
+    off = snapshot(
+        CONFIG.replace("provision: true", "provision: false").replace(
+            "enabled: true", "enabled: false"
+        )
+    )
+    assert provisioning().wanted(on) and not provisioning().wanted(off)
+    assert audit().wanted(on) and not audit().wanted(off)
+    assert audit().interval(on) == 420.0
+    assert provisioning().interval(on) == PROVISION_RESYNC_SECONDS

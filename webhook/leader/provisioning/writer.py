@@ -1,0 +1,346 @@
+"""Pull-secret provisioning: make the desired robots and Secrets exist, and nothing more.
+
+``policy.provisioning.desired_state`` says what must exist for a snapshot; a pass of
+:class:`Provisioner` reads what does exist (spacegate's Harbor robots, the robot credentials
+kept in spacegate's own namespace, the pull Secrets in every namespace), plans the changes
+(``webhook.leader.provisioning.plan``, pure) and makes them. It is level-triggered: every
+pass compares the whole desired state with the whole observed state, so a pass that crashed
+half way, a new leader, or a lost credential all converge on the next pass.
+
+Order of every change, because a robot account that manages robots cannot update them on
+Harbor ≥ 2.12 (no ``robot:update``), and so that a rotation never leaves a gap:
+**create the new robot → keep its credential → update the Secrets → delete the old robot.**
+A robot whose credential was never kept (a crash right after creating it) is referenced by
+nothing and is deleted by the next pass; so is every other robot of ours that no kept
+credential names. A robot that could not be created leaves its workspace's Secrets and old
+robot as they are. Harbor calls never happen on the admission path.
+
+Everything a pass reads of the config comes from the snapshot it is given: the pull
+Secret's name, ``rotateEvery``, the registries and their credentials. A reloaded config is
+written from the next pass on.
+
+Only the leader writes (``webhook.leader.lease``): every write is preceded by the elector's
+check, so losing the Lease stops writing at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from kubernetes.client.exceptions import ApiException
+
+from policy.config import Registry
+from policy.provisioning import (
+    ROBOT_PREFIX,
+    DesiredState,
+    RobotSpec,
+    desired_state,
+    robot_base_name,
+)
+from policy.snapshot import Snapshot
+from webhook.clients.credentials import load_credentials
+from webhook.clients.errors import SourceError, describe_api_error
+from webhook.leader.provisioning.metrics import ProvisionMetrics
+from webhook.leader.provisioning.plan import (
+    CredentialKey,
+    Observed,
+    Plan,
+    RobotChange,
+    RobotView,
+    placeholders,
+    plan_robots,
+    plan_secrets,
+)
+from webhook.leader.provisioning.secrets import RobotCredential, SecretStore
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PassResult", "Provisioner", "RobotAPI", "RobotAPIFactory"]
+
+
+class CreatedView(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def secret(self) -> str: ...
+
+
+class RobotAPI(Protocol):
+    """The Harbor robot calls provisioning needs (``robots.HarborRobots``)."""
+
+    async def list_robots(self, name_prefix: str) -> Iterable[RobotView]: ...
+    async def create_robot(
+        self, name: str, description: str, projects: Iterable[str]
+    ) -> CreatedView: ...
+    async def delete_robot(self, robot_id: int) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+RobotAPIFactory = Callable[[Registry], RobotAPI]
+
+
+@dataclass
+class PassResult:
+    """What one pass did (or would do, for a dry run)."""
+
+    plan: Plan
+    desired: DesiredState
+    failures: list[str] = field(default_factory=list)
+    applied: bool = False
+
+
+class Provisioner:
+    """Runs provisioning passes: observe, plan, apply (when ``apply`` is true).
+
+    ``guard`` is called before every write and raises when this replica may not write
+    (``LeaseElector.check``). ``robots_for`` builds the robot client of a Harbor.
+    """
+
+    def __init__(
+        self,
+        store: SecretStore,
+        robots_for: RobotAPIFactory,
+        *,
+        guard: Callable[[], None] = lambda: None,
+        metrics: ProvisionMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self._robots_for = robots_for
+        self._clients: dict[str, tuple[Registry, RobotAPI]] = {}
+        self.guard = guard
+        self.metrics = metrics
+        self._clock = clock
+        self._conflicts_logged: set[tuple[str, str]] = set()
+
+    async def aclose(self) -> None:
+        for _, api in self._clients.values():
+            await api.aclose()
+        self._clients.clear()
+
+    def _robots(self, registry: Registry) -> RobotAPI:
+        current = self._clients.get(registry.name)
+        if current is None or current[0] != registry:
+            current = (registry, self._robots_for(registry))
+            self._clients[registry.name] = current
+        return current[1]
+
+    async def observe(self, snapshot: Snapshot, desired: DesiredState) -> Observed:
+        """Read robots, credentials and Secrets as they are now."""
+        robots: dict[str, tuple[RobotView, ...]] = {}
+        for name, state in snapshot.registries.items():
+            registry = state.registry
+            if registry.type != "harbor" or name in desired.unknown:
+                continue
+            listed = await self._robots(registry).list_robots(ROBOT_PREFIX)
+            robots[name] = tuple(listed)
+        credentials = await asyncio.to_thread(self.store.list_credentials)
+        pull_secrets = await asyncio.to_thread(
+            self.store.list_pull_secrets, snapshot.config.policy.pull_secret_name
+        )
+        static: dict[str, tuple[str, str]] = {}
+        for name, state in snapshot.registries.items():
+            registry = state.registry
+            if registry.pull_credentials is None:
+                continue
+            login = load_credentials(
+                replace(registry, credentials=registry.pull_credentials),
+                f"{registry.type} {registry.name!r}",
+            )
+            if login is not None:
+                static[name] = (login.username, login.password)
+        return Observed(robots, credentials, pull_secrets, static)
+
+    async def run_pass(
+        self, snapshot: Snapshot, *, apply: bool = True, desired: DesiredState | None = None
+    ) -> PassResult:
+        """One level-triggered pass; with ``apply`` false, only the plan (a dry run).
+
+        ``desired`` is ``desired_state(snapshot)`` when the caller has it already.
+        """
+        started = time.perf_counter()
+        try:
+            # CPU work proportional to the cluster: off the event loop, which answers
+            # admission in the same process.
+            if desired is None:
+                desired = await asyncio.to_thread(desired_state, snapshot)
+            observed = await self.observe(snapshot, desired)
+            now = self._clock()
+            changes = plan_robots(
+                desired, observed, now=now, rotate_every=snapshot.config.pull_secrets.rotate_every
+            )
+            failures: list[str] = []
+            if apply:
+                credentials, failed = await self._create_robots(snapshot, observed, changes)
+                failures.extend(failed)
+            else:
+                credentials = {**observed.credentials, **placeholders(changes, now)}
+            hosts_of = {name: s.registry.hosts for name, s in snapshot.registries.items()}
+            the_plan = await asyncio.to_thread(
+                plan_secrets,
+                desired,
+                observed,
+                credentials,
+                hosts_of=hosts_of,
+                create_robots=changes,
+            )
+            result = PassResult(the_plan, desired, failures)
+            if apply:
+                await self._apply(snapshot, the_plan, result)
+                self._record(desired, the_plan, credentials)
+                result.applied = True
+        except Exception:
+            if self.metrics is not None:
+                self.metrics.failures.inc()
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.duration.observe(time.perf_counter() - started)
+        return result
+
+    async def _create_robots(
+        self, snapshot: Snapshot, observed: Observed, changes: list[RobotChange]
+    ) -> tuple[dict[CredentialKey, RobotCredential], list[str]]:
+        """Step 1 carried out: the credentials afterwards, and what failed."""
+        credentials = dict(observed.credentials)
+        failures: list[str] = []
+        for change in changes:
+            try:
+                credentials[change.spec.key] = await self._create_robot(
+                    snapshot, change.spec, change.reason
+                )
+            except SourceError as exc:
+                failures.append(str(exc))
+                log.error("provisioning: %s", exc)
+        return credentials, failures
+
+    async def _apply(self, snapshot: Snapshot, the_plan: Plan, result: PassResult) -> None:
+        """Step 2 carried out in order: Secrets, then what is no longer needed."""
+        name = snapshot.config.policy.pull_secret_name
+        for write in the_plan.write_secrets:
+            self.guard()
+            try:
+                await asyncio.to_thread(
+                    self.store.write_pull_secret,
+                    write.namespace,
+                    name,
+                    write.content,
+                    exists=write.verb == "update",
+                )
+            except ApiException as exc:  # e.g. a namespace being deleted refuses new Secrets
+                self._write_failed(result, f"{write.verb} Secret {write.namespace}", exc)
+                continue
+            self._changed(f"secret-{write.verb}")
+            log.info(
+                "provisioning: %sd Secret %s/%s for %s",
+                write.verb,
+                write.namespace,
+                name,
+                ", ".join(write.registries),
+                extra={"fields": {"namespace": write.namespace, "change": f"secret-{write.verb}"}},
+            )
+
+        for namespace in the_plan.delete_secrets:
+            self.guard()
+            try:
+                await asyncio.to_thread(self.store.delete_pull_secret, namespace, name)
+            except ApiException as exc:
+                self._write_failed(result, f"delete Secret {namespace}", exc)
+                continue
+            self._changed("secret-delete")
+            log.info("provisioning: deleted Secret %s/%s (no longer needed)", namespace, name)
+
+        for key in the_plan.delete_credentials:
+            self.guard()
+            await asyncio.to_thread(self.store.delete_credential, robot_base_name(*key))
+            self._changed("credential-delete")
+
+        for registry_name, robot_id, robot_name in the_plan.delete_robots:
+            state = snapshot.registries.get(registry_name)
+            if state is None:
+                continue
+            self.guard()
+            try:
+                await self._robots(state.registry).delete_robot(robot_id)
+            except SourceError as exc:
+                result.failures.append(str(exc))
+                log.error("provisioning: %s", exc)
+                continue
+            self._changed("robot-delete")
+            log.info(
+                "provisioning: deleted robot %s (id %d) on %s", robot_name, robot_id, registry_name
+            )
+
+        for namespace in the_plan.conflicts:
+            if (namespace, name) not in self._conflicts_logged:
+                self._conflicts_logged.add((namespace, name))
+                log.warning(
+                    "provisioning: namespace %s has a Secret %s that spacegate does not manage; "
+                    "left alone (label it app.kubernetes.io/managed-by=spacegate, or delete it, "
+                    "to let spacegate provision it)",
+                    namespace,
+                    name,
+                )
+
+    def _record(
+        self,
+        desired: DesiredState,
+        the_plan: Plan,
+        credentials: dict[CredentialKey, RobotCredential],
+    ) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.robots.set(sum(1 for key in desired.robots if key in credentials))
+        self.metrics.secrets.set(len(desired.secrets) - len(the_plan.conflicts))
+        self.metrics.conflicts.set(len(the_plan.conflicts))
+
+    async def _create_robot(
+        self, snapshot: Snapshot, spec: RobotSpec, reason: str
+    ) -> RobotCredential:
+        registry = snapshot.registries[spec.registry].registry
+        base = robot_base_name(spec.registry, spec.workspace)
+        name = f"{base}-{int(self._clock()):x}{secrets.token_hex(2)}"
+        ws = spec.workspace or "(no workspace)"
+        description = f"spacegate pull robot for workspace {ws}; managed by spacegate, do not edit"
+        self.guard()
+        created = await self._robots(registry).create_robot(name, description, sorted(spec.spaces))
+        credential = RobotCredential(
+            registry=spec.registry,
+            workspace=spec.workspace,
+            robot_id=created.id,
+            robot_name=created.name,
+            spaces=spec.spaces,
+            created_at=self._clock(),
+            password=created.secret,
+        )
+        self.guard()
+        await asyncio.to_thread(self.store.write_credential, base, credential)
+        self._changed("robot-create")
+        log.info(
+            "provisioning: created robot %s on %s for workspace %s with pull on %s (%s)",
+            created.name,
+            spec.registry,
+            ws,
+            ", ".join(sorted(spec.spaces)),
+            reason,
+            extra={"fields": {"registry": spec.registry, "change": "robot-create"}},
+        )
+        return credential
+
+    def _write_failed(self, result: PassResult, what: str, exc: ApiException) -> None:
+        """One write refused: recorded, logged on one line, and the pass goes on."""
+        message = f"could not {what}: {describe_api_error(exc)}"
+        result.failures.append(message)
+        log.warning("provisioning: %s", message)
+
+    def _changed(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.changes.labels(change=kind).inc()
