@@ -51,9 +51,8 @@ def get_json(api: client.ApiClient, path: str, query: Query = ()) -> Page:
     status, data = get(api, path, query)
     if status != 200:
         refused = ApiException(status=status, reason=f"GET {path}")
-        refused.body = data.decode(
-            "utf-8", "replace"
-        )  # the apiserver's Status: describe_api_error quotes its message
+        # The apiserver's Status: describe_api_error quotes its message.
+        refused.body = data.decode("utf-8", "replace")
         raise refused
     page = orjson.loads(data)
     if not isinstance(page, dict):
