@@ -61,22 +61,23 @@ class Resource:
     uid: str
 
 
+# The report rule of each policy.rules rule; anything else is judged by the space's binding.
+_REPORT_RULES: Mapping[str, str] = {
+    "invalid": "valid-reference",
+    "local-image-id": "no-local-image-id",
+    "unknown-registry": "known-registry",
+    "unknown-space": "known-space",
+    "workspace-registry": "workspace-registry",
+    "host-spelling": "pull-secret-host",
+}
+
+
 def rule_of(verdict: ContainerVerdict) -> str:
-    """The check that decided one image, as a report ``rule`` name."""
-    reason = verdict.reason
+    """The check that decided one image, as a report ``rule`` name (keyed on the verdict's
+    rule, never on its text, which quotes registry and space names)."""
     if verdict.verdict == "skipped":
         return "image-set"
-    if "invalid image reference" in reason or "characters long" in reason:
-        return "valid-reference"
-    if "bare digest" in reason:
-        return "no-local-image-id"
-    if "not managed by spacegate" in reason:
-        return "known-registry"
-    if "has no space" in reason or "not been synced" in reason:
-        return "known-space"
-    if "integrated by workspace" in reason:
-        return "workspace-registry"
-    return "private-space-binding"
+    return _REPORT_RULES.get(verdict.rule, "private-space-binding")
 
 
 def result_of(verdict: ContainerVerdict) -> Literal["pass", "fail", "warn", "skip"]:
