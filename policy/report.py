@@ -6,8 +6,12 @@ report per audited resource, the way Kyverno and Kubewarden do, so that existing
 (Policy Reporter and its UI, ``kubectl get policyreport``) show spacegate's findings:
 
 - ``wgpolicyk8s.io/v1alpha2`` ``PolicyReport`` by default, ``openreports.io/v1alpha1``
-  ``Report`` as a switch, same shape: named by the resource's UID, in its namespace, owned by
-  it (garbage-collected with it), ``scope`` naming it;
+  ``Report`` as a switch, same shape: named ``spacegate-<resource UID>``
+  (:func:`report_name`), in its namespace, owned by it (garbage-collected with it), ``scope``
+  naming it. Not the bare UID, which Kyverno and Kubewarden each use for their own report of
+  the same resource (kyverno/kyverno#10230: two engines on one name fight over it); a name
+  under spacegate's prefix is spacegate's by construction, so whatever stands there that
+  spacegate did not write is replaced, never honoured (``webhook.leader.audit.reports``);
 - one result per image: ``source: spacegate``, ``policy: registry-space-visibility``, a
   ``rule`` per kind of check, ``result`` pass / fail / warn / skip, ``message`` the same
   actionable text as the denial, ``properties`` with image, registry, space, workspace;
@@ -30,17 +34,21 @@ from policy.decision import ContainerVerdict, Decision
 from policy.provisioning import MANAGED_BY, MANAGED_BY_LABEL
 
 __all__ = [
+    "NAME_PREFIX",
     "POLICY",
     "SOURCE",
     "ReportFormat",
     "Resource",
     "build_report",
     "report_digest",
+    "report_name",
     "result_of",
 ]
 
 SOURCE = "spacegate"
 POLICY = "registry-space-visibility"
+# Every report spacegate writes, and only those, is named with this prefix.
+NAME_PREFIX = "spacegate-"
 
 ReportFormat = Literal["wgpolicyk8s", "openreports"]
 
@@ -70,6 +78,11 @@ _REPORT_RULES: Mapping[str, str] = {
     "workspace-registry": "workspace-registry",
     "host-spelling": "pull-secret-host",
 }
+
+
+def report_name(uid: str) -> str:
+    """The name of the report on the resource with this UID (see the module doc)."""
+    return NAME_PREFIX + uid
 
 
 def rule_of(verdict: ContainerVerdict) -> str:
@@ -134,7 +147,7 @@ def build_report(
         "apiVersion": api_version,
         "kind": kind,
         "metadata": {
-            "name": resource.uid,
+            "name": report_name(resource.uid),
             "namespace": resource.namespace,
             "labels": {MANAGED_BY_LABEL: MANAGED_BY},
             "ownerReferences": [

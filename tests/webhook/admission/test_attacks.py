@@ -278,8 +278,9 @@ def test_a_tenant_cannot_move_its_namespace_through_a_subresource(
     response = validate(client, subresource_review(sub_resource, {WS: "102"}, "alice"))
 
     assert response["allowed"] is False
-    assert 'changing label workspace.ghippo.io/id from "101" to "102"' in (
-        response["status"]["message"]
+    assert (
+        'changing label workspace.ghippo.io/id from "101" to "102"'
+        in (response["status"]["message"])
     )
 
 
