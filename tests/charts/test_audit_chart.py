@@ -491,6 +491,7 @@ def test_only_spacegates_service_account_may_write_spacegates_reports(render: Re
     [condition] = spec["matchConditions"]
     assert "object.metadata.name.startsWith('spacegate-')" in condition["expression"]
     assert "oldObject.metadata.labels" in condition["expression"]
+    assert "r.source == 'spacegate'" in condition["expression"]
     [validation] = spec["validations"]
     assert validation["expression"] == (
         f"request.userInfo.username == 'system:serviceaccount:{NAMESPACE}:{account}'"

@@ -747,6 +747,7 @@ def test_the_charts_policy_lets_no_one_but_spacegate_write_its_reports(cluster: 
         other_uid = str(uuid.uuid4())
         other = _squatter(namespace, "other", other_uid, "pass")
         other["metadata"]["name"] = other_uid
+        other["results"][0]["source"] = "kyverno"
         cluster.wait(
             lambda: http.post(collection, json=other).status_code == 201,
             "the tenant's RBAC to take effect",
@@ -760,8 +761,12 @@ def test_the_charts_policy_lets_no_one_but_spacegate_write_its_reports(cluster: 
         worn = _squatter(namespace, "x", str(uuid.uuid4()), "pass")
         worn["metadata"] = {"name": "looks-like-ours", "labels": {MANAGED_BY: "spacegate"}}
         labelled = http.post(collection, json=worn)
+        # spacegate's verdict on the tenant's Pod, in a report of the tenant's own name
+        claim = _squatter(namespace, "public", target, "pass")
+        claim["metadata"] = {"name": "tenant-says"}
+        sourced = http.post(collection, json=claim)
 
-    for answer in (squat, edited, labelled):
+    for answer in (squat, edited, labelled, sourced):
         assert answer.status_code == 403, answer.text
         assert "only spacegate (system:serviceaccount:" in answer.json()["message"]
         assert (
