@@ -27,6 +27,7 @@ Pure: ``ipaddress`` only, never a resolver.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -180,23 +181,49 @@ def canonical_host(text: str) -> Host:
     return Host(name, port)
 
 
+_DOTTED_QUAD = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}", re.ASCII)
+
+
 def _is_loopback(name: str) -> bool:
+    """The node itself: ``localhost``, ``*.localhost``, a loopback or unspecified address
+    (Linux connects ``0.0.0.0`` and ``::`` to the local host). ``name`` is canonical."""
     if name == LOOPBACK or name.endswith("." + LOOPBACK):
         return True
-    try:
-        address = ipaddress.ip_address(name[1:-1] if name.startswith("[") else name)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_unspecified
+    if name.startswith("["):
+        try:
+            v6 = ipaddress.IPv6Address(name[1:-1])
+        except ValueError:
+            return False
+        return v6.is_loopback or v6.is_unspecified
+    if _DOTTED_QUAD.fullmatch(name):  # canonical IPv4: inet_aton forms are already read
+        v4 = ipaddress.IPv4Address(name)
+        return v4.is_loopback or v4.is_unspecified
+    return False
+
+
+# Image domains are few in a cluster and each review names them again; hostile ones are
+# bounded in length by the reference parser and in number by this cache.
+_IDENTITY_CACHE_SIZE = 4096
 
 
 def host_identity(host: Host | str) -> Host:
     """The registry host ``host`` reaches: its canonical spelling with aliases folded in.
 
     Docker Hub's names are ``docker.io`` with no port; the node's own names and addresses are
-    ``localhost`` on the port written. Spellings with one identity reach one server.
+    ``localhost`` on the port written. Spellings with one identity reach one server. Raises
+    :class:`HostError` for a malformed host.
     """
-    canonical = canonical_host(host) if isinstance(host, str) else host
+    if isinstance(host, str):
+        return _identity_of(host)
+    return _fold(host)
+
+
+@functools.lru_cache(maxsize=_IDENTITY_CACHE_SIZE)
+def _identity_of(text: str) -> Host:
+    return _fold(canonical_host(text))
+
+
+def _fold(canonical: Host) -> Host:
     if canonical.name in DOCKER_HUB_NAMES:
         return Host(DOCKER_HUB)
     if _is_loopback(canonical.name):
