@@ -270,3 +270,12 @@ def test_a_spelling_of_another_host_is_not_matched_to_the_registry(
 ) -> None:
     document, listed, domain = case
     assert registry_of(document, domain) != listed.name
+
+
+def test_spacegate_images_names_each_registry_by_a_spelling_the_pull_secret_serves() -> None:
+    from policy.visibility import visible_spaces
+
+    hosts = {v.registry: v.host for v in visible_spaces(SNAP, "team-a-dev")}
+    assert hosts["v6"] == "[fd00::5]:443"  # a bare [fd00::5] key is never matched
+    assert hosts["harbor"] == "harbor.demo.local"
+    assert hosts["hub"] == "docker.io"
