@@ -1,7 +1,9 @@
 """Rules 1-4 of ``docs/architecture.md`` for one image: may a namespace of this workspace use it?
 
-The image is parsed like the kubelet parses it, its domain picks the registry, its first path
-component the space, and the space's visibility decides (:func:`space_verdict`). The mode is
+The image is parsed like the kubelet parses it, its domain picks the registry in whatever
+spelling (``policy.hosts``), its first path component the space, and the space's visibility
+decides (:func:`space_verdict`). An allowed image that needs the pull secret must also be
+written with a host the secret carries, exactly, or the kubelet pulls without it. The mode is
 not applied here: :mod:`policy.decision` does that for the whole pod spec.
 
 Per-image verdicts depend only on (image, registry data, namespace workspace), so they are
