@@ -15,8 +15,8 @@ report per audited resource, the way Kyverno and Kubewarden do, so that existing
 - one result per image: ``source: spacegate``, ``policy: registry-space-visibility``, a
   ``rule`` per kind of check, ``result`` pass / fail / warn / skip, ``message`` the same
   actionable text as the denial, ``properties`` with image, registry, space, workspace;
-- ``summary`` counts, and the label ``app.kubernetes.io/managed-by: spacegate`` (spacegate
-  never touches a report without it).
+- ``summary`` counts, and the label ``app.kubernetes.io/managed-by: spacegate`` (a report
+  under spacegate's name without it was written by someone else).
 
 Pure: the caller passes the resource's identity and the decision; timestamps are the
 caller's too (the report changes only when its content does).
