@@ -78,9 +78,11 @@ bench: $(STAMP) system-deps controlplane
 	  done; \
 	fi
 
-# The property-based fuzz of /validate and /mutate, longer than the bounded run in `make test`.
+# The property-based fuzz of /validate and /mutate, and the host-spelling properties, longer
+# than the bounded runs in `make test`.
 fuzz: $(STAMP)
 	SPACEGATE_FUZZ_EXAMPLES=5000 $(BIN)/pytest -q -p no:logging tests/webhook/admission/test_fuzz.py
+	SPACEGATE_FUZZ_EXAMPLES=5000 $(BIN)/pytest -q -p no:logging tests/policy/test_host_identity.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -49,6 +49,7 @@ class ContainerVerdict:
     needs_secret: bool = False
     refused: bool = False  # the rules refuse this image, whatever the mode made of it
     noun: str = "container"  # or "init container", "ephemeral container", "volume"
+    rule: str = ""  # the policy.rules rule that judged the image ("" when none did)
 
     @property
     def label(self) -> str:
@@ -279,6 +280,7 @@ def _decide(
                     verdict.space,
                     verdict.needs_secret,
                     noun=noun,
+                    rule=verdict.rule,
                 )
             )
             if verdict.warn:
@@ -305,6 +307,7 @@ def _decide(
                 verdict.space,
                 refused=True,
                 noun=noun,
+                rule=verdict.rule,
             )
         )
         if mode == "warn":

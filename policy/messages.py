@@ -73,22 +73,26 @@ def workspace_phrase(workspace: str | None) -> str:
 
 
 def remedy(verdict: ImageVerdict, namespace: str, workspace: str | None) -> str:
-    """What would make a refused image pass, or "" when there is no simple answer."""
-    if verdict.space is None or verdict.registry is None:
-        return ""
-    if "integrated by workspace" in verdict.reason:
+    """What would make a refused image pass, or "" when there is no simple answer.
+
+    Chosen by the rule that refused it (``ImageVerdict.rule``), never by searching the
+    reason's text, which quotes registry and space names.
+    """
+    if verdict.rule == "host-spelling":
+        return f"write the image as {verdict.use}" if verdict.use else ""
+    if verdict.rule == "workspace-registry":
         return "use a registry visible to this workspace or a public space"
+    if verdict.rule != "unbound" or verdict.space is None:
+        return ""
     if workspace is None:
         return (
             f"bind namespace {namespace} to a workspace that the space is bound to, "
             "or use an image from a public space"
         )
-    if "private space" in verdict.reason:
-        return (
-            f"bind space {verdict.space!r} to workspace {workspace}, "
-            "or use an image from a public space"
-        )
-    return ""
+    return (
+        f"bind space {verdict.space!r} to workspace {workspace}, "
+        "or use an image from a public space"
+    )
 
 
 def bounded_warnings(warnings: list[str]) -> tuple[str, ...]:

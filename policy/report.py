@@ -6,13 +6,17 @@ report per audited resource, the way Kyverno and Kubewarden do, so that existing
 (Policy Reporter and its UI, ``kubectl get policyreport``) show spacegate's findings:
 
 - ``wgpolicyk8s.io/v1alpha2`` ``PolicyReport`` by default, ``openreports.io/v1alpha1``
-  ``Report`` as a switch, same shape: named by the resource's UID, in its namespace, owned by
-  it (garbage-collected with it), ``scope`` naming it;
+  ``Report`` as a switch, same shape: named ``spacegate-<resource UID>``
+  (:func:`report_name`), in its namespace, owned by it (garbage-collected with it), ``scope``
+  naming it. Not the bare UID, which Kyverno and Kubewarden each use for their own report of
+  the same resource (kyverno/kyverno#10230: two engines on one name fight over it); a name
+  under spacegate's prefix is spacegate's by construction, so whatever stands there that
+  spacegate did not write is replaced, never honoured (``webhook.leader.audit.reports``);
 - one result per image: ``source: spacegate``, ``policy: registry-space-visibility``, a
   ``rule`` per kind of check, ``result`` pass / fail / warn / skip, ``message`` the same
   actionable text as the denial, ``properties`` with image, registry, space, workspace;
-- ``summary`` counts, and the label ``app.kubernetes.io/managed-by: spacegate`` (spacegate
-  never touches a report without it).
+- ``summary`` counts, and the label ``app.kubernetes.io/managed-by: spacegate`` (a report
+  under spacegate's name without it was written by someone else).
 
 Pure: the caller passes the resource's identity and the decision; timestamps are the
 caller's too (the report changes only when its content does).
@@ -30,17 +34,21 @@ from policy.decision import ContainerVerdict, Decision
 from policy.provisioning import MANAGED_BY, MANAGED_BY_LABEL
 
 __all__ = [
+    "NAME_PREFIX",
     "POLICY",
     "SOURCE",
     "ReportFormat",
     "Resource",
     "build_report",
     "report_digest",
+    "report_name",
     "result_of",
 ]
 
 SOURCE = "spacegate"
 POLICY = "registry-space-visibility"
+# Every report spacegate writes, and only those, is named with this prefix.
+NAME_PREFIX = "spacegate-"
 
 ReportFormat = Literal["wgpolicyk8s", "openreports"]
 
@@ -61,22 +69,28 @@ class Resource:
     uid: str
 
 
+# The report rule of each policy.rules rule; anything else is judged by the space's binding.
+_REPORT_RULES: Mapping[str, str] = {
+    "invalid": "valid-reference",
+    "local-image-id": "no-local-image-id",
+    "unknown-registry": "known-registry",
+    "unknown-space": "known-space",
+    "workspace-registry": "workspace-registry",
+    "host-spelling": "pull-secret-host",
+}
+
+
+def report_name(uid: str) -> str:
+    """The name of the report on the resource with this UID (see the module doc)."""
+    return NAME_PREFIX + uid
+
+
 def rule_of(verdict: ContainerVerdict) -> str:
-    """The check that decided one image, as a report ``rule`` name."""
-    reason = verdict.reason
+    """The check that decided one image, as a report ``rule`` name (keyed on the verdict's
+    rule, never on its text, which quotes registry and space names)."""
     if verdict.verdict == "skipped":
         return "image-set"
-    if "invalid image reference" in reason or "characters long" in reason:
-        return "valid-reference"
-    if "bare digest" in reason:
-        return "no-local-image-id"
-    if "not managed by spacegate" in reason:
-        return "known-registry"
-    if "has no space" in reason or "not been synced" in reason:
-        return "known-space"
-    if "integrated by workspace" in reason:
-        return "workspace-registry"
-    return "private-space-binding"
+    return _REPORT_RULES.get(verdict.rule, "private-space-binding")
 
 
 def result_of(verdict: ContainerVerdict) -> Literal["pass", "fail", "warn", "skip"]:
@@ -133,7 +147,7 @@ def build_report(
         "apiVersion": api_version,
         "kind": kind,
         "metadata": {
-            "name": resource.uid,
+            "name": report_name(resource.uid),
             "namespace": resource.namespace,
             "labels": {MANAGED_BY_LABEL: MANAGED_BY},
             "ownerReferences": [

@@ -1,7 +1,9 @@
 """Rules 1-4 of ``docs/architecture.md`` for one image: may a namespace of this workspace use it?
 
-The image is parsed like the kubelet parses it, its domain picks the registry, its first path
-component the space, and the space's visibility decides (:func:`space_verdict`). The mode is
+The image is parsed like the kubelet parses it, its domain picks the registry in whatever
+spelling (``policy.hosts``), its first path component the space, and the space's visibility
+decides (:func:`space_verdict`). An allowed image that needs the pull secret must also be
+written with a host the secret carries, exactly, or the kubelet pulls without it. The mode is
 not applied here: :mod:`policy.decision` does that for the whole pod spec.
 
 Per-image verdicts depend only on (image, registry data, namespace workspace), so they are
@@ -13,12 +15,14 @@ never remembered.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from policy.config import UnknownAction
+from policy.hosts import kubelet_uses_key
 from policy.reference import (
     MAX_REFERENCE_LENGTH,
     InvalidReference,
+    Reference,
     is_local_image_id,
     parse_reference,
 )
@@ -38,20 +42,24 @@ class ImageVerdict:
     space: str | None = None
     needs_secret: bool = False
     warn: bool = False  # allowed, but an unknownRegistry/unknownSpace "warn" applies
-    # Which rule decided: "invalid", "unknown-registry", "unknown-space", "workspace-registry",
-    # "docker-registry", "public", "bound" or "unbound".
+    # Which rule decided: "invalid", "local-image-id", "unknown-registry", "unknown-space",
+    # "workspace-registry", "docker-registry", "public", "bound", "unbound" or
+    # "host-spelling" (the pull secret would not be used for the host as written).
     rule: str = ""
+    # "host-spelling": the image as it must be written for the pull secret to apply.
+    use: str = ""
 
 
-def _unknown(action: UnknownAction, reason: str, **where: str | None) -> ImageVerdict:
+def _unknown(action: UnknownAction, reason: str, rule: str, **where: str | None) -> ImageVerdict:
     if action == "deny":
-        return ImageVerdict(False, reason, where.get("registry"), where.get("space"))
+        return ImageVerdict(False, reason, where.get("registry"), where.get("space"), rule=rule)
     return ImageVerdict(
         True,
         reason,
         where.get("registry"),
         where.get("space"),
         warn=action == "warn",
+        rule=rule,
     )
 
 
@@ -67,6 +75,7 @@ def evaluate_image(snapshot: Snapshot, image: str, workspace: str | None) -> Ima
             False,
             f"image reference is {len(image)} characters long, longer than any pullable "
             f"reference can be ({MAX_REFERENCE_LENGTH})",
+            rule="invalid",
         )
     key = (image, workspace)
     cache = snapshot.verdict_cache
@@ -90,11 +99,12 @@ def _evaluate(snapshot: Snapshot, image: str, workspace: str | None) -> ImageVer
             "registry and repository instead, e.g. harbor.example.com/space/app@"
             + image.split(":", 1)[0]
             + ":<digest>",
+            rule="local-image-id",
         )
     try:
         ref = parse_reference(image)
     except InvalidReference as exc:
-        return ImageVerdict(False, f"invalid image reference: {exc}")
+        return ImageVerdict(False, f"invalid image reference: {exc}", rule="invalid")
 
     # An empty domain (e.g. "foo_bar.com/app": not a valid host, so all of it is the path)
     # is no registry of ours, and never Docker Hub: the runtime would try that first part.
@@ -105,8 +115,44 @@ def _evaluate(snapshot: Snapshot, image: str, workspace: str | None) -> ImageVer
             policy.unknown_registry,
             f"registry {host} is not managed by spacegate "
             f"(policy.unknownRegistry: {policy.unknown_registry})",
+            "unknown-registry",
         )
-    return space_verdict(snapshot, state, ref.path.split("/", 1)[0], workspace)
+    verdict = space_verdict(snapshot, state, ref.path.split("/", 1)[0], workspace)
+    if verdict.allowed and verdict.needs_secret:
+        return _with_secret_spelling(verdict, state, ref)
+    return verdict
+
+
+def _with_secret_spelling(
+    verdict: ImageVerdict, state: RegistryState, ref: Reference
+) -> ImageVerdict:
+    """``verdict`` if the kubelet would use the pull secret for the host as written, else a
+    refusal naming the spelling to use.
+
+    The image is this registry's whatever its spelling (``policy.hosts``), but the kubelet
+    picks the pull secret's credentials by comparing the host *as written* with the
+    secret's keys, the registry's ``hosts``. Admitted in another spelling, the Pod would
+    pull without credentials, or with whatever the node has: refused instead.
+    """
+    hosts = state.registry.hosts
+    if kubelet_uses_key(hosts, ref.domain):
+        return verdict
+    usable = [h for h in hosts if kubelet_uses_key(hosts, h)]
+    written = "/".join((usable[0], ref.path)) if usable else ""
+    if written:
+        written += (f":{ref.tag}" if ref.tag else "") + (f"@{ref.digest}" if ref.digest else "")
+    spellings = ", ".join(usable) or "none"
+    return replace(
+        verdict,
+        allowed=False,
+        needs_secret=False,
+        reason=(
+            f"the kubelet finds the pull secret of registry {state.registry.name!r} only for "
+            f"the host spelled as listed ({spellings}), not {ref.domain}"
+        ),
+        rule="host-spelling",
+        use=written,
+    )
 
 
 def space_verdict(
@@ -131,6 +177,7 @@ def space_verdict(
             return _unknown(
                 policy.unknown_space,
                 f"{why} (policy.unknownSpace: {policy.unknown_space})",
+                "unknown-space",
                 **where,
             )
     else:

@@ -5,8 +5,9 @@ immutable object that the refresher (``webhook.live.refresher``) rebuilds in the
 and swaps in atomically. The same object is built from a static config for offline checks,
 so the CLI and the webhook decide with one code path.
 
-Lookups on the hot path are dict lookups: registry by image domain, space visibility by
-name, bound workspaces by ``(registry, space)``, namespace by name.
+Lookups on the hot path are dict lookups: registry by the identity of an image domain
+(``policy.hosts``), space visibility by name, bound workspaces by ``(registry, space)``,
+namespace by name.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from policy.config import Config, Mode, PolicySettings, Registry
-from policy.hosts import normalize_host
+from policy.hosts import Host, HostError, host_identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ class Snapshot:
     namespaces: Mapping[str, NamespaceInfo]
     bindings: Mapping[tuple[str, str], frozenset[str]]
     version: int = 1
-    _by_host: Mapping[str, RegistryState] = field(default_factory=dict, repr=False)
+    _by_host: Mapping[Host, RegistryState] = field(default_factory=dict, repr=False)
     # Memo of per-image verdicts for this snapshot (see policy.rules); dies with it.
     verdict_cache: dict[tuple[str, str | None], Any] = field(
         default_factory=dict, repr=False, compare=False
@@ -100,7 +101,9 @@ class Snapshot:
             else:
                 state = RegistryState(registry, MappingProxyType({}), synced=False)
             states[registry.name] = state
-        by_host = {host: states[r.name] for r in config.registries for host in r.hosts}
+        by_host = {
+            host_identity(host): states[r.name] for r in config.registries for host in r.hosts
+        }
         bound: dict[tuple[str, str], set[str]] = {}
         for binding in config.bindings:
             bound.setdefault((binding.registry, binding.space), set()).update(binding.workspaces)
@@ -127,11 +130,12 @@ class Snapshot:
     # ------------------------------------------------------------------ lookups
 
     def registry_for_domain(self, domain: str) -> RegistryState | None:
-        """The registry addressed by an image domain (host case-insensitive, port exact)."""
-        state = self._by_host.get(domain)
-        if state is None:
-            state = self._by_host.get(normalize_host(domain))
-        return state
+        """The registry an image domain reaches, in whatever spelling (``policy.hosts``:
+        one identity per host; the default port of the registry's scheme implied)."""
+        try:
+            return self._by_host.get(host_identity(domain))
+        except HostError:
+            return None
 
     def namespace(self, name: str) -> NamespaceInfo:
         return self.namespaces.get(name, NO_WORKSPACE)

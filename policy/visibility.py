@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from policy.hosts import kubelet_uses_key
 from policy.rules import space_verdict
 from policy.snapshot import Snapshot
 
@@ -18,7 +19,7 @@ class VisibleSpace:
     """A space a namespace may use (``spacegate images``), and why."""
 
     registry: str
-    host: str
+    host: str  # the spelling images should use: one the pull secret's keys match
     space: str  # "*" for a Docker Registry whose catalog is not known
     public: bool
     rule: str  # the ImageVerdict rule that allows it
@@ -36,6 +37,9 @@ def workspace_spaces(snapshot: Snapshot, workspace: str | None) -> list[VisibleS
     out: list[VisibleSpace] = []
     for state in snapshot.registries.values():
         registry = state.registry
+        host = next(
+            (h for h in registry.hosts if kubelet_uses_key(registry.hosts, h)), registry.hosts[0]
+        )
         if registry.type == "docker-registry":
             spaces = dict.fromkeys(sorted(state.spaces) or ["*"], True)
         else:
@@ -46,7 +50,7 @@ def workspace_spaces(snapshot: Snapshot, workspace: str | None) -> list[VisibleS
                 out.append(
                     VisibleSpace(
                         registry.name,
-                        registry.hosts[0],
+                        host,
                         space,
                         public,
                         verdict.rule,

@@ -12,10 +12,11 @@ caller's business (``webhook.settings``).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import cast
+from typing import NoReturn, cast
 from urllib.parse import urlsplit
 
 import yaml
@@ -43,7 +44,17 @@ from policy.config.model import (
     UnknownAction,
 )
 from policy.durations import parse_duration
-from policy.hosts import HOST_PORT, default_port_alias, normalize_host
+from policy.hosts import (
+    HOST_PORT,
+    Host,
+    HostError,
+    canonical_host,
+    default_port_alias,
+    host_identity,
+    inet_aton,
+    server_identity,
+    split_host,
+)
 
 # --------------------------------------------------------------------------- helpers
 
@@ -265,18 +276,13 @@ def _parse_registry(value: object, path: str) -> Registry:
         items = _list(data["hosts"], f"{path}.hosts")
         if not items:
             raise ConfigError(f"{path}.hosts: must list at least one host")
-        hosts = []
-        for i, item in enumerate(items):
-            host = _str(item, f"{path}.hosts[{i}]")
-            if not HOST_PORT.fullmatch(host):
-                raise ConfigError(
-                    f"{path}.hosts[{i}]: expected an image domain such as "
-                    f"harbor.example.com or 10.0.0.5:5000, got {_describe(host)}"
-                )
-            hosts.append(normalize_host(host))
-        host_tuple = tuple(dict.fromkeys(hosts))
+        hosts = [
+            _config_host(_str(item, f"{path}.hosts[{i}]"), f"{path}.hosts[{i}]")
+            for i, item in enumerate(items)
+        ]
     else:
-        host_tuple = (normalize_host(parts.netloc),)
+        hosts = [_config_host(parts.netloc, f"{path}.url", from_url=True)]
+    host_tuple = tuple(dict.fromkeys(str(host) for host in hosts))
     workspace = data.get("workspace")
     spaces: tuple[Space, ...] | None = None
     if "spaces" in data and data["spaces"] is not None:
@@ -334,23 +340,102 @@ def _parse_binding(value: object, path: str) -> Binding:
     )
 
 
-def _with_default_port_aliases(registries: tuple[Registry, ...]) -> tuple[Registry, ...]:
-    """Each registry's hosts plus their default-port aliases (:func:`default_port_alias`).
+def _config_host(text: str, where: str, *, from_url: bool = False) -> Host:
+    """A listed host (or the URL's) in its canonical spelling (``policy.hosts``).
 
-    An alias another registry lists itself stays that registry's: ``hosts`` says otherwise.
+    Spellings that cannot change the server are canonicalized silently (case, a trailing
+    dot, the port's leading zeros, IPv6 written forms, IPv4-mapped addresses); a numeric
+    name a resolver would read as another IPv4 address (``010.0.0.5`` is 8.0.0.5) is
+    refused, naming the address: the config should say which server it means.
     """
-    claimed = {host for registry in registries for host in registry.hosts}
-    out = []
-    for registry in registries:
+    if not HOST_PORT.fullmatch(text):
+        if from_url:
+            raise ConfigError(
+                f"{where}: the host {_describe(text)} cannot be an image domain; "
+                "list the domains images use under hosts"
+            )
+        raise ConfigError(
+            f"{where}: expected an image domain such as "
+            f"harbor.example.com or 10.0.0.5:5000, got {_describe(text)}"
+        )
+    try:
+        host = canonical_host(text)
+    except HostError as exc:  # pragma: no cover - HOST_PORT admits numeric ports only
+        raise ConfigError(f"{where}: {exc}") from None
+    if host.port is not None and not 0 < host.port < 65536:
+        raise ConfigError(f"{where}: port {host.port} of {_describe(text)} is not 1-65535")
+    name, _ = split_host(text)
+    if name.startswith("["):
+        try:
+            ipaddress.IPv6Address(name[1:-1])
+        except ValueError:
+            raise ConfigError(f"{where}: {_describe(text)} is not an IPv6 address") from None
+        return host
+    name = name.lower().removesuffix(".")
+    address = inet_aton(name)
+    if address is not None and str(address) != name:
+        port = "" if host.port is None else f":{host.port}"
+        raise ConfigError(
+            f"{where}: {_describe(text)} is read by a node's resolver as the IPv4 address "
+            f"{address}; write {address}{port}"
+        )
+    return host
+
+
+def _claim_hosts(registries: tuple[Registry, ...]) -> tuple[Registry, ...]:
+    """Each registry's hosts plus their default-port aliases, with one owner per identity.
+
+    Two registries whose hosts reach one server (``policy.hosts.server_identity``: the same
+    identity and port, the default port implied by each URL's scheme) are a config error
+    naming both. A default-port alias (:func:`policy.hosts.default_port_alias`) that
+    another registry lists itself stays that registry's (``hosts`` says so); an alias two
+    registries would both imply is an error.
+    """
+    servers: dict[Host, tuple[int, str]] = {}
+    explicit: dict[Host, tuple[int, str]] = {}
+    for i, registry in enumerate(registries):
         scheme = urlsplit(registry.url).scheme
-        aliases = [
-            alias
-            for alias in (default_port_alias(host, scheme) for host in registry.hosts)
-            if alias not in claimed
-        ]
+        for spelling in registry.hosts:
+            host = canonical_host(spelling)
+            for table, key in (
+                (servers, server_identity(host, scheme)),
+                (explicit, host_identity(host)),
+            ):
+                owner = table.setdefault(key, (i, spelling))
+                if owner[0] != i:
+                    _claimed(registries, i, spelling, owner)
+    implied: dict[Host, tuple[int, str]] = {}
+    out = []
+    for i, registry in enumerate(registries):
+        scheme = urlsplit(registry.url).scheme
+        aliases = []
+        for spelling in registry.hosts:
+            alias = default_port_alias(canonical_host(spelling), scheme)
+            if alias is None:
+                continue
+            key = host_identity(alias)
+            if explicit.get(key, (i,))[0] != i:
+                continue  # another registry lists it: its own
+            owner = implied.setdefault(key, (i, str(alias)))
+            if owner[0] != i:
+                _claimed(registries, i, f"{alias} (implied by {spelling})", owner)
+            aliases.append(str(alias))
         hosts = tuple(dict.fromkeys((*registry.hosts, *aliases)))
         out.append(registry if hosts == registry.hosts else replace(registry, hosts=hosts))
     return tuple(out)
+
+
+def _claimed(
+    registries: tuple[Registry, ...], index: int, spelling: str, owner: tuple[int, str]
+) -> NoReturn:
+    other_index, other_spelling = owner
+    other = registries[other_index].name
+    same = "" if other_spelling == spelling else f" as {other_spelling!r}, the same server"
+    raise ConfigError(
+        f"registries[{index}].hosts: host {spelling!r} is already claimed by registry "
+        f"{other!r} (registries[{other_index}]){same}; one server cannot be both "
+        f"{other!r} and {registries[index].name!r}"
+    )
 
 
 _TOP_KEYS = (
@@ -419,9 +504,7 @@ def parse_config(data: object) -> Config:
         _parse_registry(item, f"registries[{i}]")
         for i, item in enumerate(_list(top.get("registries") or [], "registries"))
     )
-    registries = _with_default_port_aliases(registries)
     names: dict[str, int] = {}
-    hosts: dict[str, tuple[int, str]] = {}
     for i, registry in enumerate(registries):
         if registry.name in names:
             raise ConfigError(
@@ -429,14 +512,7 @@ def parse_config(data: object) -> Config:
                 f"(also registries[{names[registry.name]}])"
             )
         names[registry.name] = i
-        for host in registry.hosts:
-            if host in hosts:
-                other_index, other_name = hosts[host]
-                raise ConfigError(
-                    f"registries[{i}].hosts: host {host!r} is already claimed by registry "
-                    f"{other_name!r} (registries[{other_index}])"
-                )
-            hosts[host] = (i, registry.name)
+    registries = _claim_hosts(registries)
     bindings = tuple(
         _parse_binding(item, f"bindings[{i}]")
         for i, item in enumerate(_list(top.get("bindings") or [], "bindings"))

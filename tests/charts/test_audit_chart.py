@@ -461,3 +461,56 @@ def test_spacegates_reports_fit_the_crd_with_nothing_pruned(schema: dict[str, An
     for report in reports:
         jsonschema.validate(report, schema)
         assert list(_undeclared(report, schema)) == []
+
+
+# --------------------------------------------------------------------------- report guard
+
+REPORT_GUARD = f"{FULLNAME}-reports"
+
+
+def test_only_spacegates_service_account_may_write_spacegates_reports(render: Render) -> None:
+    rendered = render({"config": {"audit": {"enabled": True}}})
+    policy = rendered.one("ValidatingAdmissionPolicy", REPORT_GUARD)
+    binding = rendered.one("ValidatingAdmissionPolicyBinding", REPORT_GUARD)
+    account = rendered.one("ServiceAccount")["metadata"]["name"]
+
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    rules = {
+        (group, resource, op)
+        for rule in spec["matchConstraints"]["resourceRules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for op in rule["operations"]
+    }
+    assert rules == {
+        (group, resource, op)
+        for group, resource in (("wgpolicyk8s.io", "policyreports"), ("openreports.io", "reports"))
+        for op in ("CREATE", "UPDATE")  # deletes stay open: garbage collection, namespaces
+    }
+    [condition] = spec["matchConditions"]
+    assert "object.metadata.name.startsWith('spacegate-')" in condition["expression"]
+    assert "oldObject.metadata.labels" in condition["expression"]
+    assert "r.source == 'spacegate'" in condition["expression"]
+    [validation] = spec["validations"]
+    assert validation["expression"] == (
+        f"request.userInfo.username == 'system:serviceaccount:{NAMESPACE}:{account}'"
+    )
+    assert binding["spec"] == {"policyName": REPORT_GUARD, "validationActions": ["Deny"]}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {"config": {"audit": {"enabled": True, "reports": "none"}}},
+        {"config": {"audit": {"enabled": True}}, "policyReports": {"protect": False}},
+    ],
+    ids=["audit off", "metrics only", "protect off"],
+)
+def test_no_report_guard_without_reports_or_when_turned_off(
+    render: Render, values: dict[str, Any]
+) -> None:
+    kinds = {o["kind"] for o in render(values).objects}
+    assert "ValidatingAdmissionPolicy" not in kinds
+    assert "ValidatingAdmissionPolicyBinding" not in kinds

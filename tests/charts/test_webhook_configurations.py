@@ -173,7 +173,15 @@ def test_the_namespace_guard_webhook_is_rendered_only_when_the_guard_is_enabled(
     hook = guarded.webhook(VALIDATING, GUARD)
 
     assert names == ["validate.spacegate.io"]
-    assert _covered(hook) == {("", "namespaces", "CREATE"), ("", "namespaces", "UPDATE")}
+    # every way a namespace's labels change: the object and both subresources that persist
+    # metadata (issue 15 finding 2)
+    assert _covered(hook) == {
+        ("", resource, operation)
+        for resource in ("namespaces", "namespaces/status", "namespaces/finalize")
+        for operation in ("CREATE", "UPDATE")
+    }
+    [condition] = hook["matchConditions"]
+    assert "request.operation == 'CREATE'" in condition["expression"]
     assert hook["rules"][0]["scope"] == "Cluster"
     assert hook["clientConfig"]["service"]["path"] == "/validate"
     assert hook["failurePolicy"] == "Fail"

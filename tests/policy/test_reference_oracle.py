@@ -24,7 +24,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from policy.config import Registry, parse_config
+from policy.config import ConfigError, Registry, parse_config
+from policy.decision import decide
 from policy.reference import InvalidReference, parse_reference
 from policy.snapshot import Snapshot
 from tests.oracle import (
@@ -35,6 +36,8 @@ from tests.oracle import (
     find_go,
     go_not_found_reason,
 )
+from tests.policy import host_spellings
+from tests.policy.host_spellings import Listed
 
 TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata"
 
@@ -543,7 +546,7 @@ def test_the_oracle_passes_the_kubelets_own_keyring_vectors(oracle: Oracle) -> N
     assert failures == []
 
 
-# --- the property spacegate relies on: a secret keyed by a registry's hosts serves its images --
+# --- the property spacegate relies on: the registry's secret serves the images it admits --------
 
 registry_hosts = st.one_of(
     st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,5}[a-z0-9])?(?:\.[a-z0-9]{1,4}){0,2}", fullmatch=True),
@@ -552,26 +555,35 @@ registry_hosts = st.one_of(
 ).flatmap(lambda h: st.sampled_from([h, h + ":443", h + ":80", h + ":5000"]))
 
 
-def registry_of(hosts: list[str], scheme: str) -> tuple[Snapshot, Registry]:
+def registry_of(
+    hosts: list[str], scheme: str, *, anonymous_pull: bool = True
+) -> tuple[Snapshot, Registry]:
     config = parse_config(
         {
+            "policy": {"unknownRegistry": "deny"},
             "registries": [
                 {
                     "name": "r",
                     "type": "docker-registry",
                     "url": f"{scheme}://{hosts[0]}",
                     "hosts": hosts,
+                    "anonymousPull": anonymous_pull,
                 }
-            ]
+            ],
         }
     )
     return Snapshot.from_config(config), config.registries[0]
 
 
 def spacegate_maps(snapshot: Snapshot, image: str) -> bool:
-    """The decision's lookup: the image's domain names this registry."""
+    """The decision's lookup: the image's domain names this registry (in any spelling)."""
     domain = parse_reference(image).domain
     return bool(domain) and snapshot.registry_for_domain(domain) is not None
+
+
+def spacegate_admits(snapshot: Snapshot, image: str) -> bool:
+    decision = decide(snapshot, "ns", {"containers": [{"name": "c", "image": image}]})
+    return decision.allowed
 
 
 def kubelet_uses_secret(oracle: Oracle, hosts: Sequence[str], image: str) -> bool:
@@ -594,6 +606,7 @@ def registries_and_images(draw: st.DrawFn) -> tuple[list[str], str, str]:
             st.just(host),
             st.just(host),
             st.sampled_from([name, name + ":443", name + ":80", name + ":5000", name + ":8443"]),
+            st.sampled_from([name.upper(), name.capitalize(), name + ":0443", name + ":05000"]),
             registry_hosts,
             st.just(""),
         )
@@ -603,17 +616,59 @@ def registries_and_images(draw: st.DrawFn) -> tuple[list[str], str, str]:
     return hosts, scheme, (f"{domain}/" if domain else "") + path + tag
 
 
+def _registry_or_skip(hosts: list[str], scheme: str, **options: bool) -> tuple[Snapshot, Registry]:
+    try:
+        return registry_of(hosts, scheme, **options)
+    except ConfigError:
+        assume(False)  # two listed hosts on one server (e.g. h and h:443 over https)
+        raise
+
+
 @PROPERTY_SETTINGS
 @given(registries_and_images())
-def test_a_pull_secret_keyed_by_a_registrys_hosts_serves_exactly_the_images_spacegate_maps_to_it(
+def test_the_kubelet_uses_a_registrys_secret_only_for_images_spacegate_maps_to_it(
     oracle: Oracle, case: tuple[list[str], str, str]
 ) -> None:
     hosts, scheme, image = case
-    snapshot, registry = registry_of(hosts, scheme)
-    # A bare IPv6 host (given, or the alias of one on the default port) is never matched by
-    # the kubelet: see the known gap below.
-    assume(not any(bare_ipv6(h) for h in registry.hosts))
-    assert kubelet_uses_secret(oracle, registry.hosts, image) == spacegate_maps(snapshot, image)
+    snapshot, registry = _registry_or_skip(hosts, scheme)
+    if kubelet_uses_secret(oracle, registry.hosts, image):
+        assert spacegate_maps(snapshot, image)
+
+
+@PROPERTY_SETTINGS
+@given(registries_and_images())
+def test_where_credentials_are_needed_spacegate_admits_exactly_what_the_kubelet_pulls_with_them(
+    oracle: Oracle, case: tuple[list[str], str, str]
+) -> None:
+    hosts, scheme, image = case
+    snapshot, registry = _registry_or_skip(hosts, scheme, anonymous_pull=False)
+    assert spacegate_admits(snapshot, image) == kubelet_uses_secret(oracle, registry.hosts, image)
+
+
+@st.composite
+def spellings_of_listed_hosts(draw: st.DrawFn) -> tuple[dict[str, object], Listed, str]:
+    document, listed = draw(host_spellings.registries(anonymous_pull=False))
+    target = draw(st.sampled_from(listed))
+    return document, target, draw(host_spellings.spelling_of(target))
+
+
+@PROPERTY_SETTINGS
+@given(spellings_of_listed_hosts())
+def test_of_every_spelling_of_a_listed_host_spacegate_admits_exactly_those_the_keyring_matches(
+    oracle: Oracle, case: tuple[dict[str, object], Listed, str]
+) -> None:
+    document, listed, domain = case
+    image = f"{domain}/team/app:1"
+    assume(parse_reference(image).domain == domain)
+    snapshot = Snapshot.from_config(parse_config(document))
+    registry = snapshot.registries[listed.name].registry
+    decision = decide(snapshot, "ns", {"containers": [{"name": "c", "image": image}]})
+    [verdict] = decision.containers
+    assert verdict.registry == listed.name
+    assert decision.allowed == kubelet_uses_secret(oracle, registry.hosts, image)
+    if not decision.allowed:  # the spelling it names is one the keyring matches
+        use = decision.message.rpartition("; write the image as ")[2]
+        assert kubelet_uses_secret(oracle, registry.hosts, use), decision.message
 
 
 @pytest.mark.parametrize(
@@ -626,13 +681,15 @@ def test_a_pull_secret_keyed_by_a_registrys_hosts_serves_exactly_the_images_spac
         (["localhost"], "localhost/app"),
         (["docker.io"], "nginx"),
         (["docker.io"], "index.docker.io/library/nginx"),
+        (["[fd00::5]"], "[fd00::5]:443/team/app"),
+        (["index.docker.io"], "nginx"),  # the keyring's fallback to a legacy Docker Hub key
     ],
 )
-def test_the_kubelet_uses_the_registrys_secret_for_each_spelling_spacegate_accepts(
+def test_the_kubelet_uses_the_registrys_secret_for_each_spelling_spacegate_admits(
     oracle: Oracle, hosts: list[str], image: str
 ) -> None:
-    snapshot, registry = registry_of(hosts, "https")
-    assert spacegate_maps(snapshot, image)
+    snapshot, registry = registry_of(hosts, "https", anonymous_pull=False)
+    assert spacegate_admits(snapshot, image)
     assert kubelet_uses_secret(oracle, registry.hosts, image)
 
 
@@ -643,7 +700,6 @@ def test_the_kubelet_uses_the_registrys_secret_for_each_spelling_spacegate_accep
         (["harbor.example.com"], "other.example.com/team/app"),
         (["harbor.example.com"], "team/app"),
         (["harbor"], "harbor/app"),  # a Docker Hub user, not the host "harbor"
-        (["docker.io"], "registry-1.docker.io/library/nginx"),
         (["10.0.0.5:5000"], "10.0.0.5/app"),
     ],
 )
@@ -660,28 +716,34 @@ def test_the_oracle_refuses_an_image_the_kubelet_cannot_parse(oracle: Oracle) ->
         oracle.keyring(["harbor.example.com"], "harbor.example.com/Team/app")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "KNOWN GAP (reported, for policy/ to decide): spacegate maps an image to a registry "
-        "by host case-insensitively and adds the pull secret, but the kubelet's keyring "
-        "compares hosts case-sensitively (filepath.Match) and never matches a bare IPv6 "
-        "key ('[::1]' reads as a glob character class), so these pulls go without credentials"
-    ),
-)
+# These were the keyring gaps (strict xfails until the host identity landed): the kubelet
+# compares hosts case-sensitively (filepath.Match) and never matches a bare IPv6 key ("[::1]"
+# reads as a glob character class), so spacegate, which maps these spellings to the registry,
+# must refuse them where credentials are needed, naming a spelling the kubelet does match.
 @pytest.mark.parametrize(
-    ("hosts", "image"),
+    ("hosts", "image", "use"),
     [
-        (["harbor.example.com"], "Harbor.Example.com/team/app"),
-        (["harbor.example.com"], "HARBOR.EXAMPLE.COM:443/team/app"),
-        (["[fd00::5]:5000"], "[FD00::5]:5000/team/app"),
-        (["[::1]"], "[::1]/app"),
-        (["[::1]:443"], "[::1]/app"),  # the default-port alias spacegate adds is bare
+        (["harbor.example.com"], "Harbor.Example.com/team/app", "harbor.example.com/team/app"),
+        (["harbor.example.com"], "HARBOR.EXAMPLE.COM:443/team/app", "harbor.example.com/team/app"),
+        (["harbor.example.com"], "harbor.example.com:0443/team/app", "harbor.example.com/team/app"),
+        (["[fd00::5]:5000"], "[FD00::5]:5000/team/app", "[fd00::5]:5000/team/app"),
+        (["[fd00::5]:5000"], "[fd00:0::5]:5000/team/app", "[fd00::5]:5000/team/app"),
+        (["[::1]"], "[::1]/app", "[::1]:443/app"),
+        (["[::1]:443"], "[::1]/app", "[::1]:443/app"),  # the default-port alias is bare
+        (["10.0.0.5"], "[::ffff:a00:5]/app", "10.0.0.5/app"),
+        (["10.0.0.5"], "0xa.0.0.5/app", "10.0.0.5/app"),
+        (["docker.io"], "registry-1.docker.io/library/nginx", "docker.io/library/nginx"),
+        (["docker.io"], "index.docker.io:443/library/nginx", "docker.io/library/nginx"),
     ],
 )
-def test_the_kubelet_uses_the_registrys_secret_for_case_and_ipv6_spellings_too(
-    oracle: Oracle, hosts: list[str], image: str
+def test_a_spelling_the_keyring_would_not_match_is_refused_naming_one_it_does(
+    oracle: Oracle, hosts: list[str], image: str, use: str
 ) -> None:
-    snapshot, registry = registry_of(hosts, "https")
+    snapshot, registry = registry_of(hosts, "https", anonymous_pull=False)
     assert spacegate_maps(snapshot, image)
-    assert kubelet_uses_secret(oracle, registry.hosts, image)
+    assert not kubelet_uses_secret(oracle, registry.hosts, image)
+    decision = decide(snapshot, "ns", {"containers": [{"name": "c", "image": image}]})
+    assert not decision.allowed and not decision.patch
+    assert decision.message.endswith(f"; write the image as {use}")
+    assert kubelet_uses_secret(oracle, registry.hosts, use)
+    assert spacegate_admits(snapshot, use)

@@ -35,13 +35,14 @@ def report_for(*images: str) -> dict[str, Any]:
     return build_report(WEB, decision, timestamp=1_800_000_000)
 
 
-def test_a_report_is_named_by_the_resource_uid_owned_by_it_and_labelled_ours() -> None:
+def test_a_report_is_named_by_spacegates_prefix_and_the_uid_owned_by_it_and_labelled_ours() -> None:
     report = report_for("harbor.example.com/team-a/web:1")
 
     assert report["apiVersion"] == "wgpolicyk8s.io/v1alpha2"
     assert report["kind"] == "PolicyReport"
     metadata = report["metadata"]
-    assert metadata["name"] == WEB.uid and metadata["namespace"] == "a-dev"
+    # not the bare UID: Kyverno and Kubewarden name their reports of this resource so
+    assert metadata["name"] == f"spacegate-{WEB.uid}" and metadata["namespace"] == "a-dev"
     assert metadata["labels"] == {"app.kubernetes.io/managed-by": "spacegate"}
     assert metadata["ownerReferences"] == [
         {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": WEB.uid}
@@ -89,6 +90,31 @@ def test_each_image_is_one_result_with_the_denial_text_and_its_properties() -> N
 def test_each_kind_of_refusal_has_its_own_rule(image: str, rule: str) -> None:
     [result] = report_for(image)["results"]
     assert (result["rule"], result["result"]) == (rule, "fail")
+
+
+def test_the_rule_follows_the_verdict_not_words_in_registry_names() -> None:
+    snap = Snapshot.from_config(
+        load_config(
+            """
+registries:
+  - name: integrated by workspace 7 has no space
+    type: harbor
+    url: https://one.example.com
+    spaces: [{name: team, public: false}]
+namespaces: {a-dev: "101"}
+"""
+        )
+    )
+    decision = decide(
+        snap, "a-dev", {"containers": [{"name": "c", "image": "one.example.com/team/x:1"}]}
+    )
+    [result] = build_report(WEB, decision, timestamp=1)["results"]
+    assert (result["rule"], result["result"]) == ("private-space-binding", "fail")
+
+
+def test_a_spelling_the_pull_secret_does_not_carry_has_its_own_rule() -> None:
+    [result] = report_for("HARBOR.example.com/team-a/web:1")["results"]
+    assert (result["rule"], result["result"]) == ("pull-secret-host", "fail")
 
 
 def test_the_openreports_switch_writes_the_same_content_as_an_openreports_report() -> None:

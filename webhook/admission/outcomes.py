@@ -181,7 +181,12 @@ class Outcomes:
 
 
 def guarded(review: ReviewRequest, snapshot: Snapshot, *, mutating: bool) -> Outcome:
-    """The namespace guard's answer to a Namespace review (``/validate`` only judges)."""
+    """The namespace guard's answer to a Namespace review (``/validate`` only judges).
+
+    Reviews of ``namespaces/status`` and ``namespaces/finalize`` are judged alike: their
+    ``object`` and ``oldObject`` are whole Namespaces, and the apiserver keeps the labels
+    they carry, so their label changes are what the guard compares.
+    """
     if mutating:
         return Outcome(None, _ALLOWED, _ENCODED_ALLOWED[mutating], "allowed", 0)
     old = review.old_object

@@ -83,13 +83,99 @@ def test_listed_hosts_also_imply_their_default_port_alias() -> None:
 
 
 def test_a_default_port_alias_listed_by_another_registry_stays_with_that_registry() -> None:
+    # a is http (the bare host is port 80), b the https server on 443: two servers; the bare
+    # host b's URL would imply is listed by a, so it is a's.
     config = load_config(
         "registries:\n"
-        "  - {name: a, type: harbor, url: https://h.example.com}\n"
-        "  - {name: b, type: docker-registry, url: https://h.example.com:443,"
-        " hosts: ['h.example.com:443']}\n"
+        "  - {name: a, type: docker-registry, url: http://h.example.com}\n"
+        "  - {name: b, type: harbor, url: https://h.example.com, hosts: ['h.example.com:443']}\n"
     )
-    assert [r.hosts for r in config.registries] == [("h.example.com",), ("h.example.com:443",)]
+    assert [r.hosts for r in config.registries] == [
+        ("h.example.com", "h.example.com:80"),
+        ("h.example.com:443",),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("url: https://h.example.com", "url: https://x, hosts: ['h.example.com:443']"),
+        ("url: https://h.example.com", "url: https://x, hosts: ['H.Example.COM.:0443']"),
+        ("url: 'https://[fd00::5]'", "url: https://x, hosts: ['[fd00:0:0::5]:443']"),
+        ("url: https://10.0.0.5", "url: https://x, hosts: ['[::ffff:a00:5]']"),
+        ("url: https://docker.io", "url: https://x, hosts: ['registry-1.docker.io']"),
+        ("url: https://x, hosts: [index.docker.io]", "url: https://y, hosts: [docker.io:5000]"),
+        ("url: 'http://localhost:5000'", "url: https://x, hosts: ['127.0.0.2:5000']"),
+        ("url: https://h.example.com", "url: http://h.example.com"),
+    ],
+)
+def test_two_registries_reaching_one_server_in_any_spelling_is_an_error_naming_both(
+    first: str, second: str
+) -> None:
+    message = _error(
+        "registries:\n"
+        f"  - {{name: a, type: harbor, {first}}}\n"
+        f"  - {{name: b, type: docker-registry, {second}}}\n"
+    )
+    assert "registries[1].hosts:" in message
+    assert "already claimed by registry 'a' (registries[0])" in message
+    assert "'a' and 'b'" in message
+
+
+def test_listed_hosts_are_kept_in_their_canonical_spelling() -> None:
+    text = (
+        "registries:\n- {name: r, type: docker-registry, url: 'https://h.example.com',"
+        " hosts: ['Mirror.Example.COM.', 'h.example.com:0443', '[FD00:0::5]:5000',"
+        " '[::ffff:a00:5]:5000']}\n"
+    )
+    assert load_config(text).registries[0].hosts == (
+        "mirror.example.com",
+        "h.example.com:443",
+        "[fd00::5]:5000",
+        "10.0.0.5:5000",
+        "mirror.example.com:443",
+        "h.example.com",
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("010.0.0.5", "8.0.0.5"),
+        ("0xa.0.0.5:5000", "10.0.0.5:5000"),
+        ("167772165:5000", "10.0.0.5:5000"),
+        ("10.5", "10.0.0.5"),
+    ],
+)
+def test_a_numeric_name_a_resolver_reads_as_another_address_is_refused_naming_it(
+    host: str, address: str
+) -> None:
+    message = _error(
+        f"registries:\n- {{name: r, type: harbor, url: https://h, hosts: ['{host}']}}\n"
+    )
+    assert f'registries[0].hosts[0]: "{host}" is read by a node\'s resolver as the IPv4' in message
+    assert message.endswith(f"write {address}")
+
+
+@pytest.mark.parametrize(
+    ("host", "problem"),
+    [
+        ("h.example.com:0", "port 0 of"),
+        ("h.example.com:65536", "port 65536 of"),
+        ("[fd00::5::1]", "is not an IPv6 address"),
+        ("[12345::1]", "is not an IPv6 address"),
+    ],
+)
+def test_ports_and_addresses_no_node_could_dial_are_refused(host: str, problem: str) -> None:
+    message = _error(
+        f"registries:\n- {{name: r, type: harbor, url: https://h, hosts: ['{host}']}}\n"
+    )
+    assert "registries[0].hosts[0]:" in message and problem in message
+
+
+def test_a_url_whose_host_no_image_can_name_needs_hosts() -> None:
+    message = _error("registries:\n- {name: r, type: harbor, url: https://harbor_x.local}\n")
+    assert 'registries[0].url: the host "harbor_x.local" cannot be an image domain' in message
 
 
 def test_numeric_workspace_ids_become_strings_like_label_values() -> None:

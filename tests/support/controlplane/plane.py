@@ -84,6 +84,7 @@ DEFAULT_CONTROLLERS = (
     "garbage-collector-controller",
     "serviceaccount-controller",
     "namespace-controller",
+    "statefulset-controller",
 )
 
 # The kube-system ServiceAccount each controller gets with --use-service-account-credentials.
@@ -95,6 +96,7 @@ CONTROLLER_SERVICE_ACCOUNTS = {
     "garbage-collector-controller": "generic-garbage-collector",
     "serviceaccount-controller": "service-account-controller",
     "namespace-controller": "namespace-controller",
+    "statefulset-controller": "statefulset-controller",
 }
 
 ETCD_TIMEOUT = 30.0

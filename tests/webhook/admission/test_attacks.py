@@ -256,6 +256,45 @@ def test_a_cluster_admin_may_move_a_namespace(client: httpx.Client) -> None:
     assert validate(client, sent)["allowed"] is True
 
 
+def subresource_review(sub_resource: str, labels: dict[str, str], user: str) -> dict[str, Any]:
+    """An UPDATE of ``namespaces/<sub_resource>`` as the apiserver sends it: the object is the
+    whole Namespace, ``namespace`` and ``name`` both name it (issue 15 finding 2)."""
+    sent = namespace_review(
+        namespace("team-a-dev", labels),
+        namespace("team-a-dev", {WS: "101"}),
+        user,
+        ["system:authenticated"],
+    )
+    sent["request"]["subResource"] = sent["request"]["requestSubResource"] = sub_resource
+    sent["request"]["namespace"] = sent["request"]["name"] = "team-a-dev"
+    return sent
+
+
+@pytest.mark.usefixtures("guarded")
+@pytest.mark.parametrize("sub_resource", ["status", "finalize"])
+def test_a_tenant_cannot_move_its_namespace_through_a_subresource(
+    client: httpx.Client, sub_resource: str
+) -> None:
+    response = validate(client, subresource_review(sub_resource, {WS: "102"}, "alice"))
+
+    assert response["allowed"] is False
+    assert (
+        'changing label workspace.ghippo.io/id from "101" to "102"'
+        in (response["status"]["message"])
+    )
+
+
+@pytest.mark.usefixtures("guarded")
+@pytest.mark.parametrize("sub_resource", ["status", "finalize"])
+def test_the_namespace_controllers_subresource_writes_that_keep_the_labels_pass(
+    client: httpx.Client, sub_resource: str
+) -> None:
+    sent = subresource_review(
+        sub_resource, {WS: "101"}, "system:serviceaccount:kube-system:namespace-controller"
+    )
+    assert validate(client, sent)["allowed"] is True
+
+
 def test_without_the_guard_namespaces_are_not_spacegates_business(client: httpx.Client) -> None:
     sent = namespace_review(namespace("new", {WS: "102"}), None, "alice", [])
     assert validate(client, sent)["allowed"] is True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class AuditMetrics:
@@ -24,6 +24,12 @@ class AuditMetrics:
             buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
             registry=registry,
         )
+        self.replaced = Counter(
+            "spacegate_audit_reports_replaced",
+            "Reports found under spacegate's report names that spacegate did not write, "
+            "replaced with spacegate's (a tenant or another tool wrote there).",
+            registry=registry,
+        )
         self.last_run = Gauge(
             "spacegate_audit_last_run_timestamp_seconds",
             "Unix time the last background audit pass finished.",
@@ -31,9 +37,16 @@ class AuditMetrics:
         )
 
     def publish(
-        self, violations: Mapping[tuple[str, str, str], int], *, seconds: float, now: float
+        self,
+        violations: Mapping[tuple[str, str, str], int],
+        *,
+        seconds: float,
+        now: float,
+        replaced: int = 0,
     ) -> None:
-        """One finished pass: its violations replace the last pass's."""
+        """One finished pass: its violations (counted from its findings, never read from
+        reports) replace the last pass's."""
+        self.replaced.inc(replaced)
         self.violations.clear()
         for (namespace, registry, space), count in violations.items():
             self.violations.labels(namespace, registry, space).set(count)

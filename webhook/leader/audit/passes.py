@@ -5,7 +5,8 @@ apiserver); the leader runs it in a child process (``webhook.leader.audit.child`
 pass over 10,000 objects never shares an interpreter with admission. Every resource the
 audit judges (``webhook.leader.audit.findings``) gets one report (``policy.report``), and
 refused images are counted by (namespace, registry, space) for
-``spacegate_audit_violations``.
+``spacegate_audit_violations`` from the findings themselves: nothing a report says, and no
+report a tenant writes, reaches the metrics.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class AuditPass:
     seconds: float = 0.0
 
     def publish(self, metrics: AuditMetrics, now: float) -> None:
-        metrics.publish(self.violations, seconds=self.seconds, now=now)
+        replaced = (self.reports or {}).get("replaced", 0)
+        metrics.publish(self.violations, seconds=self.seconds, now=now, replaced=replaced)
 
 
 class Auditor:

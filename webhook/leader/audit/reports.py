@@ -1,24 +1,38 @@
-"""Writes the audit's policy reports: only when their CRD is installed, only when they change.
+"""Writes the audit's policy reports: only when their CRD is installed, only when they change,
+and never leaving another writer's content under spacegate's name.
 
-A pass reads spacegate's existing reports once (page by page: the digest of each report's
-content, not the report, is kept; ``policy.report.report_digest``), writes only reports
-whose content differs, and afterwards deletes spacegate's reports of resources the pass no
-longer reports on individually (a Pod adopted by a ReplicaSet; a switched report format
-leaves the old kind alone). A report without spacegate's label is never touched. One
-failed write (a namespace being deleted refuses new content) is logged and the pass goes
+A pass reads the reports under spacegate's names once (``spacegate-<uid>``,
+``policy.report.report_name``; page by page: the digest of each report's content, not the
+report, is kept; ``policy.report.report_digest``), writes only reports whose content
+differs, and afterwards deletes every report under spacegate's names that the pass did not
+write (its resource deleted, adopted, or no longer listed; a switched report format leaves
+the old kind alone).
+
+Those names are spacegate's by construction, and anything a tenant may create there is
+hostile: a report there without spacegate's label is **replaced** by spacegate's, counted
+(``replaced``, ``spacegate_audit_reports_replaced_total``) and logged, never honoured; one
+with the label but other content is rewritten like any stale report; one that appears
+between the read and the write is read again and treated the same way. Reports
+under other names are other tools' (Kyverno and Kubewarden name theirs by the bare UID) and
+are never touched, except spacegate's own from before the prefix (labelled and every result
+spacegate's), which are deleted. The chart also keeps tenants from writing under spacegate's
+names at all (a ValidatingAdmissionPolicy); this writer does not rely on it.
+
+One failed write (a namespace being deleted refuses new content) is logged and the pass goes
 on. Calls block; the pass runs them in a child process.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from policy.provisioning import MANAGED_BY, MANAGED_BY_LABEL
-from policy.report import API_VERSIONS, ReportFormat, report_digest
+from policy.report import API_VERSIONS, NAME_PREFIX, SOURCE, ReportFormat, report_digest
 from webhook.clients.errors import describe_api_error
 from webhook.clients.kube_paging import get, list_items
 
@@ -27,8 +41,34 @@ log = logging.getLogger(__name__)
 __all__ = ["ReportWriter"]
 
 
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A report found under one of spacegate's names: its version, what it says, and
+    whether it carries spacegate's label (without it, spacegate did not write it)."""
+
+    version: str
+    digest: str
+    labelled: bool
+
+
+def _labelled(meta: dict[str, Any]) -> bool:
+    labels = meta.get("labels")
+    return isinstance(labels, dict) and labels.get(MANAGED_BY_LABEL) == MANAGED_BY
+
+
+def _legacy(item: dict[str, Any]) -> bool:
+    """A report an older spacegate wrote under the bare UID: labelled, and every result its."""
+    results = item.get("results")
+    return (
+        _labelled(item.get("metadata") or {})
+        and isinstance(results, list)
+        and all(isinstance(r, dict) and r.get("source") == SOURCE for r in results)
+    )
+
+
 class ReportWriter:
-    """The reports of one format: what exists, and writing only what changed."""
+    """The reports of one format: what exists under spacegate's names, and writing only what
+    changed."""
 
     def __init__(self, api: client.ApiClient, report_format: ReportFormat) -> None:
         self._api: Any = client.CustomObjectsApi(api)
@@ -37,8 +77,8 @@ class ReportWriter:
         api_version, self.kind = API_VERSIONS[report_format]
         self.group, self.version = api_version.split("/")
         self.plural = "policyreports" if report_format == "wgpolicyk8s" else "reports"
-        self._existing: dict[tuple[str, str], tuple[str, str]] = {}  # (ns, name) -> (rv, digest)
-        self._foreign: set[tuple[str, str]] = set()
+        self._existing: dict[tuple[str, str], _Stored] = {}  # (ns, name) -> what is there
+        self._legacy: set[tuple[str, str]] = set()
 
     def installed(self) -> bool:
         """The report CRD is served (discovery of its group version)."""
@@ -50,42 +90,45 @@ class ReportWriter:
         return True
 
     def load(self) -> None:
-        """Read what exists now: spacegate's reports (digests), and names taken by others."""
+        """Read what exists now under spacegate's names (and its reports of old names)."""
         self._existing.clear()
-        self._foreign.clear()
+        self._legacy.clear()
         path = f"/apis/{self.group}/{self.version}/{self.plural}"
         for item in list_items(self._api_client, path):
             meta = item.get("metadata") or {}
             key = (meta.get("namespace", ""), meta.get("name", ""))
-            if (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY:
-                self._existing[key] = (meta.get("resourceVersion", ""), report_digest(item))
-            else:
-                self._foreign.add(key)
+            if key[1].startswith(NAME_PREFIX):
+                self._existing[key] = self._stored(item)
+            elif _legacy(item):
+                self._legacy.add(key)
+
+    @staticmethod
+    def _stored(item: dict[str, Any]) -> _Stored:
+        meta = item.get("metadata") or {}
+        return _Stored(meta.get("resourceVersion", ""), report_digest(item), _labelled(meta))
 
     def write(self, report: dict[str, Any]) -> str:
-        """Create or update one report: "created", "updated", "unchanged", "foreign" or
-        "failed" (logged; the pass goes on)."""
+        """Create or update one report: "created", "updated", "unchanged", "replaced" (what
+        stood under its name was not spacegate's) or "failed" (logged; the pass goes on)."""
         meta = report["metadata"]
         key = (meta["namespace"], meta["name"])
-        if key in self._foreign:
-            return "foreign"
         current = self._existing.pop(key, None)
         try:
             if current is None:
-                self._api.create_namespaced_custom_object(
-                    self.group, self.version, meta["namespace"], self.plural, report
-                )
-                return "created"
-            if current[1] == report_digest(report):
-                return "unchanged"
-            body = {**report, "metadata": {**meta, "resourceVersion": current[0]}}
-            self._api.replace_namespaced_custom_object(
-                self.group, self.version, meta["namespace"], self.plural, meta["name"], body
-            )
-            return "updated"
+                try:
+                    self._api.create_namespaced_custom_object(
+                        self.group, self.version, meta["namespace"], self.plural, report
+                    )
+                    return "created"
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
+                # Created meanwhile under spacegate's name: read it, then as any other.
+                current = self._read(key)
+                if current is None:  # gone again: the next pass creates it
+                    return "failed"
+            return self._update(key, report, current)
         except ApiException as exc:
-            if exc.status == 409 and current is None:  # created meanwhile (another writer)
-                return "unchanged"
             log.warning(
                 "audit: could not write report %s/%s: %s",
                 key[0],
@@ -94,11 +137,40 @@ class ReportWriter:
             )
             return "failed"
 
+    def _read(self, key: tuple[str, str]) -> _Stored | None:
+        try:
+            item = self._api.get_namespaced_custom_object(
+                self.group, self.version, key[0], self.plural, key[1]
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return self._stored(item)
+
+    def _update(self, key: tuple[str, str], report: dict[str, Any], current: _Stored) -> str:
+        if current.labelled and current.digest == report_digest(report):
+            return "unchanged"
+        meta = report["metadata"]
+        body = {**report, "metadata": {**meta, "resourceVersion": current.version}}
+        self._api.replace_namespaced_custom_object(
+            self.group, self.version, key[0], self.plural, key[1], body
+        )
+        if current.labelled:
+            return "updated"
+        log.warning(
+            "audit: report %s/%s stands under spacegate's name but spacegate did not write "
+            "it; replaced with spacegate's",
+            key[0],
+            key[1],
+        )
+        return "replaced"
+
     def delete_stale(self) -> int:
-        """Delete spacegate's reports this pass did not write (their resources are gone from
-        the pass: deleted, adopted, or no longer listed); the number deleted."""
+        """Delete the reports under spacegate's names this pass did not write, and its
+        reports of old names; the number deleted."""
         deleted = 0
-        for namespace, name in sorted(self._existing):
+        for namespace, name in sorted(self._existing.keys() | self._legacy):
             try:
                 self._api.delete_namespaced_custom_object(
                     self.group, self.version, namespace, self.plural, name
@@ -113,4 +185,5 @@ class ReportWriter:
                         describe_api_error(exc),
                     )
         self._existing.clear()
+        self._legacy.clear()
         return deleted

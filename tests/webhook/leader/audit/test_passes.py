@@ -73,6 +73,33 @@ def test_with_the_crd_served_each_resource_gets_a_report_and_the_next_pass_write
     assert len(cluster.objects(REPORTS)) == 3
 
 
+def test_reports_a_tenant_writes_under_spacegates_names_change_no_metric_and_are_replaced(
+    cluster: FakeKubernetes, api: client.ApiClient
+) -> None:
+    cluster.serve_resource("wgpolicyk8s.io/v1alpha2", "policyreports", "PolicyReport")
+    registry = CollectorRegistry()
+    auditor = Auditor(api, report_format="wgpolicyk8s", metrics=AuditMetrics(registry))
+    auditor.run_pass(SNAPSHOT)
+    for report in cluster.objects(REPORTS):  # the tenant swaps every verdict
+        namespace = report["metadata"]["namespace"]
+        cluster.delete_object(REPORTS, namespace, report["metadata"]["name"])
+        forged = {**report, "metadata": {**report["metadata"], "labels": {}}}
+        forged.pop("resourceVersion", None)
+        for entry in forged["results"]:
+            entry["result"] = "pass" if entry["result"] == "fail" else "fail"
+        cluster.create_object(REPORTS, namespace, forged)
+
+    second = auditor.run_pass(SNAPSHOT)
+
+    assert second.violations == {("b-dev", "harbor", "team-a"): 3}  # from the findings
+    assert second.reports == {"replaced": 3, "deleted": 0}
+    assert registry.get_sample_value("spacegate_audit_reports_replaced_total") == 3
+    labels = {"namespace": "b-dev", "registry": "harbor", "space": "team-a"}
+    assert registry.get_sample_value("spacegate_audit_violations", labels) == 3
+    results = sorted(r["results"][0]["result"] for r in cluster.objects(REPORTS))
+    assert results == ["fail", "fail", "pass"]
+
+
 def test_a_guard_that_raises_stops_the_pass_before_its_first_write(
     cluster: FakeKubernetes, api: client.ApiClient
 ) -> None:

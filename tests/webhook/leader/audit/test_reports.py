@@ -71,18 +71,100 @@ def test_a_changed_report_is_replaced_at_the_version_read(
     assert web["results"][0]["properties"]["image"] == ALLOWED
 
 
-def test_a_report_without_spacegates_label_is_never_touched(
+def test_another_tools_report_of_the_same_resource_is_never_touched(
     kube: FakeKubernetes, writer: ReportWriter
 ) -> None:
+    # Kyverno and Kubewarden name their report of a resource by its bare UID.
     theirs = report("web")
+    theirs["metadata"]["name"] = theirs["scope"]["uid"]
     theirs["metadata"]["labels"] = {MANAGED_BY_LABEL: "kyverno"}
     kube.create_object(REPORTS, "a-dev", theirs)
+    before = stored(kube)["uid-a-dev-web"]
     writer.load()
-    assert writer.write(report("web")) == "foreign"
+    assert writer.write(report("web")) == "created"
     assert writer.delete_stale() == 0
-    assert stored(kube)[theirs["metadata"]["name"]]["metadata"]["labels"] == {
-        MANAGED_BY_LABEL: "kyverno"
-    }
+    assert stored(kube)["uid-a-dev-web"] == before
+    assert set(stored(kube)) == {"uid-a-dev-web", "spacegate-uid-a-dev-web"}
+
+
+def tenants(name: str, *, labelled: bool, result: str = "pass") -> dict[str, Any]:
+    """A tenant's report under spacegate's name for ``name``, saying ``result``."""
+    forged = report(name)
+    forged["metadata"]["labels"] = {MANAGED_BY_LABEL: MANAGED_BY} if labelled else {"x": "y"}
+    forged["metadata"]["finalizers"] = ["tenant.example.com/keep"]
+    forged["metadata"]["ownerReferences"] = []
+    for entry in forged["results"]:
+        entry["result"] = result
+        entry["message"] = "all good"
+    forged["summary"] = {"pass": 1, "fail": 0, "warn": 0, "error": 0, "skip": 0}
+    return forged
+
+
+def test_a_tenants_report_under_spacegates_name_is_replaced_never_honoured(
+    kube: FakeKubernetes, writer: ReportWriter, caplog: pytest.LogCaptureFixture
+) -> None:
+    kube.create_object(REPORTS, "a-dev", tenants("web", labelled=False))
+    writer.load()
+    truth = report("web", image=ALLOWED.replace("team-a", "team-b"))  # refused: fails
+
+    assert writer.write(truth) == "replaced"
+
+    [web] = stored(kube).values()
+    assert web["metadata"]["labels"] == {MANAGED_BY_LABEL: MANAGED_BY}
+    assert web["metadata"]["ownerReferences"] == truth["metadata"]["ownerReferences"]
+    assert not web["metadata"].get("finalizers")
+    assert web["results"][0]["result"] == "fail" and web["summary"]["fail"] == 1
+    assert "report a-dev/spacegate-uid-a-dev-web stands under spacegate's name" in caplog.text
+
+
+def test_a_tenants_report_wearing_spacegates_label_is_rewritten_to_the_truth(
+    kube: FakeKubernetes, writer: ReportWriter
+) -> None:
+    kube.create_object(REPORTS, "a-dev", tenants("web", labelled=True))
+    writer.load()
+    truth = report("web", image=ALLOWED.replace("team-a", "team-b"))
+
+    assert writer.write(truth) == "updated"
+    [web] = stored(kube).values()
+    assert web["results"][0]["result"] == "fail"
+
+
+def test_a_report_created_under_spacegates_name_after_the_read_is_replaced_too(
+    kube: FakeKubernetes, writer: ReportWriter
+) -> None:
+    writer.load()
+    kube.create_object(REPORTS, "a-dev", tenants("web", labelled=False))  # a race
+    truth = report("web", image=ALLOWED.replace("team-a", "team-b"))
+
+    assert writer.write(truth) == "replaced"
+    [web] = stored(kube).values()
+    assert web["results"][0]["result"] == "fail"
+
+
+def test_a_report_under_spacegates_name_for_nothing_reported_is_deleted(
+    kube: FakeKubernetes, writer: ReportWriter
+) -> None:
+    kube.create_object(REPORTS, "a-dev", tenants("folded-pod", labelled=False))
+    writer.load()
+    writer.write(report("web"))
+    assert writer.delete_stale() == 1
+    assert set(stored(kube)) == {"spacegate-uid-a-dev-web"}
+
+
+def test_spacegates_reports_of_old_names_are_deleted_and_no_one_elses(
+    kube: FakeKubernetes, writer: ReportWriter
+) -> None:
+    old = report("web")
+    old["metadata"]["name"] = old["scope"]["uid"]  # written by spacegate before the prefix
+    kube.create_object(REPORTS, "a-dev", old)
+    mislabelled = report("api")
+    mislabelled["metadata"]["name"] = mislabelled["scope"]["uid"]
+    mislabelled["results"][0]["source"] = "kyverno"  # another tool's results
+    kube.create_object(REPORTS, "a-dev", mislabelled)
+    writer.load()
+    writer.write(report("web"))
+    assert writer.delete_stale() == 1
+    assert set(stored(kube)) == {"spacegate-uid-a-dev-web", "uid-a-dev-api"}
 
 
 def test_reports_the_pass_did_not_write_are_deleted_afterwards(
@@ -100,7 +182,7 @@ def test_reports_the_pass_did_not_write_are_deleted_afterwards(
     assert [r["scope"]["name"] for r in stored(kube).values()] == ["web"]
 
 
-def test_a_report_created_meanwhile_by_another_writer_counts_as_unchanged(
+def test_a_report_created_meanwhile_by_another_spacegate_counts_as_unchanged(
     kube: FakeKubernetes, writer: ReportWriter
 ) -> None:
     writer.load()
