@@ -8,6 +8,7 @@ configurations (:mod:`tests.support.webhooks`) and never through a Service.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import ssl
@@ -65,6 +66,13 @@ class SpacegateProcess:
     def running(self) -> bool:
         """Whether the process was started and has not exited (or been stopped) since."""
         return self._process is not None and self._process.poll() is None
+
+    @functools.cached_property
+    def metrics_token(self) -> str:
+        """A token allowed to read ``/metrics`` (``tests.support.access``)."""
+        from tests.support.access import metrics_reader_token
+
+        return metrics_reader_token(self.plane)
 
     def client(self) -> httpx.Client:
         """An HTTPS client for the process that trusts only its CA."""

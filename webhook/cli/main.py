@@ -33,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--cert-dir", help="folder with tls.crt and tls.key (reloaded on change)")
     tls.add_argument("--tls-cert", help="serving certificate file (use with --tls-key)")
     serve.add_argument("--tls-key", help="serving key file (use with --tls-cert)")
+    serve.add_argument(
+        "--metrics-auth",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="who may read /metrics: a token allowed to get /metrics (on), anyone (off), "
+        "or on whenever a Kubernetes API is configured (auto, the default)",
+    )
 
     check = sub.add_parser("check", help="check manifests offline (exit 0/1/2)")
     check.add_argument(
@@ -161,6 +168,7 @@ def _serve(args: argparse.Namespace) -> int:
         cert_dir=args.cert_dir,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        metrics_auth=args.metrics_auth,
     )
 
 

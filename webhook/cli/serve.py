@@ -59,22 +59,27 @@ def serve(
     live: bool | None = None,
     sockets: list[socket.socket] | None = None,
     watch_interval: float = DEFAULT_WATCH_INTERVAL,
+    metrics_auth: str = "auto",
 ) -> int:
     """Serve the admission webhook until SIGTERM or SIGINT; return the exit status.
 
     ``config`` is a config file (None: the embedded demo). The state: ``state_factory`` when
     given; else live mode when ``live`` (default: whenever a config file is given), else the
     config as a static snapshot. ``sockets`` (pre-bound listening sockets) replaces
-    host/port for tests and socket activation. Returns 0 after a requested stop, 1 when
-    the server could not start, 2 for an unusable config or TLS files.
+    host/port for tests and socket activation. ``metrics_auth`` is who may read
+    ``/metrics`` (``webhook.cli.access_wiring``). Returns 0 after a requested stop, 1 when
+    the server could not start, 2 for an unusable config, TLS files or metrics setting.
     """
+    from webhook.cli.access_wiring import MetricsAuthError, metrics_guard
+
     sink = configure_logging()
     bind_host = host or DEFAULT_HOST
     try:
         cfg = read_config(config)
         files = resolve_tls_files(cert_dir=cert_dir, tls_cert=tls_cert, tls_key=tls_key)
         tls = ReloadingTLSContext(files.cert, files.key)
-    except (ConfigError, CertificateError) as exc:
+        guard = metrics_guard(metrics_auth)
+    except (ConfigError, CertificateError, MetricsAuthError) as exc:
         print(f"spacegate serve: {exc}", file=sys.stderr)
         return exits.USAGE
 
@@ -93,7 +98,9 @@ def serve(
 
     # A lambda, not tls.not_after.timestamp: the certificate (and its expiry) is reloaded.
     expiry = lambda: tls.not_after.timestamp()  # noqa: E731, PLW0108
-    app = create_app(AppSettings(state=opener, tls_not_after=expiry, log_sink=sink))
+    app = create_app(
+        AppSettings(state=opener, tls_not_after=expiry, log_sink=sink, metrics_guard=guard)
+    )
     server = build_server(app, host=bind_host, port=port, tls=tls.context)
     _print_banner(bind_host, port, sockets, files, config)
     stopped = run_server(server, tls, sink=sink, sockets=sockets, watch_interval=watch_interval)
