@@ -66,16 +66,6 @@ def explain(snapshot: Snapshot, image: str, namespace: str) -> tuple[bool, str]:
     return not verdict.refused, "\n".join(lines)
 
 
-def _why(space: VisibleSpace, workspace: str | None) -> str:
-    """Why the namespace may use the space, as the rule that allows it reads to a human."""
-    if space.workspace is not None:
-        return f"integrated by workspace {space.workspace}"
-    return {
-        "docker-registry": "platform Docker Registry: all public",
-        "public": "public space",
-    }.get(space.rule, f"bound to workspace {workspace}")
-
-
 def _visibility(space: VisibleSpace) -> str:
     return "public" if space.public else "private"
 
@@ -91,7 +81,7 @@ def images_table(snapshot: Snapshot, namespace: str) -> str:
             f"{s.host}/{s.space}/...",
             _visibility(s),
             snapshot.policy.pull_secret_name if s.needs_secret else "-",
-            _why(s, workspace),
+            s.why(workspace),
         )
         for s in spaces
     ]
@@ -115,7 +105,7 @@ def images_json(snapshot: Snapshot, namespace: str) -> str:
                     "space": s.space,
                     "visibility": _visibility(s),
                     "needsPullSecret": s.needs_secret,
-                    "why": _why(s, workspace),
+                    "why": s.why(workspace),
                 }
                 for s in visible_spaces(snapshot, namespace)
             ],

@@ -40,6 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="who may read /metrics: a token allowed to get /metrics (on), anyone (off), "
         "or on whenever a Kubernetes API is configured (auto, the default)",
     )
+    serve.add_argument(
+        "--selector-port",
+        type=int,
+        default=None,
+        help="the image selector's HTTPS port (default 8444 in live mode with a Kubernetes "
+        "API; 0 turns it off)",
+    )
+    serve.add_argument("--selector-tls-cert", help="the selector's own certificate file")
+    serve.add_argument("--selector-tls-key", help="the selector's own key file")
+    serve.add_argument(
+        "--token-audience",
+        action="append",
+        default=[],
+        help="an audience the selector's tokens must carry (repeatable; default: the "
+        "Kubernetes API's)",
+    )
 
     check = sub.add_parser("check", help="check manifests offline (exit 0/1/2)")
     check.add_argument(
@@ -169,6 +185,10 @@ def _serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         metrics_auth=args.metrics_auth,
+        selector_port=args.selector_port,
+        selector_tls_cert=args.selector_tls_cert,
+        selector_tls_key=args.selector_tls_key,
+        token_audiences=tuple(args.token_audience),
     )
 
 
