@@ -119,7 +119,10 @@ class _Headers:
 def create_selector_app(catalog: Catalog, checker: Checker) -> ASGIApp:
     """The selector's ASGI app over ``catalog``, letting in whom ``checker`` allows."""
     static = {
-        path: (resources.files("webhook.selector").joinpath("static", name).read_bytes(), kind)
+        path: (
+            resources.files("webhook.selector").joinpath("static").joinpath(name).read_bytes(),
+            kind,
+        )
         for path, (name, kind) in _STATIC.items()
     }
 

@@ -36,7 +36,7 @@ from webhook.selector.listings import (
     RepositoryPage,
     Tag,
 )
-from webhook.selector.names import BadRequest, Paging
+from webhook.selector.names import BadRequest, Paging, valid_digest, valid_repository, valid_tag
 
 __all__ = ["LISTING_TTL", "Catalog", "NotVisible"]
 
@@ -177,6 +177,7 @@ class Catalog:
                 served = await self._all_repositories(visible)
                 stale.append(served)
                 rows.extend((visible, r) for r in served.value)
+        rows = [(s, r) for s, r in rows if valid_repository(r.name)]
         if total is None:
             rows = [
                 (s, r) for s, r in rows if self._in_space(s, r) and (not query or query in r.name)
@@ -280,24 +281,24 @@ class Catalog:
     ) -> dict[str, Any]:
         snapshot = self._snapshot()
         space_name = repository.split("/", 1)[0]
+        self._namespace(snapshot, namespace)
+        missing = NotVisible(
+            f'repository "{repository}" of registry "{registry}" not found for namespace '
+            f'"{namespace}"'
+        )
         try:
-            (visible,) = self._visible(snapshot, namespace, registry, space_name)[:1]
-        except ValueError:
-            raise NotVisible(
-                f'repository "{repository}" of registry "{registry}" not found for namespace '
-                f'"{namespace}"'
-            ) from None
+            visible = self._visible(snapshot, namespace, registry, space_name)[0]
+        except (NotVisible, IndexError):
+            raise missing from None
         listing = self._client(registry).listing
         key = ("tags", registry, repository)
         try:
             served: Cached[Any] = await self.tags_cache.get(key, lambda: listing.tags(repository))
         except NotFound:
-            raise NotVisible(
-                f'repository "{repository}" of registry "{registry}" not found for namespace '
-                f'"{namespace}"'
-            ) from None
-        total = len(served.value)
-        chosen = served.value[paging.start : paging.start + paging.limit]
+            raise missing from None
+        listed = [t for t in served.value if valid_tag(t if isinstance(t, str) else t.name)]
+        total = len(listed)
+        chosen = tuple(listed[paging.start : paging.start + paging.limit])
         if isinstance(listing, DistributionListing):
             chosen = await self._with_digests(listing, registry, repository, chosen)
         image = f"{visible.host}/{repository}"
@@ -315,11 +316,13 @@ class Catalog:
             "items": [
                 {
                     "name": tag.name,
-                    "digest": tag.digest,
+                    "digest": tag.digest if valid_digest(tag.digest) else None,
                     "pushed": tag.pushed,
                     "size": tag.size,
                     "reference": f"{image}:{tag.name}",
-                    "digestReference": f"{image}@{tag.digest}" if tag.digest else None,
+                    "digestReference": (
+                        f"{image}@{tag.digest}" if valid_digest(tag.digest) else None
+                    ),
                 }
                 for tag in chosen
             ],

@@ -24,6 +24,9 @@ __all__ = [
     "check_registry",
     "check_repository",
     "paging",
+    "valid_digest",
+    "valid_repository",
+    "valid_tag",
 ]
 
 MAX_LIMIT: Final = 100
@@ -37,6 +40,8 @@ _REGISTRY = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,62})")
 # distribution/reference: path components of lower-case alphanumerics joined by separators.
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
 
 
 class BadRequest(ValueError):
@@ -62,8 +67,23 @@ def check_registry(value: str) -> str:
     return value
 
 
+def valid_repository(value: str) -> bool:
+    """Whether ``value`` is a repository path (also how registry answers are filtered)."""
+    return len(value) <= MAX_REPOSITORY and _REPOSITORY.fullmatch(value) is not None
+
+
+def valid_tag(value: str) -> bool:
+    """Whether ``value`` is a tag by the reference grammar."""
+    return _TAG.fullmatch(value) is not None
+
+
+def valid_digest(value: str | None) -> bool:
+    """Whether ``value`` is a digest by the reference grammar."""
+    return value is not None and _DIGEST.fullmatch(value) is not None
+
+
 def check_repository(value: str) -> str:
-    if len(value) > MAX_REPOSITORY or not _REPOSITORY.fullmatch(value):
+    if not valid_repository(value):
         raise BadRequest(
             f"repository {_shown(value)} is not a repository path (lower-case components "
             f"separated by '/', at most {MAX_REPOSITORY} characters)"

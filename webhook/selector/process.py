@@ -183,7 +183,10 @@ class _Supervisor:
         self._process, self._snapshots = process, writer
         await self._send()
         ready = await asyncio.to_thread(status_reader.poll, START_TIMEOUT)
-        outcome = status_reader.recv() if ready else ("failed", "no answer")
+        try:
+            outcome = status_reader.recv() if ready else ("failed", "no answer in time")
+        except EOFError:
+            outcome = ("failed", f"the process ended (exit code {process.exitcode})")
         status_reader.close()
         if outcome[0] != "started":
             process.kill()
