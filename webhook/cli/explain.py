@@ -70,8 +70,13 @@ def _visibility(space: VisibleSpace) -> str:
     return "public" if space.public else "private"
 
 
-def images_table(snapshot: Snapshot, namespace: str) -> str:
-    spaces = visible_spaces(snapshot, namespace)
+def _spaces(snapshot: Snapshot, namespace: str, space: str | None) -> list[VisibleSpace]:
+    found = visible_spaces(snapshot, namespace)
+    return found if space is None else [s for s in found if s.space in (space, "*")]
+
+
+def images_table(snapshot: Snapshot, namespace: str, space: str | None = None) -> str:
+    spaces = _spaces(snapshot, namespace, space)
     workspace = snapshot.namespace(namespace).workspace or "none"
     header = ("REGISTRY", "SPACE", "IMAGES", "VISIBILITY", "PULL SECRET", "WHY")
     rows = [
@@ -92,7 +97,7 @@ def images_table(snapshot: Snapshot, namespace: str) -> str:
     return "\n".join(lines)
 
 
-def images_json(snapshot: Snapshot, namespace: str) -> str:
+def images_json(snapshot: Snapshot, namespace: str, space: str | None = None) -> str:
     workspace = snapshot.namespace(namespace).workspace
     return json.dumps(
         {
@@ -107,7 +112,7 @@ def images_json(snapshot: Snapshot, namespace: str) -> str:
                     "needsPullSecret": s.needs_secret,
                     "why": s.why(workspace),
                 }
-                for s in visible_spaces(snapshot, namespace)
+                for s in _spaces(snapshot, namespace, space)
             ],
         },
         indent=2,

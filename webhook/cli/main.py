@@ -80,6 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--namespace", "-n", required=True)
     images.add_argument("--config")
     images.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    images.add_argument("--space", help="only this space")
+    listing = images.add_mutually_exclusive_group()
+    listing.add_argument(
+        "--repositories",
+        action="store_true",
+        help="list the repositories of the usable spaces (from the registries; needs --config)",
+    )
+    listing.add_argument(
+        "--tags",
+        metavar="REPOSITORY",
+        help="list the tags of a repository, named as an image without tag "
+        "(harbor.example.com/team-a/web; needs --config)",
+    )
 
     certs = sub.add_parser("certs", help="TLS material")
     certs_sub = certs.add_subparsers(dest="certs_command", required=True)
@@ -163,12 +176,16 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _images(args: argparse.Namespace) -> int:
-    from webhook.cli.explain import images_json, images_table
+    from webhook.cli.images import run
 
-    snapshot = _snapshot(args.config)
-    render = images_json if args.output == "json" else images_table
-    print(render(snapshot, args.namespace))
-    return exits.OK
+    return run(
+        args.config,
+        args.namespace,
+        space=args.space,
+        repositories=args.repositories,
+        tags=args.tags,
+        output=args.output,
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
