@@ -21,7 +21,7 @@ plain coroutine (``webhook.admission.app.MetricsGuard``) built here.
 from __future__ import annotations
 
 import logging
-from typing import Final, Literal
+from typing import Final
 
 from webhook.admission.app import GuardRefusal, MetricsGuard
 
@@ -29,7 +29,6 @@ __all__ = ["METRICS_AUTH_MODES", "MetricsAuthError", "metrics_guard"]
 
 log = logging.getLogger(__name__)
 
-MetricsAuth = Literal["auto", "on", "off"]
 METRICS_AUTH_MODES: Final = ("auto", "on", "off")
 
 

@@ -225,7 +225,6 @@ class AccessReviewer:
         self._authn_flight: SingleFlight[_Authn] = SingleFlight()
         self._authz_flight: SingleFlight[_Authz] = SingleFlight()
         self._slots = asyncio.Semaphore(max_concurrent)
-        self.reviews = 0  # reviews sent, for tests and benchmarks
 
     async def check(self, authorization: str | None, attributes: Attributes) -> Identity | Refusal:
         """The caller's identity when it may do ``attributes``; otherwise the refusal."""
@@ -349,7 +348,6 @@ class AccessReviewer:
     async def _send(self, kind: str, body: dict[str, Any]) -> dict[str, Any] | Refusal:
         """The review's status, or a 503 naming why there is none (never the token)."""
         async with self._slots:
-            self.reviews += 1
             try:
                 status = await asyncio.wait_for(self._review(kind, body), REVIEW_TIMEOUT)
             except TimeoutError:

@@ -25,11 +25,6 @@ class SingleFlight(Generic[T]):
     def __init__(self) -> None:
         self._running: dict[Hashable, asyncio.Task[T]] = {}
 
-    @property
-    def in_flight(self) -> int:
-        """How many keys are being fetched now."""
-        return len(self._running)
-
     async def run(self, key: Hashable, work: Callable[[], Awaitable[T]]) -> T:
         """The result of ``work()`` for ``key``: started now, or the one already running."""
         task = self._running.get(key)

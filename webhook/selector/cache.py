@@ -72,7 +72,6 @@ class ListingCache(Generic[T]):
         )
         self._last: LRUCache[Hashable, _Entry[T]] = LRUCache(max_bytes, getsizeof=_size)
         self._flight: SingleFlight[_Entry[T]] = SingleFlight()
-        self.fetches = 0  # registry fetches started, for tests and benchmarks
 
     def peek(self, key: Hashable) -> Cached[T] | None:
         """The fresh listing of ``key``, without fetching."""
@@ -104,7 +103,6 @@ class ListingCache(Generic[T]):
         return Cached(entry.value, self._clock() - entry.fetched)
 
     async def _load(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> _Entry[T]:
-        self.fetches += 1
         value = await fetch()
         entry = _Entry(value, self._clock(), max(1, self._sizeof(value)))
         for store in (self._fresh, self._last):

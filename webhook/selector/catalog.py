@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from policy.config import Registry
 from policy.snapshot import Snapshot
-from policy.visibility import VisibleSpace, visible_spaces
+from policy.visibility import VisibleSpace, workspace_spaces
 from webhook.clients.errors import SourceError
 from webhook.selector.cache import Cached, ListingCache
 from webhook.selector.listings import (
@@ -94,12 +94,29 @@ class Catalog:
             ttl=ttl, sizeof=lambda _d: 160, max_entries=16_384
         )
         self._background: set[asyncio.Task[object]] = set()
+        # Visible spaces per workspace, for the snapshot they were computed from (a Harbor
+        # of 10,000 projects makes them worth keeping between requests).
+        self._spaces_of: tuple[Snapshot | None, dict[str | None, list[VisibleSpace]]] = (None, {})
 
     # ------------------------------------------------------------------ spaces
 
     def _namespace(self, snapshot: Snapshot, namespace: str) -> None:
         if namespace not in snapshot.namespaces:
             raise NotVisible(f'namespace "{namespace}" not found')
+
+    def _usable(self, snapshot: Snapshot, namespace: str) -> list[VisibleSpace]:
+        """``visible_spaces`` of the namespace, remembered per workspace and snapshot."""
+        workspace = snapshot.namespace(namespace).workspace
+        known, memo = self._spaces_of
+        if known is not snapshot:
+            memo = {}
+            self._spaces_of = (snapshot, memo)
+        found = memo.get(workspace)
+        if found is None:
+            if len(memo) >= 1024:
+                memo.clear()
+            found = memo[workspace] = workspace_spaces(snapshot, workspace)
+        return found
 
     def spaces(self, namespace: str) -> dict[str, Any]:
         snapshot = self._snapshot()
@@ -109,7 +126,7 @@ class Catalog:
             "namespace": namespace,
             "workspace": workspace,
             "pullSecret": snapshot.policy.pull_secret_name,
-            "items": [self._space_json(s, workspace) for s in visible_spaces(snapshot, namespace)],
+            "items": [self._space_json(s, workspace) for s in self._usable(snapshot, namespace)],
         }
 
     @staticmethod
@@ -130,7 +147,7 @@ class Catalog:
         self._namespace(snapshot, namespace)
         found = [
             s
-            for s in visible_spaces(snapshot, namespace)
+            for s in self._usable(snapshot, namespace)
             if (registry is None or s.registry == registry)
             and (space is None or s.space in (space, "*"))
         ]
@@ -163,27 +180,36 @@ class Catalog:
         stale: list[Cached[Any]] = []
         rows: list[tuple[VisibleSpace, Repository]] = []
         total: int | None = None
+        listed: list[tuple[VisibleSpace, tuple[Repository, ...]]] = []
         if len(spaces) == 1 and space is not None:
             only = spaces[0]
             served = await self._one_space_page(only, space, query, paging)
+            stale.append(served)
             if isinstance(served.value, RepositoryPage):
                 rows = [(only, r) for r in served.value.items]
                 total = served.value.total
             else:
-                rows = [(only, r) for r in served.value]
-            stale.append(served)
+                listed.append((only, served.value))
         else:
             for visible in spaces:
                 served = await self._all_repositories(visible)
                 stale.append(served)
-                rows.extend((visible, r) for r in served.value)
-        rows = [(s, r) for s, r in rows if valid_repository(r.name)]
+                listed.append((visible, served.value))
         if total is None:
-            rows = [
-                (s, r) for s, r in rows if self._in_space(s, r) and (not query or query in r.name)
-            ]
-            total = len(rows)
-            rows = rows[paging.start : paging.start + paging.limit]
+            exact = len(listed) == 1 and listed[0][0].space == space and not query
+            if exact:  # one project's own list (the common page): no need to filter it
+                only, value = listed[0]
+                total = len(value)
+                rows = [(only, r) for r in value[paging.start : paging.start + paging.limit]]
+            else:
+                rows = [
+                    (s, r)
+                    for s, value in listed
+                    for r in value
+                    if self._in_space(s, r) and (not query or query in r.name)
+                ]
+                total = len(rows)
+                rows = rows[paging.start : paging.start + paging.limit]
         return {
             "namespace": namespace,
             "page": paging.page,
@@ -210,13 +236,18 @@ class Catalog:
         if not isinstance(client.listing, HarborListing):
             return await self._all_repositories(visible)
         listing = client.listing
-        self._warm(visible)
         page_key = (visible.registry, space, query, paging.page, paging.limit)
         try:
-            return await self.pages_cache.get(
+            page = await self.pages_cache.get(
                 page_key,
-                lambda: listing.repositories_page(space, query, paging.page, paging.limit),
+                lambda: _valid_page(
+                    listing.repositories_page(space, query, paging.page, paging.limit)
+                ),
             )
+            # The whole list next, for the pages and searches that follow: after this page,
+            # so that the two never compete at the registry.
+            self._warm(visible)
+            return page
         except NotFound:
             raise NotVisible(
                 f'space "{space}" of registry "{visible.registry}" not found'
@@ -248,13 +279,15 @@ class Catalog:
             key = ("repositories", visible.registry, visible.space)
 
             async def fetch() -> tuple[Repository, ...]:
-                return await listing.repositories(visible.space)
+                listed = await listing.repositories(visible.space)
+                return tuple(r for r in listed if valid_repository(r.name))
 
         else:
             key = ("repositories", visible.registry, "*")
 
             async def fetch() -> tuple[Repository, ...]:
-                return tuple(Repository(name) for name in await listing.catalog())
+                names = await listing.catalog()
+                return tuple(Repository(name) for name in names if valid_repository(name))
 
         try:
             return await self.repositories_cache.get(key, fetch)
@@ -388,6 +421,13 @@ def _value(value: str) -> Callable[[], Awaitable[str | None]]:
         return value
 
     return known
+
+
+async def _valid_page(fetch: Awaitable[RepositoryPage]) -> RepositoryPage:
+    """A page without the repositories whose names are not repository names (hostile or
+    broken registry data never reaches a page)."""
+    page = await fetch
+    return RepositoryPage(tuple(r for r in page.items if valid_repository(r.name)), page.total)
 
 
 def _default_listing(registry: Registry) -> HarborListing | DistributionListing:

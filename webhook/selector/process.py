@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 DEFAULT_SELECTOR_PORT: Final = 8444
 START_TIMEOUT: Final = 30.0
 MAX_RESTART_DELAY: Final = 30.0
-HEADER_LIMIT: Final = 64 * 1024  # bytes of request line and headers (h11)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +96,7 @@ async def _serve(
     from webhook.clients.kube import load_api_client
     from webhook.selector.app import create_selector_app
     from webhook.selector.catalog import Catalog
+    from webhook.selector.server import BoundedHeadProtocol
 
     logging.basicConfig(level=logging.INFO, format="spacegate-selector: %(message)s")
     current = [snapshot]
@@ -110,8 +110,7 @@ async def _serve(
         host=settings.host,
         port=settings.port,
         ssl_context_factory=lambda _config, _default: context,
-        http="h11",
-        h11_max_incomplete_event_size=HEADER_LIMIT,
+        http=BoundedHeadProtocol,
         lifespan="off",
         proxy_headers=False,
         log_config=None,
@@ -166,6 +165,7 @@ class _Supervisor:
         self._process: Any = None
         self._snapshots: Connection | None = None
         self._changed = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         self._stopping = False
 
     async def start(self) -> None:
@@ -207,7 +207,8 @@ class _Supervisor:
                 await asyncio.to_thread(writer.send_bytes, data)
 
     def changed(self) -> None:
-        self._changed.set()
+        """A new snapshot (called on whichever thread swapped it in)."""
+        self._loop.call_soon_threadsafe(self._changed.set)
 
     async def feed(self) -> None:
         """Send each new snapshot (coalesced); restart the child when it died."""
@@ -215,10 +216,11 @@ class _Supervisor:
         while True:
             try:
                 await asyncio.wait_for(self._changed.wait(), 1.0)
-                self._changed.clear()
-                await self._send()
             except TimeoutError:
                 pass
+            else:
+                self._changed.clear()
+                await self._send()
             if self._stopping or self._process is None or self._process.is_alive():
                 continue
             log.error(
