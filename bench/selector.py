@@ -3,7 +3,7 @@
 On the e2e control plane (real TokenReview/SubjectAccessReview, a real ServiceAccount token
 bound to the built-in ``view`` role), ``spacegate serve`` runs in live mode with its selector
 listener; Harbor is the HTTP-level fake with a space of 2,000 repositories × 20 tags
-(``team-a``) and five more spaces of 2,000 repositories for cold first pages. The serving
+(``team-a``) and eight more spaces of 2,000 repositories for cold first pages. The serving
 process is pinned to CPU 0 and its selector child to CPU 1, where the selector's load
 generator runs too; the admission load generator shares CPU 0 with the admission server.
 
@@ -12,7 +12,7 @@ Printed, against the targets of issue 16:
 - warm repository pages (rotating over 40 pages of 50) and warm tag pages (rotating over
   200 repositories' tags) at 16 concurrent connections (``wrk``): p50/p99, target p99 ≤ 20 ms;
 - a cold first page (a space never listed) against Harbor's own response time for that page
-  asked directly: target ≤ 1.5×;
+  asked directly just before, eight spaces, the median of the ratios: target ≤ 1.5×;
 - ``/validate`` p99 with the selector idle and while it is hammered, alternating three times
   in this run: target hammered ≤ 1.2 × idle;
 - the selector process's peak RSS.
@@ -57,7 +57,7 @@ from tests.support.waiting import eventually  # noqa: E402
 LUA = REPO / "bench" / "wrk" / "selector.lua"
 ADMISSION_LUA = REPO / "bench" / "wrk" / "admission.lua"
 SERVER_CPU, SELECTOR_CPU = "0", "1"
-REPOSITORIES, TAGS, COLD_SPACES = 2000, 20, 5
+REPOSITORIES, TAGS, COLD_SPACES = 2000, 20, 8
 NAMESPACE = "bench-selector"
 
 
@@ -262,13 +262,14 @@ def run(
         hammer.wait()
 
     cold_ms, direct_ms = statistics.median(cold) * 1000, statistics.median(direct) * 1000
+    ratio = statistics.median(c / d for c, d in zip(cold, direct, strict=True))
     idle_p99, busy_p99 = statistics.median(idle), statistics.median(busy)
     rows = [
         ("warm repository pages (50 per page): p50 / p99", pages(repos), "p99 ≤ 20 ms"),
         ("warm tag pages (20 per page): p50 / p99", pages(tags), "p99 ≤ 20 ms"),
         (
-            f"cold first page (median of {COLD_SPACES}) vs Harbor's own answer",
-            f"{cold_ms:.1f} ms vs {direct_ms:.1f} ms ({cold_ms / direct_ms:.2f}x)",
+            f"cold first page vs Harbor's own answer just before (medians of {COLD_SPACES})",
+            f"{cold_ms:.1f} ms vs {direct_ms:.1f} ms ({ratio:.2f}x)",
             "≤ 1.5x",
         ),
         (

@@ -78,17 +78,8 @@ class Checker(Protocol):
 
 
 def status(code: int, reason: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    body = orjson.dumps(
-        {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": message,
-            "reason": reason,
-            "code": code,
-        }
-    )
+    """A ``metav1.Status`` answer, as the apiserver words its own."""
+    body = Refusal(code, reason, message).body
     return Response(body, code, headers=headers, media_type=JSON)
 
 
