@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -259,9 +259,10 @@ class Catalog:
             return fallback
 
     def _warm(self, visible: VisibleSpace) -> None:
-        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
-            self._quietly(self._all_repositories(visible))
-        )
+        self._in_background(self._quietly(self._all_repositories(visible)))
+
+    def _in_background(self, work: Coroutine[Any, Any, object]) -> None:
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -405,6 +406,8 @@ class Catalog:
         registry = snapshot.registries[name].registry
         client = self._clients.get(name)
         if client is None or client.registry != registry:
+            if client is not None:  # the config changed: the old client's connections go
+                self._in_background(client.listing.aclose())
             client = _Client(registry, self._listing_for(registry))
             self._clients[name] = client
         return client

@@ -18,6 +18,10 @@ from tests.support.ports import free_port
 from webhook.selector.server import HEAD_LIMIT, BoundedHeadProtocol
 
 
+class QuickDeadline(BoundedHeadProtocol):
+    head_timeout = 0.3
+
+
 @pytest.fixture
 def port() -> Iterator[int]:
     async def hello(request: object) -> PlainTextResponse:
@@ -28,7 +32,7 @@ def port() -> Iterator[int]:
         Starlette(routes=[Route("/", hello)]),
         host="127.0.0.1",
         port=chosen,
-        http=BoundedHeadProtocol,
+        http=QuickDeadline,
         lifespan="off",
         log_config=None,
     )
@@ -68,3 +72,20 @@ def test_a_request_head_over_the_limit_is_refused_with_431_and_closed(port: int)
     bomb = b"GET / HTTP/1.1\r\nHost: x\r\nX-Bomb: " + b"a" * (HEAD_LIMIT * 4) + b"\r\n\r\n"
     answer = exchange(port, bomb)
     assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_head_that_never_finishes_is_closed_at_the_deadline(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        began = time.monotonic()
+        assert sock.recv(1024) == b""  # closed, nothing answered
+        assert time.monotonic() - began < 3
+
+
+def test_a_keep_alive_connection_is_not_cut_while_a_request_is_answered(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(1024).startswith(b"HTTP/1.1 200 OK")
+        time.sleep(0.5)  # longer than the head deadline, but between requests
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(1024).startswith(b"HTTP/1.1 200 OK")
