@@ -136,7 +136,8 @@ def test_no_token_is_401_and_a_token_without_the_role_is_403(world: SelectorWorl
 def test_tokens_for_another_audience_or_of_a_deleted_account_are_401(
     world: SelectorWorld, control_plane: ControlPlane
 ) -> None:
-    path = f"/api/v1/namespaces/{world.namespace_a}/spaces"
+    path = f"/api/v1/namespaces/{world.namespace_a}/repositories/harbor/team-a/api/tags"
+    before = len(world.harbor.requests)
     foreign = token(control_plane, world.namespace_a, "dev-a", audiences=["vault"])
     assert get(world, foreign, path).status_code == 401
     service_account(control_plane, world.namespace_a, "short-lived")
@@ -146,6 +147,7 @@ def test_tokens_for_another_audience_or_of_a_deleted_account_are_401(
     answer = get(world, doomed, path)
     assert answer.status_code == 401
     assert "not accepted" in answer.json()["message"]
+    assert len(world.harbor.requests) == before  # refused before any registry call
 
 
 @pytest.mark.parametrize(
