@@ -123,6 +123,9 @@ def serve(
     )
     server = build_server(app, host=bind_host, port=port, tls=tls.context)
     _print_banner(bind_host, port, sockets, files, config)
+    if selector is not None:
+        shown = f"[{selector.host}]" if ":" in selector.host else selector.host
+        print(f"spacegate: image selector on https://{shown}:{selector.port}/", flush=True)
     stopped = run_server(server, tls, sink=sink, sockets=sockets, watch_interval=watch_interval)
     return exits.OK if stopped else exits.FAILED
 
