@@ -38,10 +38,11 @@ def get(world: SelectorWorld, who: str | None, path: str, **params: Any) -> http
         return http.get(path, headers=headers, params=params)
 
 
-def harbor_asked_about(world: SelectorWorld, project: str) -> list[str]:
-    return [
-        r.path for r in world.harbor.requests if r.path.startswith(f"/api/v2.0/projects/{project}/")
-    ]
+def harbor_asked_about(world: SelectorWorld, project: str = "") -> list[str]:
+    """Harbor requests about repositories (of ``project``): the selector's calls, not the
+    live refresher's periodic ``/projects`` listing."""
+    prefix = f"/api/v2.0/projects/{project}/" if project else "/api/v2.0/projects/"
+    return [r.path for r in world.harbor.requests if r.path.startswith(prefix)]
 
 
 def test_a_developer_sees_the_spaces_of_their_namespace_with_why(world: SelectorWorld) -> None:
@@ -137,7 +138,7 @@ def test_tokens_for_another_audience_or_of_a_deleted_account_are_401(
     world: SelectorWorld, control_plane: ControlPlane
 ) -> None:
     path = f"/api/v1/namespaces/{world.namespace_a}/repositories/harbor/team-a/api/tags"
-    before = len(world.harbor.requests)
+    before = len(harbor_asked_about(world))
     foreign = token(control_plane, world.namespace_a, "dev-a", audiences=["vault"])
     assert get(world, foreign, path).status_code == 401
     service_account(control_plane, world.namespace_a, "short-lived")
@@ -147,7 +148,7 @@ def test_tokens_for_another_audience_or_of_a_deleted_account_are_401(
     answer = get(world, doomed, path)
     assert answer.status_code == 401
     assert "not accepted" in answer.json()["message"]
-    assert len(world.harbor.requests) == before  # refused before any registry call
+    assert len(harbor_asked_about(world)) == before  # refused before any registry call
 
 
 @pytest.mark.parametrize(
@@ -165,11 +166,11 @@ def test_tokens_for_another_audience_or_of_a_deleted_account_are_401(
 def test_bad_input_is_a_clear_400_and_never_reaches_a_registry(
     world: SelectorWorld, path: str, params: dict[str, str], words: str
 ) -> None:
-    before = len(world.harbor.requests)
+    before = len(harbor_asked_about(world))
     answer = get(world, "dev-a", path.format(a=world.namespace_a), **params)
     assert answer.status_code == 400, answer.text
     assert words in answer.json()["message"]
-    assert len(world.harbor.requests) == before
+    assert len(harbor_asked_about(world)) == before
 
 
 def test_an_unknown_namespace_is_refused_before_it_is_looked_up_or_a_registry_asked(
@@ -177,10 +178,10 @@ def test_an_unknown_namespace_is_refused_before_it_is_looked_up_or_a_registry_as
 ) -> None:
     # dev-a may list images in its own namespace only, so RBAC refuses an unknown one (403)
     # before spacegate looks it up; with a grant there it is a 404 (tests/webhook/selector).
-    before = len(world.harbor.requests)
+    before = len(harbor_asked_about(world))
     answer = get(world, "dev-a", "/api/v1/namespaces/no-such-namespace/spaces")
     assert answer.status_code == 403
-    assert len(world.harbor.requests) == before
+    assert len(harbor_asked_about(world)) == before
 
 
 def test_the_page_is_served_with_a_strict_content_security_policy(world: SelectorWorld) -> None:

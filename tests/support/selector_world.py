@@ -145,6 +145,20 @@ def selector_world(plane: ControlPlane, workdir: Path) -> Iterator[SelectorWorld
                 "dev-b": token(plane, namespace_b, "dev-b"),
                 "nobody": token(plane, namespace_a, "nobody"),
             }
+
+            def selector_knows_both() -> bool:
+                # /readyz is the serving process's; the selector gets its snapshot a moment later.
+                with process.selector_client() as http:
+                    return all(
+                        http.get(
+                            f"/api/v1/namespaces/{namespace}/spaces",
+                            headers={"Authorization": f"Bearer {tokens[who]}"},
+                        ).status_code
+                        == 200
+                        for namespace, who in ((namespace_a, "dev-a"), (namespace_b, "dev-b"))
+                    )
+
+            eventually(selector_knows_both, "the selector to have the namespaces")
             yield SelectorWorld(plane, harbor, registry, process, namespace_a, namespace_b, tokens)
         finally:
             process.stop()

@@ -62,8 +62,8 @@ def _repositories_size(value: tuple[Repository, ...]) -> int:
     return 64 + sum(96 + len(r.name) for r in value)
 
 
-def _tags_size(value: tuple[Tag, ...] | tuple[str, ...]) -> int:
-    return 64 + sum(160 + len(t if isinstance(t, str) else t.name) for t in value)
+def _tags_size(value: tuple[Tag, ...] | tuple[str, ...] | None) -> int:
+    return 64 + sum(160 + len(t if isinstance(t, str) else t.name) for t in value or ())
 
 
 class Catalog:
@@ -325,11 +325,21 @@ class Catalog:
         except (NotVisible, IndexError):
             raise missing from None
         listing = self._client(registry).listing
-        key = ("tags", registry, repository)
-        try:
-            served: Cached[Any] = await self.tags_cache.get(key, lambda: listing.tags(repository))
-        except NotFound:
-            raise missing from None
+        known = self.repositories_cache.peek(
+            ("repositories", registry, visible.space if isinstance(listing, HarborListing) else "*")
+        )
+        if known is not None and all(r.name != repository for r in known.value):
+            raise missing  # the space's list is fresh and does not have it: Harbor not asked
+
+        async def fetch() -> Any:
+            try:
+                return await listing.tags(repository)
+            except NotFound:
+                return None  # remembered like a listing, so asking again costs no call
+
+        served: Cached[Any] = await self.tags_cache.get(("tags", registry, repository), fetch)
+        if served.value is None:
+            raise missing
         listed = [t for t in served.value if valid_tag(t if isinstance(t, str) else t.name)]
         total = len(listed)
         chosen = tuple(listed[paging.start : paging.start + paging.limit])

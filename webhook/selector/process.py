@@ -256,11 +256,17 @@ async def running_selector(state: SnapshotState, settings: SelectorSettings) -> 
     instead of running without the selector it was asked for.
     """
     supervisor = _Supervisor(settings, state)
-    began = time.monotonic()
-    await supervisor.start()
-    log.debug("image selector started in %.2fs", time.monotonic() - began)
+    # Listening before the child starts: a snapshot swapped in while it starts is sent after.
     add_listener = getattr(state, "add_listener", None)
     remove = add_listener(supervisor.changed) if callable(add_listener) else None
+    began = time.monotonic()
+    try:
+        await supervisor.start()
+    except BaseException:
+        if remove is not None:
+            remove()
+        raise
+    log.debug("image selector started in %.2fs", time.monotonic() - began)
     feeder = asyncio.create_task(supervisor.feed(), name="selector-feed")
     try:
         yield

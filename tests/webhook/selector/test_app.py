@@ -252,3 +252,20 @@ def test_hostile_names_from_a_registry_never_reach_the_page(
     listed, tags = run(scenario())
     assert "<img" not in listed
     assert [t["name"] for t in tags["items"]] == ["good"]
+
+
+def test_asking_again_for_a_missing_repository_costs_no_registry_call(
+    harbor: HarborFake, client: httpx.AsyncClient
+) -> None:
+    async def scenario() -> list[int]:
+        async with client:
+            auth = {"Authorization": "Bearer a"}
+            path = "/api/v1/namespaces/a/repositories/harbor/team-a/nothing-here/tags"
+            statuses = []
+            for _ in range(5):
+                statuses.append((await client.get(path, headers=auth)).status_code)
+            return statuses
+
+    before = len(harbor.requests)
+    assert run(scenario()) == [404] * 5
+    assert len(harbor.requests) - before == 1
