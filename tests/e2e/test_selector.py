@@ -195,3 +195,31 @@ def test_the_page_is_served_with_a_strict_content_security_policy(world: Selecto
     assert page.headers["x-content-type-options"] == "nosniff"
     assert script.headers["content-type"].startswith("text/javascript")
     assert "innerHTML" not in script.text
+
+
+def test_a_new_namespace_and_a_relabel_reach_the_selector(
+    world: SelectorWorld, control_plane: ControlPlane
+) -> None:
+    from tests.support.access import bind, ensure_namespace
+    from tests.support.selector_world import WS
+    from tests.support.waiting import eventually
+
+    namespace = f"{world.namespace_a}-late"
+    ensure_namespace(control_plane, namespace, {WS: "101"})
+    service_account(control_plane, namespace, "dev")
+    bind(control_plane, role="view", subject=(namespace, "dev"), namespace=namespace)
+    late = token(control_plane, namespace, "dev")
+    path = f"/api/v1/namespaces/{namespace}/spaces"
+
+    def spaces() -> set[str]:
+        answer = get(world, late, path)
+        return {s["space"] for s in answer.json()["items"]} if answer.status_code == 200 else set()
+
+    eventually(lambda: "team-a" in spaces(), "the new namespace in the selector")
+    with control_plane.http_client() as http:
+        http.patch(
+            f"/api/v1/namespaces/{namespace}",
+            json={"metadata": {"labels": {WS: "102"}}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        ).raise_for_status()
+    eventually(lambda: "team-b" in spaces() and "team-a" not in spaces(), "the relabel")
