@@ -7,15 +7,18 @@ SubjectAccessReview behind it are ``webhook.clients.access``, tested on the real
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pytest
-from starlette.testclient import TestClient
 
 from policy.snapshot import Snapshot
-from webhook.admission.app import AppSettings, GuardRefusal, create_app, static_state
+from webhook.admission.app import GuardRefusal
 from webhook.cli.access_wiring import MetricsAuthError, metrics_guard
+from webhook.state import StaticState
+
+from ..conftest import RunningServer, fixed_state, run_server
 
 
 @dataclass(frozen=True)
@@ -31,13 +34,12 @@ async def only_the_right_token(authorization: str | None) -> GuardRefusal | None
     return Refused(401, b'{"kind":"Status","code":401}', {"WWW-Authenticate": "Bearer"})
 
 
-def client(snapshot: Snapshot) -> TestClient:
-    app = create_app(AppSettings(state=static_state(snapshot), metrics_guard=only_the_right_token))
-    return TestClient(app)
-
-
-def test_the_guards_refusal_is_sent_instead_of_the_page(demo_snapshot: Snapshot) -> None:
-    with client(demo_snapshot) as http:
+def test_the_guards_refusal_is_sent_instead_of_the_page(
+    demo_snapshot: Snapshot, shared_server: RunningServer
+) -> None:
+    state = StaticState(demo_snapshot)
+    settings = dataclasses.replace(fixed_state(state), metrics_guard=only_the_right_token)
+    with run_server(settings, shared_server.tls_dir, state) as guarded, guarded.client() as http:
         refused = http.get("/metrics")
         allowed = http.get("/metrics", headers={"Authorization": "Bearer good"})
         health = http.get("/healthz")
