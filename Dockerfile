@@ -47,9 +47,9 @@ ENV PATH=/opt/spacegate/bin:$PATH \
 # kubelet can verify runAsNonRoot without a name lookup. The chart's podSecurityContext
 # uses the same id.
 USER 65532:65532
-EXPOSE 8443
+EXPOSE 8443 8444
 ENTRYPOINT ["spacegate", "serve"]
 # The chart passes these same arguments; they make `docker run` behave like the pod given
 # a config file and a cert dir (tls.crt, tls.key, ca.crt) mounted at /etc/spacegate. The
 # server binds 127.0.0.1 unless told otherwise, which is unreachable from outside the container.
-CMD ["--config", "/etc/spacegate/config.yaml", "--cert-dir", "/etc/spacegate/tls", "--port", "8443", "--host", "0.0.0.0"]
+CMD ["--config", "/etc/spacegate/config.yaml", "--cert-dir", "/etc/spacegate/tls", "--port", "8443", "--host", "0.0.0.0", "--metrics-auth", "on", "--selector-port", "8444"]

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DEBS := docker-registry apache2-utils wrk
+DEBS := docker-registry apache2-utils wrk chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint typecheck deadcode unit bench fuzz system-deps clean controlplane
@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-# Debian packages the tests and benchmarks use (a real Docker Registry, htpasswd, wrk).
+# Debian packages the tests and benchmarks use (a real Docker Registry, htpasswd, wrk, and
+# headless Chromium with its driver for the image selector's browser tests).
 system-deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -62,9 +63,9 @@ test: lint system-deps controlplane
 	$(BIN)/pytest -q
 
 # Every benchmark in bench/ (bare_app.py is the admission benchmark's ceiling server, wrk/ its
-# load script). apiserver, provision and audit run on the e2e control plane that `controlplane`
+# load scripts). apiserver, provision, audit and selector run on the e2e control plane that `controlplane`
 # builds; with SPACEGATE_SKIP_E2E=1 they are skipped, saying so.
-CONTROLPLANE_BENCHMARKS := apiserver provision audit
+CONTROLPLANE_BENCHMARKS := apiserver provision audit selector
 bench: $(STAMP) system-deps controlplane
 	$(BIN)/python bench/decide.py
 	$(BIN)/python bench/refresh.py

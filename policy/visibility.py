@@ -26,6 +26,15 @@ class VisibleSpace:
     workspace: str | None  # the registry's workspace, for a workspace-integrated one
     needs_secret: bool
 
+    def why(self, workspace: str | None) -> str:
+        """Why a namespace of ``workspace`` may use it, as the rule that allows it reads."""
+        if self.workspace is not None:
+            return f"integrated by workspace {self.workspace}"
+        return {
+            "docker-registry": "platform Docker Registry: all public",
+            "public": "public space",
+        }.get(self.rule, f"bound to workspace {workspace}")
+
 
 def visible_spaces(snapshot: Snapshot, namespace: str) -> list[VisibleSpace]:
     """Every space a namespace may use, registry by registry, by the rules of ``decide``."""

@@ -137,9 +137,10 @@ def test_webhooks_call_the_charts_service_on_its_port(default: Rendered, kind: s
 
 
 def test_service_routes_to_the_container_port_the_server_listens_on(default: Rendered) -> None:
-    (port,) = default.one("Service")["spec"]["ports"]
-    (container_port,) = default.container["ports"]
+    port, selector_port = default.one("Service")["spec"]["ports"]
+    container_port, selector_container_port = default.container["ports"]
     assert port["targetPort"] == container_port["name"] == "https"
+    assert selector_port["targetPort"] == selector_container_port["name"] == "selector"
     assert container_port["containerPort"] == 8443
     selector = default.one("Service")["spec"]["selector"]
     pod_labels = default.one("Deployment")["spec"]["template"]["metadata"]["labels"]

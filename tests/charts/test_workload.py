@@ -48,6 +48,11 @@ def test_container_runs_spacegate_serve_with_the_mounted_config_and_cert_dir(
         # The server binds 127.0.0.1 by default: unreachable for the Service and the probes.
         "--host",
         "0.0.0.0",
+        # /metrics needs a token allowed to get it; the image selector listens on 8444.
+        "--metrics-auth",
+        "on",
+        "--selector-port",
+        "8444",
     ]
     paths = _mounted_paths(default)
     assert f"{CONFIG_DIR}/config.yaml" in paths
@@ -156,11 +161,13 @@ def test_only_the_webhook_pod_gets_an_api_token(default: Rendered) -> None:
 
 
 def test_rbac_grants_read_access_to_namespaces_and_nothing_else(default: Rendered) -> None:
-    assert default.one("ClusterRole")["rules"] == [
+    # The token and access reviews of /metrics and the selector are their own ClusterRole
+    # (tests/charts/test_access_chart.py).
+    assert default.one("ClusterRole", FULLNAME)["rules"] == [
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}
     ]
-    binding = default.one("ClusterRoleBinding")
-    assert binding["roleRef"]["name"] == default.one("ClusterRole")["metadata"]["name"]
+    binding = default.one("ClusterRoleBinding", FULLNAME)
+    assert binding["roleRef"]["name"] == FULLNAME
     assert binding["subjects"] == [
         {
             "kind": "ServiceAccount",

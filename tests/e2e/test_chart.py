@@ -380,7 +380,7 @@ def test_helm_upgrade_keeps_the_generated_ca_so_the_running_spacegate_stays_trus
 # --------------------------------------------------------------------------- RBAC
 
 
-def test_the_release_service_account_may_watch_namespaces_and_nothing_more(
+def test_the_release_service_account_may_watch_namespaces_and_review_tokens_and_nothing_more(
     api_client: client.ApiClient,
     control_plane: ControlPlane,
     core: Api,
@@ -427,4 +427,10 @@ def test_the_release_service_account_may_watch_namespaces_and_nothing_more(
     with _as(control_plane, _service_account_token(core, "default", release.namespace)) as http:
         baseline = _resource_rules(http, release.namespace)
 
-    assert granted == baseline | {("", "namespaces", verb) for verb in ("get", "list", "watch")}
+    # Token and access reviews: /metrics and the image selector check their callers with them.
+    reviews = {
+        ("authentication.k8s.io", "tokenreviews", "create"),
+        ("authorization.k8s.io", "subjectaccessreviews", "create"),
+    }
+    namespaces = {("", "namespaces", verb) for verb in ("get", "list", "watch")}
+    assert granted == baseline | namespaces | reviews

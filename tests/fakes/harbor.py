@@ -112,8 +112,23 @@ Fault knobs (``HarborFake.faults``): ``fail_next`` (500/503/429 with ``Retry-Aft
 was received (no passwords). ``advance_clock`` moves the fake's clock (robot expiry,
 token expiry).
 
-Not modelled: repositories, artifacts and tags (any repository path and any reference in
-an existing project "exists"; there is no push, blob, tag list or catalog), project
+- Repositories and artifacts (``listRepositories``, ``listArtifacts``), filled with
+  :meth:`HarborFake.add_repository` / :meth:`HarborFake.add_repositories`:
+  ``GET /api/v2.0/projects/{project_name}/repositories`` with ``q`` (``name=v`` exact,
+  ``name=~v`` case-insensitive substring, as Harbor's ORM ``icontains``), ``sort``
+  (``name``, ``creation_time``, ``update_time``, ``-`` for descending; default
+  ``-creation_time``), ``page``/``page_size`` with ``X-Total-Count`` and ``Link`` as above;
+  ``Repository`` items (``name`` includes the project, ``artifact_count``). ``GET
+  .../repositories/{repository_name}/artifacts`` where ``repository_name`` is the name after
+  the project with ``/`` encoded twice (``a%252Fb``; a single ``%2F`` does not match the
+  route, as in Harbor), ``with_tag`` (default true), ``sort`` (default ``-push_time``), paging
+  as above; ``Artifact`` items with ``digest``, ``size``, ``push_time`` and ``tags``. Access
+  is Harbor's ``RequireProjectAccess``: an unknown project 404 first, then anonymous on a
+  private project 401, then a principal without ``repository:list`` / ``artifact:list``
+  403; an unknown repository 404.
+
+Not modelled: pushing (any repository path and any reference in an existing project
+"exists" for ``/v2/`` manifests; there is no blob, tag list or catalog), project
 members and roles beyond "member may pull", project-admin users creating project robots,
 ``q=`` on ``/projects`` and ``sort`` anywhere, ``owner``, ``X-Is-Resource-Name``, project
 creation/update/deletion over HTTP (use the Python methods), quotas, storage limits, CVE
@@ -140,7 +155,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, Literal
-from urllib.parse import parse_qsl, unquote_plus, urlencode
+from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode
 
 import orjson
 from starlette.applications import Starlette
@@ -299,6 +314,69 @@ class _Project:
         return body
 
 
+@dataclass(slots=True)
+class _Artifact:
+    id: int
+    digest: str
+    size: int
+    pushed: float
+    tags: tuple[str, ...]
+
+    def to_json(self, repository: _Repository, with_tag: bool) -> dict[str, object]:
+        body: dict[str, object] = {
+            "id": self.id,
+            "type": "IMAGE",
+            "media_type": "application/vnd.oci.image.config.v1+json",
+            "manifest_media_type": MANIFEST_MEDIA_TYPE,
+            "project_id": repository.project_id,
+            "repository_id": repository.id,
+            "repository_name": repository.name,
+            "digest": self.digest,
+            "size": self.size,
+            "push_time": _iso(self.pushed),
+            "pull_time": "0001-01-01T00:00:00.000Z",
+        }
+        if with_tag:
+            body["tags"] = [
+                {
+                    "id": self.id * 1000 + n,
+                    "repository_id": repository.id,
+                    "artifact_id": self.id,
+                    "name": tag,
+                    "push_time": _iso(self.pushed),
+                    "pull_time": "0001-01-01T00:00:00.000Z",
+                    "immutable": False,
+                }
+                for n, tag in enumerate(self.tags)
+            ]
+        return body
+
+
+@dataclass(slots=True)
+class _Repository:
+    id: int
+    project_id: int
+    name: str  # with the project: "team-a/web"
+    created: float
+    artifacts: list[_Artifact] = field(default_factory=list)
+
+    @property
+    def updated(self) -> float:
+        return max((a.pushed for a in self.artifacts), default=self.created)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "project_id": self.project_id,
+            "name": self.name,
+            "description": "",
+            "artifact_count": len(self.artifacts),
+            "pull_count": 0,
+            "creation_time": _iso(self.created),
+            "update_time": _iso(self.updated),
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class RobotPermission:
     """One ``RobotPermission`` as the API spells it, for :meth:`HarborFake.add_robot`.
@@ -425,6 +503,8 @@ class HarborFake(ServedFake):
         self._principals: dict[str, Principal] = {}
         self._robots: dict[int, _Robot] = {}
         self._tokens: dict[str, _Token] = {}
+        self._repositories: dict[str, dict[str, _Repository]] = {}
+        self._repo_ids = itertools.count(1)
         self._clock_offset = 0.0
         self._admin = Principal(admin_user, admin_password, admin=True)
         self.faults = Faults()
@@ -432,6 +512,11 @@ class HarborFake(ServedFake):
             routes=[
                 Route("/api/v2.0/ping", self._ping),
                 Route("/api/v2.0/projects", self._list_projects),
+                Route("/api/v2.0/projects/{project_name}/repositories", self._list_repositories),
+                Route(
+                    "/api/v2.0/projects/{project_name}/repositories/{repository_name}/artifacts",
+                    self._list_artifacts,
+                ),
                 Route("/api/v2.0/users/current", self._current_user),
                 Route("/api/v2.0/users/current/permissions", self._current_permissions),
                 Route("/api/v2.0/robots", self._robots_endpoint, methods=["GET", "POST"]),
@@ -461,6 +546,7 @@ class HarborFake(ServedFake):
             self._principals = {self._admin.name: self._admin}
             self._robots.clear()
             self._tokens.clear()
+            self._repositories.clear()
             self._clock_offset = 0.0
         self.faults.clear()
         self._middleware.forget()
@@ -502,6 +588,49 @@ class HarborFake(ServedFake):
     def set_public(self, name: str, public: bool) -> None:
         with self._lock:
             self._projects[name].public = public
+
+    def add_repository(
+        self,
+        project: str,
+        name: str,
+        tags: Iterable[str] = ("latest",),
+        *,
+        size: int = 2_345_678,
+        pushed: float | None = None,
+    ) -> str:
+        """A repository ``project/name`` with one artifact per tag; its full name."""
+        self.add_repositories(project, [name], tags, size=size, pushed=pushed)
+        return f"{project}/{name}"
+
+    def add_repositories(
+        self,
+        project: str,
+        names: Iterable[str],
+        tags: Iterable[str] = ("latest",),
+        *,
+        size: int = 2_345_678,
+        pushed: float | None = None,
+    ) -> None:
+        """Many repositories at once, each with one artifact (its own digest) per tag, the
+        newest tag last; 2,000 × 20 take well under a second."""
+        tag_list = tuple(tags)
+        start = self.now() - 86_400 if pushed is None else pushed
+        with self._lock:
+            owner = self._project_named(project)
+            repositories = self._repositories.setdefault(project, {})
+            for name in names:
+                full = f"{project}/{name}"
+                repository = _Repository(next(self._repo_ids), owner.project_id, full, start)
+                for n, tag in enumerate(tag_list):
+                    digest = "sha256:" + hashlib.sha256(f"{full}:{tag}".encode()).hexdigest()
+                    repository.artifacts.append(
+                        _Artifact(repository.id * 10_000 + n, digest, size + n, start + n, (tag,))
+                    )
+                repositories[full] = repository
+
+    def digest_of(self, repository: str, tag: str) -> str:
+        """The digest the fake gives ``tag`` of ``repository`` (``project/name``)."""
+        return "sha256:" + hashlib.sha256(f"{repository}:{tag}".encode()).hexdigest()
 
     def remove_project(self, name: str) -> None:
         """Delete a project; robot permissions on it are hidden and no longer apply."""
@@ -911,6 +1040,63 @@ class HarborFake(ServedFake):
         ]
         return _page_response(request, query, [p.to_json() for p in matches], page, page_size)
 
+    def _project_access(self, request: Request, resource: str) -> _Project:
+        """``RequireProjectAccess(list, resource)``: 404, then 401 anonymous, then 403."""
+        principal = self._principal(request)
+        with self._lock:
+            project = self._projects.get(request.path_params["project_name"])
+            if project is None:
+                name = request.path_params["project_name"]
+                raise _Problem(404, "NOT_FOUND", f"project {name} not found")
+            allowed = self._can_project(principal, project, resource, "list")
+        if not allowed:
+            if principal is None:
+                raise _Problem(401, "UNAUTHORIZED", "unauthorized")
+            raise _Problem(403, "FORBIDDEN", "forbidden")
+        return project
+
+    async def _list_repositories(self, request: Request) -> Response:
+        query = parse_qsl(request.url.query, keep_blank_values=True)
+        params = dict(query)
+        try:
+            page, page_size = _paging(params)
+            project = self._project_access(request, "repository")
+            keywords = _parse_q(params.get("q", ""))
+            order = _sort_key(params.get("sort") or "-creation_time", _REPOSITORY_SORTS)
+        except _Problem as problem:
+            return problem.response()
+        with self._lock:
+            found = list(self._repositories.get(project.name, {}).values())
+        if "name" in keywords:
+            kind, value = keywords["name"]
+            found = [r for r in found if _name_matches(r.name, kind, value)]
+        field_name, descending = order
+        found.sort(key=lambda r: (getattr(r, field_name), r.id), reverse=descending)
+        return _page_response(request, query, [r.to_json() for r in found], page, page_size)
+
+    async def _list_artifacts(self, request: Request) -> Response:
+        query = parse_qsl(request.url.query, keep_blank_values=True)
+        params = dict(query)
+        try:
+            page, page_size = _paging(params)
+            project = self._project_access(request, "artifact")
+        except _Problem as problem:
+            return problem.response()
+        rest = unquote(request.path_params["repository_name"])  # the second decoding
+        full = f"{project.name}/{rest}"
+        with self._lock:
+            repository = self._repositories.get(project.name, {}).get(full)
+        if repository is None:
+            return _error(404, "NOT_FOUND", f"repository {full} not found")
+        with_tag = _bool(params.get("with_tag")) is not False
+        artifacts = sorted(
+            repository.artifacts,
+            key=lambda a: (a.pushed, a.id),
+            reverse=(params.get("sort") or "-push_time").startswith("-"),
+        )
+        items = [a.to_json(repository, with_tag) for a in artifacts]
+        return _page_response(request, query, items, page, page_size)
+
     async def _robots_endpoint(self, request: Request) -> Response:
         try:
             if request.method == "POST":
@@ -1311,6 +1497,22 @@ def _parse_q(q: str) -> dict[str, tuple[str, str]]:
             )
         keywords[key] = (kind, value.strip("\"'"))
     return keywords
+
+
+_REPOSITORY_SORTS: Final = {
+    "name": "name",
+    "creation_time": "created",
+    "update_time": "updated",
+}
+
+
+def _sort_key(sort: str, fields: dict[str, str]) -> tuple[str, bool]:
+    """(attribute, descending) for one ``sort`` key; the fake models a single key."""
+    descending = sort.startswith("-")
+    key = sort.lstrip("-")
+    if key not in fields:
+        raise _Problem(400, "BAD_REQUEST", f"the fake does not sort by {sort!r}")
+    return fields[key], descending
 
 
 def _name_matches(name: str, kind: str, value: str) -> bool:

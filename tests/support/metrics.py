@@ -26,9 +26,12 @@ def samples(text: str, name: str) -> dict[Labels, float]:
 
 
 def scrape(process: SpacegateProcess) -> str:
-    """The process's ``/metrics`` page."""
+    """The process's ``/metrics`` page, read as Prometheus would: with the token of a
+    ServiceAccount bound to the chart's metrics-reader ClusterRole."""
     with process.client() as http:
-        response = http.get("/metrics")
+        response = http.get(
+            "/metrics", headers={"Authorization": f"Bearer {process.metrics_token}"}
+        )
     response.raise_for_status()
     return response.text
 

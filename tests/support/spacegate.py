@@ -8,6 +8,7 @@ configurations (:mod:`tests.support.webhooks`) and never through a Service.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import ssl
@@ -35,7 +36,15 @@ class SpacegateProcess:
     makes the process talk to the apiserver as another identity.
     """
 
-    def __init__(self, plane: ControlPlane, workdir: Path, config: str = CONFIG) -> None:
+    def __init__(
+        self,
+        plane: ControlPlane,
+        workdir: Path,
+        config: str = CONFIG,
+        *,
+        selector: bool = False,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.plane = plane
         self.workdir = workdir
         self.config_path = workdir / "config.yaml"
@@ -44,12 +53,25 @@ class SpacegateProcess:
             "spacegate", "spacegate-system", workdir / "tls", ["localhost"], [LOOPBACK]
         )
         self.port = free_port()
+        # The image selector's port when asked for; off otherwise (its default, 8444 in live
+        # mode with a Kubernetes API, would collide between processes).
+        self.selector_port = free_port() if selector else 0
+        self.extra_args = extra_args
         self.log = workdir / "spacegate.log"
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"https://{LOOPBACK}:{self.port}"
+
+    @property
+    def selector_url(self) -> str:
+        return f"https://{LOOPBACK}:{self.selector_port}"
+
+    def selector_client(self) -> httpx.Client:
+        """An HTTPS client for the selector listener that trusts only the process's CA."""
+        context = ssl.create_default_context(cafile=str(self.tls.ca_cert))
+        return httpx.Client(base_url=self.selector_url, verify=context, timeout=30)
 
     @property
     def ca_pem(self) -> str:
@@ -65,6 +87,13 @@ class SpacegateProcess:
     def running(self) -> bool:
         """Whether the process was started and has not exited (or been stopped) since."""
         return self._process is not None and self._process.poll() is None
+
+    @functools.cached_property
+    def metrics_token(self) -> str:
+        """A token allowed to read ``/metrics`` (``tests.support.access``)."""
+        from tests.support.access import metrics_reader_token
+
+        return metrics_reader_token(self.plane)
 
     def client(self) -> httpx.Client:
         """An HTTPS client for the process that trusts only its CA."""
@@ -90,6 +119,9 @@ class SpacegateProcess:
             str(self.tls.cert),
             "--tls-key",
             str(self.tls.key),
+            "--selector-port",
+            str(self.selector_port),
+            *self.extra_args,
         ]
         with self.log.open("ab") as out:
             self._process = subprocess.Popen(

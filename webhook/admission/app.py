@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Final, TypedDict
+from typing import Final, Protocol, TypedDict
 
 import orjson
 from starlette.applications import Starlette
@@ -39,12 +39,37 @@ from webhook.state import SnapshotState, StaticState
 __all__ = [
     "AdmissionApp",
     "AppSettings",
+    "MetricsGuard",
     "StateOpener",
     "create_app",
     "static_state",
 ]
 
 StateOpener = Callable[[], AbstractAsyncContextManager[SnapshotState]]
+
+
+class GuardRefusal(Protocol):
+    """What a :class:`MetricsGuard` answers instead of the page: status, body, headers."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+class MetricsGuard(Protocol):
+    """Decides whether a ``GET /metrics`` may be answered, from its ``Authorization`` header.
+
+    The admission room may not talk to the Kubernetes API itself (import-linter), so
+    ``spacegate serve`` injects one (``webhook.clients.access``: TokenReview and
+    SubjectAccessReview for ``get /metrics``). None means allowed.
+    """
+
+    async def __call__(self, authorization: str | None) -> GuardRefusal | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +90,8 @@ class AppSettings:
     # Where decision lines go (``spacegate serve`` passes the sink of its log
     # configuration); None: they are ordinary records of the ``spacegate.decision`` logger.
     log_sink: LogSink | None = None
+    # Who may read /metrics (None: anyone who reaches the port).
+    metrics_guard: MetricsGuard | None = None
 
 
 def static_state(snapshot: Snapshot) -> StateOpener:
@@ -151,7 +178,15 @@ def create_app(settings: AppSettings) -> AdmissionApp:
     metrics = Metrics()
     metrics.tls_not_after = settings.tls_not_after
 
+    guard = settings.metrics_guard
+
     async def metrics_endpoint(request: Request) -> Response:
+        if guard is not None:
+            refused = await guard(request.headers.get("authorization"))
+            if refused is not None:
+                return Response(
+                    refused.body, refused.status, headers=dict(refused.headers), media_type=JSON
+                )
         return Response(metrics.render(request.state.snapshots), media_type=CONTENT_TYPE)
 
     large_bodies = LargeBodies(settings.large_body_bytes)

@@ -66,22 +66,17 @@ def explain(snapshot: Snapshot, image: str, namespace: str) -> tuple[bool, str]:
     return not verdict.refused, "\n".join(lines)
 
 
-def _why(space: VisibleSpace, workspace: str | None) -> str:
-    """Why the namespace may use the space, as the rule that allows it reads to a human."""
-    if space.workspace is not None:
-        return f"integrated by workspace {space.workspace}"
-    return {
-        "docker-registry": "platform Docker Registry: all public",
-        "public": "public space",
-    }.get(space.rule, f"bound to workspace {workspace}")
-
-
 def _visibility(space: VisibleSpace) -> str:
     return "public" if space.public else "private"
 
 
-def images_table(snapshot: Snapshot, namespace: str) -> str:
-    spaces = visible_spaces(snapshot, namespace)
+def _spaces(snapshot: Snapshot, namespace: str, space: str | None) -> list[VisibleSpace]:
+    found = visible_spaces(snapshot, namespace)
+    return found if space is None else [s for s in found if s.space in (space, "*")]
+
+
+def images_table(snapshot: Snapshot, namespace: str, space: str | None = None) -> str:
+    spaces = _spaces(snapshot, namespace, space)
     workspace = snapshot.namespace(namespace).workspace or "none"
     header = ("REGISTRY", "SPACE", "IMAGES", "VISIBILITY", "PULL SECRET", "WHY")
     rows = [
@@ -91,7 +86,7 @@ def images_table(snapshot: Snapshot, namespace: str) -> str:
             f"{s.host}/{s.space}/...",
             _visibility(s),
             snapshot.policy.pull_secret_name if s.needs_secret else "-",
-            _why(s, workspace),
+            s.why(workspace),
         )
         for s in spaces
     ]
@@ -102,7 +97,7 @@ def images_table(snapshot: Snapshot, namespace: str) -> str:
     return "\n".join(lines)
 
 
-def images_json(snapshot: Snapshot, namespace: str) -> str:
+def images_json(snapshot: Snapshot, namespace: str, space: str | None = None) -> str:
     workspace = snapshot.namespace(namespace).workspace
     return json.dumps(
         {
@@ -115,9 +110,9 @@ def images_json(snapshot: Snapshot, namespace: str) -> str:
                     "space": s.space,
                     "visibility": _visibility(s),
                     "needsPullSecret": s.needs_secret,
-                    "why": _why(s, workspace),
+                    "why": s.why(workspace),
                 }
-                for s in visible_spaces(snapshot, namespace)
+                for s in _spaces(snapshot, namespace, space)
             ],
         },
         indent=2,

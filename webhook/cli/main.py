@@ -33,6 +33,29 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--cert-dir", help="folder with tls.crt and tls.key (reloaded on change)")
     tls.add_argument("--tls-cert", help="serving certificate file (use with --tls-key)")
     serve.add_argument("--tls-key", help="serving key file (use with --tls-cert)")
+    serve.add_argument(
+        "--metrics-auth",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="who may read /metrics: a token allowed to get /metrics (on), anyone (off), "
+        "or on whenever a Kubernetes API is configured (auto, the default)",
+    )
+    serve.add_argument(
+        "--selector-port",
+        type=int,
+        default=None,
+        help="the image selector's HTTPS port (default 8444 in live mode with a Kubernetes "
+        "API; 0 turns it off)",
+    )
+    serve.add_argument("--selector-tls-cert", help="the selector's own certificate file")
+    serve.add_argument("--selector-tls-key", help="the selector's own key file")
+    serve.add_argument(
+        "--token-audience",
+        action="append",
+        default=[],
+        help="an audience the selector's tokens must carry (repeatable; default: the "
+        "Kubernetes API's)",
+    )
 
     check = sub.add_parser("check", help="check manifests offline (exit 0/1/2)")
     check.add_argument(
@@ -57,6 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--namespace", "-n", required=True)
     images.add_argument("--config")
     images.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    images.add_argument("--space", help="only this space")
+    listing = images.add_mutually_exclusive_group()
+    listing.add_argument(
+        "--repositories",
+        action="store_true",
+        help="list the repositories of the usable spaces (from the registries; needs --config)",
+    )
+    listing.add_argument(
+        "--tags",
+        metavar="REPOSITORY",
+        help="list the tags of a repository, named as an image without tag "
+        "(harbor.example.com/team-a/web; needs --config)",
+    )
 
     certs = sub.add_parser("certs", help="TLS material")
     certs_sub = certs.add_subparsers(dest="certs_command", required=True)
@@ -140,12 +176,16 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _images(args: argparse.Namespace) -> int:
-    from webhook.cli.explain import images_json, images_table
+    from webhook.cli.images import run
 
-    snapshot = _snapshot(args.config)
-    render = images_json if args.output == "json" else images_table
-    print(render(snapshot, args.namespace))
-    return exits.OK
+    return run(
+        args.config,
+        args.namespace,
+        space=args.space,
+        repositories=args.repositories,
+        tags=args.tags,
+        output=args.output,
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -161,6 +201,11 @@ def _serve(args: argparse.Namespace) -> int:
         cert_dir=args.cert_dir,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        metrics_auth=args.metrics_auth,
+        selector_port=args.selector_port,
+        selector_tls_cert=args.selector_tls_cert,
+        selector_tls_key=args.selector_tls_key,
+        token_audiences=tuple(args.token_audience),
     )
 
 

@@ -40,6 +40,7 @@ from webhook.state import SnapshotState
 if TYPE_CHECKING:  # the Kubernetes client loads only when live mode runs
     from webhook.clients.kube import ApiClientFactory
     from webhook.leader.provisioning.writer import RobotAPIFactory
+    from webhook.selector.process import SelectorSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +60,44 @@ def serve(
     live: bool | None = None,
     sockets: list[socket.socket] | None = None,
     watch_interval: float = DEFAULT_WATCH_INTERVAL,
+    metrics_auth: str = "auto",
+    selector_port: int | None = None,
+    selector_tls_cert: str | None = None,
+    selector_tls_key: str | None = None,
+    token_audiences: tuple[str, ...] = (),
 ) -> int:
     """Serve the admission webhook until SIGTERM or SIGINT; return the exit status.
 
     ``config`` is a config file (None: the embedded demo). The state: ``state_factory`` when
     given; else live mode when ``live`` (default: whenever a config file is given), else the
     config as a static snapshot. ``sockets`` (pre-bound listening sockets) replaces
-    host/port for tests and socket activation. Returns 0 after a requested stop, 1 when
-    the server could not start, 2 for an unusable config or TLS files.
+    host/port for tests and socket activation. ``metrics_auth`` is who may read
+    ``/metrics`` (``webhook.cli.access_wiring``). ``selector_port`` is the image selector's
+    listener (:func:`selector_settings`; None: 8444 in live mode with a Kubernetes API,
+    otherwise off; 0: off), with the admission TLS files unless ``selector_tls_cert/key``
+    are given, accepting tokens for ``token_audiences``. Returns 0 after a requested stop, 1 when
+    the server could not start, 2 for an unusable config, TLS files or metrics setting.
     """
+    from webhook.cli.access_wiring import MetricsAuthError, metrics_guard
+
     sink = configure_logging()
     bind_host = host or DEFAULT_HOST
     try:
         cfg = read_config(config)
         files = resolve_tls_files(cert_dir=cert_dir, tls_cert=tls_cert, tls_key=tls_key)
         tls = ReloadingTLSContext(files.cert, files.key)
-    except (ConfigError, CertificateError) as exc:
+        guard = metrics_guard(metrics_auth)
+        use_live = state_factory is not None or (live if live is not None else config is not None)
+        selector = selector_settings(
+            selector_port,
+            live=use_live,
+            host=bind_host,
+            files=files,
+            cert=selector_tls_cert,
+            key=selector_tls_key,
+            audiences=token_audiences,
+        )
+    except (ConfigError, CertificateError, MetricsAuthError) as exc:
         print(f"spacegate serve: {exc}", file=sys.stderr)
         return exits.USAGE
 
@@ -91,13 +114,75 @@ def serve(
         def opener() -> AbstractAsyncContextManager[SnapshotState]:
             return open_live(cfg)
 
+    if selector is not None:
+        opener = _with_selector(opener, selector)
     # A lambda, not tls.not_after.timestamp: the certificate (and its expiry) is reloaded.
     expiry = lambda: tls.not_after.timestamp()  # noqa: E731, PLW0108
-    app = create_app(AppSettings(state=opener, tls_not_after=expiry, log_sink=sink))
+    app = create_app(
+        AppSettings(state=opener, tls_not_after=expiry, log_sink=sink, metrics_guard=guard)
+    )
     server = build_server(app, host=bind_host, port=port, tls=tls.context)
     _print_banner(bind_host, port, sockets, files, config)
+    if selector is not None:
+        shown = f"[{selector.host}]" if ":" in selector.host else selector.host
+        print(f"spacegate: image selector on https://{shown}:{selector.port}/", flush=True)
     stopped = run_server(server, tls, sink=sink, sockets=sockets, watch_interval=watch_interval)
     return exits.OK if stopped else exits.FAILED
+
+
+def selector_settings(
+    port: int | None,
+    *,
+    live: bool,
+    host: str,
+    files: TLSFiles,
+    cert: str | None,
+    key: str | None,
+    audiences: tuple[str, ...],
+) -> SelectorSettings | None:
+    """Whether and how the image selector listens (None: off).
+
+    It authenticates every request with the Kubernetes API, so it needs one: by default it
+    runs in live mode when one is configured (port 8444); asked for explicitly without one,
+    ``serve`` refuses to start rather than serve registry contents to anonymous callers.
+    """
+    from pathlib import Path
+
+    from webhook.cli.access_wiring import MetricsAuthError
+    from webhook.clients.kube import kube_configured
+    from webhook.selector.process import DEFAULT_SELECTOR_PORT, SelectorSettings
+
+    if port == 0:
+        return None
+    if bool(cert) != bool(key):
+        raise CertificateError("--selector-tls-cert and --selector-tls-key go together")
+    if port is None:
+        if not (live and kube_configured()):
+            log.info(
+                "image selector off: it runs in live mode with a Kubernetes API to review "
+                "tokens (--selector-port N to ask for it)"
+            )
+            return None
+        port = DEFAULT_SELECTOR_PORT
+    elif not kube_configured():
+        raise MetricsAuthError(
+            "--selector-port needs a Kubernetes API to review tokens (TokenReview, "
+            "SubjectAccessReview): none is configured (not in a cluster, no kubeconfig)"
+        )
+    pair = (Path(cert), Path(key)) if cert and key else (files.cert, files.key)
+    return SelectorSettings(host, port, pair[0], pair[1], tuple(audiences))
+
+
+def _with_selector(opener: StateOpener, settings: SelectorSettings) -> StateOpener:
+    """``opener`` with the selector process running beside the state it opens."""
+    from webhook.selector.process import running_selector
+
+    @asynccontextmanager
+    async def opened() -> AsyncIterator[SnapshotState]:
+        async with opener() as state, running_selector(state, settings):
+            yield state
+
+    return opened
 
 
 def _print_banner(

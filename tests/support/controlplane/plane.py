@@ -78,6 +78,8 @@ SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 # What Deployments -> ReplicaSets -> Pods, garbage collection and namespace deletion need.
 # serviceaccount-controller gives each namespace its ``default`` ServiceAccount, as in a real
 # cluster, even though the ServiceAccount admission plugin (which would demand it) is off.
+# clusterrole-aggregation-controller fills the built-in view/edit/admin roles from labelled
+# ClusterRoles, as the chart's image-lister role relies on.
 DEFAULT_CONTROLLERS = (
     "deployment-controller",
     "replicaset-controller",
@@ -85,6 +87,7 @@ DEFAULT_CONTROLLERS = (
     "serviceaccount-controller",
     "namespace-controller",
     "statefulset-controller",
+    "clusterrole-aggregation-controller",
 )
 
 # The kube-system ServiceAccount each controller gets with --use-service-account-credentials.
@@ -97,6 +100,7 @@ CONTROLLER_SERVICE_ACCOUNTS = {
     "serviceaccount-controller": "service-account-controller",
     "namespace-controller": "namespace-controller",
     "statefulset-controller": "statefulset-controller",
+    "clusterrole-aggregation-controller": "clusterrole-aggregation-controller",
 }
 
 ETCD_TIMEOUT = 30.0

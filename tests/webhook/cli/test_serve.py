@@ -123,3 +123,37 @@ def test_without_provisioning_or_the_audit_no_lease_is_taken(
     asyncio.run(scenario())
     assert kube.objects(LEASES) == []
     assert login(kube, "a-dev", "registry-secret") is None
+
+
+# ------------------------------------------------------------------ the image selector's listener
+
+
+def test_the_selector_runs_by_default_only_in_live_mode_with_a_kubernetes_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from webhook.admission.server import TLSFiles
+    from webhook.cli.access_wiring import MetricsAuthError
+    from webhook.cli.serve import selector_settings
+
+    files = TLSFiles(tmp_path / "tls.crt", tmp_path / "tls.key")
+    options: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "files": files,
+        "cert": None,
+        "key": None,
+        "audiences": (),
+    }
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    assert selector_settings(None, live=True, **options) is None  # make run, or no cluster
+    with pytest.raises(MetricsAuthError, match="needs a Kubernetes API"):
+        selector_settings(8444, live=False, **options)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    chosen = selector_settings(None, live=True, **options)
+    assert chosen is not None and (chosen.port, chosen.cert) == (8444, files.cert)
+    assert selector_settings(None, live=False, **options) is None
+    assert selector_settings(0, live=True, **options) is None
+    own = selector_settings(
+        9444, live=True, **{**options, "cert": "s.crt", "key": "s.key", "audiences": ("sg",)}
+    )
+    assert own is not None and (own.port, str(own.cert), own.audiences) == (9444, "s.crt", ("sg",))

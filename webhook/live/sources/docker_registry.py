@@ -24,23 +24,24 @@ The protocol, as Distribution 2.8 implements it:
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urlencode
 
 import httpx
 
-from webhook.clients.credentials import BasicCredentials, load_credentials
+from webhook.clients.credentials import load_credentials
+from webhook.clients.distribution import (
+    CATALOG_SCOPE,
+    Challenge,
+    RegistrySession,
+    parse_challenge,
+)
 from webhook.clients.errors import SourceError
 from webhook.clients.http import (
-    HttpClient,
     RegistrySource,
-    error_detail,
     next_link,
     parse_json,
     request_path,
-    safe_text,
     same_origin_url,
 )
 
@@ -48,7 +49,6 @@ __all__ = ["CATALOG_SCOPE", "Challenge", "DockerRegistrySource", "parse_challeng
 
 log = logging.getLogger(__name__)
 
-CATALOG_SCOPE: Final = "registry:catalog:*"
 MAX_PAGE_SIZE: Final = 1000  # Distribution's default catalog.maxentries
 _MAX_PAGES: Final = 100_000
 
@@ -56,42 +56,6 @@ _MAX_PAGES: Final = 100_000
 def space_of(repository: str) -> str:
     """The space of a repository: its first path component (``alpine`` for ``alpine``)."""
     return repository.split("/", 1)[0]
-
-
-@dataclass(frozen=True, slots=True)
-class Challenge:
-    """One ``WWW-Authenticate`` challenge: the scheme (lower case) and its parameters."""
-
-    scheme: str
-    params: dict[str, str]
-
-
-_CHALLENGE_START = re.compile(r"\s*([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)\s*")
-_AUTH_PARAM = re.compile(
-    r'\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))\s*,?'
-)
-
-
-def parse_challenge(value: str) -> Challenge | None:
-    """The first challenge of a ``WWW-Authenticate`` value, or ``None`` if there is none.
-
-    Quoted values may contain commas (``scope="repository:a/b:pull,push"``), so this is a
-    small tokenizer rather than a split on ``,``.
-    """
-    start = _CHALLENGE_START.match(value)
-    if start is None:
-        return None
-    params: dict[str, str] = {}
-    pos = start.end()
-    while pos < len(value):
-        match = _AUTH_PARAM.match(value, pos)
-        if match is None or match.end() == pos:
-            break
-        quoted, bare = match.group(2), match.group(3)
-        text = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare or ""
-        params.setdefault(match.group(1).lower(), text)
-        pos = match.end()
-    return Challenge(start.group(1).lower(), params)
 
 
 class DockerRegistrySource(RegistrySource):
@@ -119,7 +83,7 @@ class DockerRegistrySource(RegistrySource):
                 and is free of credentials and tokens.
         """
         creds = load_credentials(self._registry, self._label)
-        session = _Session(self._http, self._base, self._label, creds)
+        session = RegistrySession(self._http, self._base, self._label, creds)
         await session.check_version()
         spaces: dict[str, bool] = {}
         url = f"{self._base}/v2/_catalog?{urlencode({'n': self._page_size})}"
@@ -160,137 +124,6 @@ class DockerRegistrySource(RegistrySource):
                 raise SourceError(f"{self._label}: the catalog's next link does not advance")
             url = next_url
         raise SourceError(f"{self._label}: more than {_MAX_PAGES} catalog pages")
-
-
-class _Session:
-    """The authorization state of one fetch: none, basic, or a bearer token."""
-
-    def __init__(
-        self, http: HttpClient, base: str, label: str, creds: BasicCredentials | None
-    ) -> None:
-        self.http = http
-        self.base = base
-        self.label = label
-        self.creds = creds
-        self.authorization: str | None = None
-        self.secrets: list[str] = list(creds.secrets) if creds else []
-        self.token_scopes: set[str] = set()
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
-        if self.authorization:
-            headers["Authorization"] = self.authorization
-        return headers
-
-    async def _send(self, url: str, what: str) -> httpx.Response:
-        return await self.http.get(url, what=what, headers=self._headers(), secrets=self.secrets)
-
-    async def check_version(self) -> None:
-        """``GET /v2/``: confirm the API and learn how to authenticate."""
-        what = "GET /v2/"
-        response = await self._send(f"{self.base}/v2/", what)
-        if response.status_code == 401:
-            await self._answer(response, CATALOG_SCOPE, what)
-            response = await self._send(f"{self.base}/v2/", what)
-        if response.status_code == 404:
-            raise SourceError(
-                f"{self.label}: {what} answered 404: not a Docker Registry HTTP API v2 endpoint"
-            )
-        if response.status_code != 200:
-            raise self.status_error(response, what)
-
-    async def get(self, url: str, what: str) -> httpx.Response:
-        """GET with the current authorization, answering one fresh challenge if needed."""
-        response = await self._send(url, what)
-        if response.status_code == 401 and await self._answer(
-            response, CATALOG_SCOPE, what, again=True
-        ):
-            response = await self._send(url, what)
-        return response
-
-    async def _answer(
-        self, response: httpx.Response, default_scope: str, what: str, *, again: bool = False
-    ) -> bool:
-        """Set up authorization for a 401's challenge; False if nothing new can be tried."""
-        challenge = parse_challenge(response.headers.get("www-authenticate", ""))
-        if challenge is None:
-            if again:
-                return False
-            raise self.status_error(response, what)
-        if challenge.scheme == "basic":
-            if self.creds is None:
-                raise SourceError(
-                    f"{self.label}: {error_detail(response, self.secrets)}; the registry "
-                    "requires credentials (set credentials.usernameFile and passwordFile)"
-                )
-            if self.authorization == self.creds.header:
-                return False  # already sent: the credentials were refused
-            self.authorization = self.creds.header
-            return True
-        if challenge.scheme == "bearer":
-            scope = challenge.params.get("scope") or default_scope
-            if scope in self.token_scopes:
-                return False  # a token for this scope was already refused
-            await self._fetch_token(challenge, scope)
-            return True
-        raise SourceError(
-            f"{self.label}: unsupported authentication scheme {challenge.scheme!r} on {what}"
-        )
-
-    async def _fetch_token(self, challenge: Challenge, scope: str) -> None:
-        realm = challenge.params.get("realm")
-        if not realm:
-            raise SourceError(f"{self.label}: Bearer challenge without a realm")
-        realm_url = urljoin(self.base + "/", realm)
-        realm_parts = urlsplit(realm_url)
-        if realm_parts.scheme not in ("http", "https") or not realm_parts.hostname:
-            raise SourceError(f"{self.label}: unusable token realm {safe_text(realm, (), 120)}")
-        if urlsplit(self.base).scheme == "https" and realm_parts.scheme != "https":
-            # Sending the password over plain HTTP because a server said so is a downgrade.
-            raise SourceError(
-                f"{self.label}: refusing a plain-http token realm for an https registry"
-            )
-        query = {"scope": scope}
-        if "service" in challenge.params:
-            query = {"service": challenge.params["service"], "scope": scope}
-        separator = "&" if realm_parts.query else "?"
-        url = f"{realm_url}{separator}{urlencode(query)}"
-        where = f"{realm_parts.hostname}{realm_parts.path}"
-        what = f"token request to {where} (scope {scope})"
-        headers = {"Accept": "application/json"}
-        if self.creds is not None:
-            headers["Authorization"] = self.creds.header
-        response = await self.http.get(url, what=what, headers=headers, secrets=self.secrets)
-        self.token_scopes.add(scope)
-        if response.status_code != 200:
-            detail = error_detail(response, self.secrets)
-            raise SourceError(f"{self.label}: {detail} on {what}")
-        body = parse_json(response, self.label, what)
-        token = None
-        if isinstance(body, dict):
-            token = body.get("token") or body.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise SourceError(f"{self.label}: no token in the response to {what}")
-        self.secrets.append(token)
-        self.authorization = f"Bearer {token}"
-
-    def status_error(self, response: httpx.Response, what: str) -> SourceError:
-        detail = error_detail(response, self.secrets)
-        status = response.status_code
-        if status == 401 and self.authorization and self.authorization.startswith("Bearer"):
-            return SourceError(
-                f"{self.label}: {detail}; the token does not grant {CATALOG_SCOPE} "
-                "(the account needs catalog access)"
-            )
-        if status in (401, 403):
-            return SourceError(f"{self.label}: {detail}")
-        if 300 <= status < 400:
-            target = safe_text(response.headers.get("location", "?"), self.secrets, 200)
-            return SourceError(
-                f"{self.label}: {detail} on {what}, redirected to {target}; "
-                "put the final URL in the config"
-            )
-        return SourceError(f"{self.label}: {detail} on {what}")
 
 
 def _pagination_invalid(response: httpx.Response) -> bool:
