@@ -294,6 +294,7 @@ def config_text(url: str, workspaces: int, spaces: int, extra: dict[int, int]) -
         f"workspaceLabel: {LABEL}",
         "policy:",
         f"  pullSecretName: {SECRET}",
+        "  namespaceGuard: {enabled: true}",  # provisioning requires it
         "registries:",
         "  - name: harbor",
         "    type: harbor",

@@ -133,6 +133,7 @@ class Cluster:
             "  mode: enforce",
             f"  pullSecretName: {SECRET}",
             "  exemptNamespaces: [kube-system]",
+            "  namespaceGuard: {enabled: true}",  # provisioning requires it
             "registries:",
             "  - name: harbor",
             "    type: harbor",
