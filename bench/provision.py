@@ -61,7 +61,7 @@ from policy.snapshot import Snapshot  # noqa: E402
 from tests.support.controlplane.plane import ControlPlane  # noqa: E402
 from tests.support.metrics import samples  # noqa: E402
 from webhook.leader.provisioning.robots import CreatedRobot, HarborRobots, Robot  # noqa: E402
-from webhook.leader.provisioning.secrets import RobotCredential, SecretStore  # noqa: E402
+from webhook.leader.provisioning.secrets import RobotCredential, SecretStore, Version  # noqa: E402
 from webhook.leader.provisioning.writer import Provisioner  # noqa: E402
 from webhook.live.sources.namespaces import fetch_namespaces  # noqa: E402
 
@@ -165,21 +165,29 @@ class CountingStore(SecretStore):
         self._counts.add("kube", "list credentials")
         return super().list_credentials()
 
-    def write_pull_secret(self, namespace: str, name: str, content: bytes, *, exists: bool) -> None:
-        self._counts.add("kube", "replace Secret" if exists else "create Secret")
-        super().write_pull_secret(namespace, name, content, exists=exists)
+    def create_pull_secret(self, namespace: str, name: str, content: bytes) -> None:
+        self._counts.add("kube", "create Secret")
+        super().create_pull_secret(namespace, name, content)
 
-    def delete_pull_secret(self, namespace: str, name: str) -> None:
+    def update_pull_secret(
+        self, namespace: str, name: str, content: bytes, version: Version
+    ) -> None:
+        self._counts.add("kube", "replace Secret")
+        super().update_pull_secret(namespace, name, content, version)
+
+    def delete_pull_secret(self, namespace: str, name: str, version: Version) -> None:
         self._counts.add("kube", "delete Secret")
-        super().delete_pull_secret(namespace, name)
+        super().delete_pull_secret(namespace, name, version)
 
-    def write_credential(self, name: str, credential: RobotCredential) -> None:
+    def write_credential(
+        self, name: str, credential: RobotCredential, version: Version | None = None
+    ) -> None:
         self._counts.add("kube", "write credential")
-        super().write_credential(name, credential)
+        super().write_credential(name, credential, version)
 
-    def delete_credential(self, name: str) -> None:
+    def delete_credential(self, name: str, version: Version) -> None:
         self._counts.add("kube", "delete credential")
-        super().delete_credential(name)
+        super().delete_credential(name, version)
 
 
 def apiserver_secret_requests(plane: ControlPlane) -> collections.Counter[str]:

@@ -43,7 +43,12 @@ from tests.support.pull_secrets import pull_secret_logins
 from tests.support.spacegate import REPO, SpacegateProcess
 from tests.support.waiting import eventually
 from webhook.leader.provisioning.robots import HarborRobots
-from webhook.leader.provisioning.secrets import ROBOT_CREDENTIAL, RobotCredential, SecretStore
+from webhook.leader.provisioning.secrets import (
+    ROBOT_CREDENTIAL,
+    RobotCredential,
+    SecretStore,
+    Version,
+)
 from webhook.leader.provisioning.writer import PassResult, Provisioner
 
 pytestmark = pytest.mark.e2e
@@ -417,12 +422,14 @@ class CrashingStore(SecretStore):
         super().__init__(api_client, home=home)
         self.at = at
 
-    def write_credential(self, name: str, credential: RobotCredential) -> None:
+    def write_credential(
+        self, name: str, credential: RobotCredential, version: Version | None = None
+    ) -> None:
         if self.at == "credential":
             raise Killed("killed before keeping the credential")
-        super().write_credential(name, credential)
+        super().write_credential(name, credential, version)
 
-    def write_pull_secret(self, namespace: str, name: str, content: bytes, *, exists: bool) -> None:
+    def create_pull_secret(self, namespace: str, name: str, content: bytes) -> None:
         raise Killed("killed before writing the pull Secrets")
 
 
