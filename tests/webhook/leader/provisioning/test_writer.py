@@ -272,6 +272,19 @@ def test_a_namespace_leaving_its_workspace_rotates_the_robot_it_was_given(
     assert writes[0].startswith(f"PUT /api/v1/namespaces/{HOME}/secrets/")  # the credential
 
 
+def test_a_namespace_made_exempt_leaves_too(world: World) -> None:
+    world.run()
+    old = world.login("a-dev")
+    assert old is not None
+
+    result = world.run(world.snapshot("policy: {exemptNamespaces: [kube-system, a-prod]}\n"))
+
+    assert [c.reason for c in result.plan.create_robots] == [
+        "namespaces left the workspace: a-prod"
+    ]
+    assert world.login("a-prod") is None and old[0] not in robot_names(world)
+
+
 def test_a_namespace_joining_is_recorded_before_it_is_given_the_credential(world: World) -> None:
     world.run()
     login = world.login("a-dev")
