@@ -8,7 +8,12 @@ its real Secret store) reconciling 1,000 workspaces x 10 namespaces x 5 bound pr
 - *no change*: the same snapshot again (must write nothing);
 - *bind one space*: one more space bound to one workspace (a new robot for it, its 10
   Secrets updated, the old robot deleted);
-- *unbind it again*: the same workspace back to its 5 spaces.
+- *unbind it again*: the same workspace back to its 5 spaces;
+- *one namespace leaves*: one namespace of that workspace relabelled out of it (the robot
+  it held is replaced: a new robot, the other 9 Secrets updated, its Secret deleted, the
+  old robot deleted);
+- *it joins again*: the same namespace back (its credential's record of holders extended,
+  then its Secret created: no new robot).
 
 For each pass: wall time (split into computing the desired state, observing what exists,
 planning and applying), Harbor calls (robot list pages, creates, deletes, HTTP requests)
@@ -57,7 +62,7 @@ sys.path.insert(0, str(REPO))
 
 import webhook.leader.provisioning.writer as provisioner_module  # noqa: E402
 from policy.config import Config, load_config  # noqa: E402
-from policy.snapshot import Snapshot  # noqa: E402
+from policy.snapshot import NamespaceInfo, Snapshot  # noqa: E402
 from tests.support.controlplane.plane import ControlPlane  # noqa: E402
 from tests.support.metrics import samples  # noqa: E402
 from webhook.leader.provisioning.robots import CreatedRobot, HarborRobots, Robot  # noqa: E402
@@ -511,6 +516,23 @@ def main() -> int:
                 phases,
             ),
         ]
+        leaver = f"ns-{changed:04d}-0"
+        with_leaver = dict(listed)
+        listed = {**listed, leaver: NamespaceInfo(workspace=None)}
+        rows.append(
+            run_pass(
+                f"one namespace leaves {workspace(changed)}",
+                plane,
+                provisioner,
+                snapshot(base, 5),
+                counts,
+                phases,
+            )
+        )
+        listed = with_leaver
+        rows.append(
+            run_pass("it joins again", plane, provisioner, snapshot(base, 6), counts, phases)
+        )
         api.close()
 
     print(

@@ -188,8 +188,12 @@ class Provisioner:
                 desired = await asyncio.to_thread(desired_state, snapshot)
             observed = await self.observe(snapshot, desired)
             now = self._clock()
-            changes = plan_robots(
-                desired, observed, now=now, rotate_every=snapshot.config.pull_secrets.rotate_every
+            changes = await asyncio.to_thread(  # compares every namespace's record: off the loop
+                plan_robots,
+                desired,
+                observed,
+                now=now,
+                rotate_every=snapshot.config.pull_secrets.rotate_every,
             )
             failures: list[str] = []
             if apply:
@@ -324,8 +328,9 @@ class Provisioner:
                 self._conflicts_logged.add((namespace, name))
                 log.warning(
                     "provisioning: namespace %s has a Secret %s that spacegate does not manage; "
-                    "left alone (label it app.kubernetes.io/managed-by=spacegate, or delete it, "
-                    "to let spacegate provision it)",
+                    "left alone (delete it to let spacegate provision it; spacegate's own are "
+                    "of type kubernetes.io/dockerconfigjson and labelled "
+                    "app.kubernetes.io/managed-by=spacegate, spacegate.io/component=pull-secret)",
                     namespace,
                     name,
                 )
