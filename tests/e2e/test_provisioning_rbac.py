@@ -87,6 +87,11 @@ def secret(
     return body
 
 
+# A bootstrap token (authenticates as system:bootstrappers where that authenticator is on).
+BOOTSTRAP = {
+    **secret("bootstrap-token-abcdef", "bootstrap.kubernetes.io/token", PULL),
+    "stringData": {"token-id": "abcdef", "token-secret": "0123456789abcdef"},
+}
 TLS = {**secret(kind="kubernetes.io/tls", labels=PULL), "data": {"tls.crt": "", "tls.key": ""}}
 
 
@@ -348,12 +353,15 @@ def test_no_token_secret_in_spacegates_own_namespace_either(release: Release) ->
             "home", secret("tls-stolen", "Opaque", CREDENTIAL), False, id="home-other-name"
         ),
         pytest.param("home", secret(labels=PULL), True, id="home-pull-secret"),
+        pytest.param("kube-system", BOOTSTRAP, False, id="bootstrap-token-in-kube-system"),
     ],
 )
 def test_spacegate_may_create_only_its_own_kinds_of_secret(
     release: Release, namespaces: Namespaces, where: str, body: dict[str, Any], allowed: bool
 ) -> None:
-    namespace = release.home if where == "home" else namespaces.make(prefix="tenant")
+    namespace = {"home": release.home, "kube-system": "kube-system"}.get(where) or (
+        namespaces.make(prefix="tenant")
+    )
     with release.as_() as http:
         answer = http.post(_secrets(namespace), json=body)
         if answer.status_code == 201:
