@@ -354,16 +354,15 @@ def plan_secrets(
         if existing is not None and not existing.managed:
             result.conflicts.append(namespace)
             continue
-        keys = [(e.credential.registry, e.credential.workspace) for e in spec.entries]
         robot_keys = [
-            key for e, key in zip(spec.entries, keys, strict=True) if e.credential.kind == "robot"
+            (e.credential.registry, e.credential.workspace)
+            for e in spec.entries
+            if e.credential.kind == "robot"
         ]
         keep = _unknown_hosts(existing, desired.unknown, hosts_of)
-        auths = (
-            None
-            if blocked.intersection(robot_keys)
-            else (_render(spec, credentials, observed.static, keep))
-        )
+        auths = None
+        if not blocked.intersection(robot_keys):
+            auths = _render(spec, credentials, observed.static, keep)
         if auths is None:
             # A credential is missing (not created, a static file unreadable) or cannot be
             # recorded: the Secret stays as it is, and so do the robots it names.

@@ -123,14 +123,22 @@ def _labels(component: str) -> dict[str, str]:
     return {MANAGED_BY_LABEL: MANAGED_BY, COMPONENT_LABEL: component}
 
 
+def _raw(data: object, key: str) -> bytes:
+    """The decoded bytes of ``data[key]``; empty when absent or not base64."""
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, str):
+        return b""
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        return b""
+
+
 def _b64(data: object, key: str) -> str:
     """The decoded value of ``data[key]``; empty when absent or not base64 UTF-8 text."""
-    raw = data.get(key) if isinstance(data, dict) else None
-    if not isinstance(raw, str) or not raw:
-        return ""
     try:
-        return base64.b64decode(raw, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+        return _raw(data, key).decode()
+    except UnicodeDecodeError:
         return ""
 
 
@@ -180,17 +188,6 @@ def _ours(obj: Mapping[str, Any], component: str, kind: str) -> bool:
         and labels.get(COMPONENT_LABEL) == component
         and obj.get("type") == kind
     )
-
-
-def _raw(data: object, key: str) -> bytes:
-    """The decoded bytes of ``data[key]``; empty when absent or not base64."""
-    value = data.get(key) if isinstance(data, dict) else None
-    if not isinstance(value, str):
-        return b""
-    try:
-        return base64.b64decode(value, validate=True)
-    except binascii.Error:
-        return b""
 
 
 def _conflict(exc: ApiException, what: str) -> WriteConflict | None:
