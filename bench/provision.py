@@ -8,7 +8,12 @@ its real Secret store) reconciling 1,000 workspaces x 10 namespaces x 5 bound pr
 - *no change*: the same snapshot again (must write nothing);
 - *bind one space*: one more space bound to one workspace (a new robot for it, its 10
   Secrets updated, the old robot deleted);
-- *unbind it again*: the same workspace back to its 5 spaces.
+- *unbind it again*: the same workspace back to its 5 spaces;
+- *one namespace leaves*: one namespace of that workspace relabelled out of it (the robot
+  it held is replaced: a new robot, the other 9 Secrets updated, its Secret deleted, the
+  old robot deleted);
+- *it joins again*: the same namespace back (its credential's record of holders extended,
+  then its Secret created: no new robot).
 
 For each pass: wall time (split into computing the desired state, observing what exists,
 planning and applying), Harbor calls (robot list pages, creates, deletes, HTTP requests)
@@ -57,11 +62,11 @@ sys.path.insert(0, str(REPO))
 
 import webhook.leader.provisioning.writer as provisioner_module  # noqa: E402
 from policy.config import Config, load_config  # noqa: E402
-from policy.snapshot import Snapshot  # noqa: E402
+from policy.snapshot import NamespaceInfo, Snapshot  # noqa: E402
 from tests.support.controlplane.plane import ControlPlane  # noqa: E402
 from tests.support.metrics import samples  # noqa: E402
 from webhook.leader.provisioning.robots import CreatedRobot, HarborRobots, Robot  # noqa: E402
-from webhook.leader.provisioning.secrets import RobotCredential, SecretStore  # noqa: E402
+from webhook.leader.provisioning.secrets import RobotCredential, SecretStore, Version  # noqa: E402
 from webhook.leader.provisioning.writer import Provisioner  # noqa: E402
 from webhook.live.sources.namespaces import fetch_namespaces  # noqa: E402
 
@@ -165,21 +170,29 @@ class CountingStore(SecretStore):
         self._counts.add("kube", "list credentials")
         return super().list_credentials()
 
-    def write_pull_secret(self, namespace: str, name: str, content: bytes, *, exists: bool) -> None:
-        self._counts.add("kube", "replace Secret" if exists else "create Secret")
-        super().write_pull_secret(namespace, name, content, exists=exists)
+    def create_pull_secret(self, namespace: str, name: str, content: bytes) -> None:
+        self._counts.add("kube", "create Secret")
+        super().create_pull_secret(namespace, name, content)
 
-    def delete_pull_secret(self, namespace: str, name: str) -> None:
+    def update_pull_secret(
+        self, namespace: str, name: str, content: bytes, version: Version
+    ) -> None:
+        self._counts.add("kube", "replace Secret")
+        super().update_pull_secret(namespace, name, content, version)
+
+    def delete_pull_secret(self, namespace: str, name: str, version: Version) -> None:
         self._counts.add("kube", "delete Secret")
-        super().delete_pull_secret(namespace, name)
+        super().delete_pull_secret(namespace, name, version)
 
-    def write_credential(self, name: str, credential: RobotCredential) -> None:
+    def write_credential(
+        self, name: str, credential: RobotCredential, version: Version | None = None
+    ) -> None:
         self._counts.add("kube", "write credential")
-        super().write_credential(name, credential)
+        super().write_credential(name, credential, version)
 
-    def delete_credential(self, name: str) -> None:
+    def delete_credential(self, name: str, version: Version) -> None:
         self._counts.add("kube", "delete credential")
-        super().delete_credential(name)
+        super().delete_credential(name, version)
 
 
 def apiserver_secret_requests(plane: ControlPlane) -> collections.Counter[str]:
@@ -294,6 +307,7 @@ def config_text(url: str, workspaces: int, spaces: int, extra: dict[int, int]) -
         f"workspaceLabel: {LABEL}",
         "policy:",
         f"  pullSecretName: {SECRET}",
+        "  namespaceGuard: {enabled: true}",  # provisioning requires it
         "registries:",
         "  - name: harbor",
         "    type: harbor",
@@ -502,6 +516,23 @@ def main() -> int:
                 phases,
             ),
         ]
+        leaver = f"ns-{changed:04d}-0"
+        with_leaver = dict(listed)
+        listed = {**listed, leaver: NamespaceInfo(workspace=None)}
+        rows.append(
+            run_pass(
+                f"one namespace leaves {workspace(changed)}",
+                plane,
+                provisioner,
+                snapshot(base, 5),
+                counts,
+                phases,
+            )
+        )
+        listed = with_leaver
+        rows.append(
+            run_pass("it joins again", plane, provisioner, snapshot(base, 6), counts, phases)
+        )
         api.close()
 
     print(

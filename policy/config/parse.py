@@ -529,7 +529,7 @@ def parse_config(data: object) -> Config:
         _str(ns, "namespaces"): _str(ws, f"namespaces.{ns}")
         for ns, ws in _mapping(namespaces_raw, "namespaces").items()
     }
-    return Config(
+    config = Config(
         workspace_label=_str(top.get("workspaceLabel", DEFAULT_WORKSPACE_LABEL), "workspaceLabel"),
         policy=_parse_policy(top["policy"]) if top.get("policy") is not None else PolicySettings(),
         registries=registries,
@@ -542,6 +542,19 @@ def parse_config(data: object) -> Config:
         ),
         audit=_parse_audit(top["audit"]) if top.get("audit") is not None else AuditSettings(),
     )
+    _check_provisioning_is_guarded(config)
+    return config
+
+
+def _check_provisioning_is_guarded(config: Config) -> None:
+    """Provisioning makes the workspace label a credential boundary: refuse it unguarded."""
+    if config.pull_secrets.provision and not config.policy.namespace_guard.enabled:
+        raise ConfigError(
+            "pullSecrets.provision: requires policy.namespaceGuard.enabled: true; every namespace "
+            f"labelled {config.workspace_label}=W receives W's pull credential as a readable "
+            "Secret, so without the guard whoever may label a namespace may take any workspace's "
+            "credential (enable the guard and list who may set the label, or turn provisioning off)"
+        )
 
 
 def load_config(text: str, source: str = "<config>") -> Config:

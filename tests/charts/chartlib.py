@@ -141,6 +141,11 @@ def make_ca_pem() -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
+# Pull-secret provisioning as the chart accepts it: only with the namespace guard on.
+PROVISIONING: dict[str, Any] = {
+    "config": {"pullSecrets": {"provision": True}, "policy": {"namespaceGuard": {"enabled": True}}}
+}
+
 HARBOR_AND_REGISTRY: dict[str, Any] = {
     "registries": [
         {
@@ -210,7 +215,10 @@ def values_sets(admin_ca_pem: str) -> dict[str, dict[str, Any]]:
             },
         },
         "provisioning": {
-            "config": {"pullSecrets": {"provision": True, "rotateEvery": "24h"}},
+            "config": {
+                "pullSecrets": {"provision": True, "rotateEvery": "24h"},
+                "policy": {"namespaceGuard": {"enabled": True}},
+            },
         },
         "out-of-cluster": {
             "webhook": {"url": "https://127.0.0.1:8443"},

@@ -28,7 +28,7 @@ from policy.config import AuditSettings, load_config
 from policy.decision import decide
 from policy.report import Resource, build_report
 from policy.snapshot import NamespaceInfo, Snapshot
-from tests.charts.chartlib import CHART_DIR, FULLNAME, NAMESPACE, RELEASE, Rendered
+from tests.charts.chartlib import CHART_DIR, FULLNAME, NAMESPACE, PROVISIONING, RELEASE, Rendered
 from tests.charts.conftest import Render
 from tests.charts.test_manifests_are_valid import KUBE_VERSIONS
 from webhook.leader.audit.findings import KINDS
@@ -221,9 +221,9 @@ def test_the_lease_follows_the_credentials_namespace(render: Render) -> None:
 @pytest.mark.parametrize(
     "values",
     [
-        pytest.param({"config": {"pullSecrets": {"provision": True}}}, id="provisioning"),
+        pytest.param(PROVISIONING, id="provisioning"),
         pytest.param(
-            {"config": {"pullSecrets": {"provision": True}, "audit": {"enabled": True}}},
+            {"config": {**PROVISIONING["config"], "audit": {"enabled": True}}},
             id="provisioning-and-audit",
         ),
     ],

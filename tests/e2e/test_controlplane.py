@@ -7,7 +7,9 @@ them, data surviving an apiserver restart, and watches expiring (410) after comp
 
 from __future__ import annotations
 
+import base64
 import json
+import ssl
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -242,6 +244,38 @@ def test_deleting_a_deployment_garbage_collects_its_replicaset_and_pods(
 
     eventually(replica_set_gone, f"the garbage collector to delete {rs.metadata.name}")
     eventually(lambda: not core.list_namespaced_pod(namespace).items, "the Pods to be deleted")
+
+
+def test_a_service_account_token_secret_gets_a_token_the_apiserver_accepts(
+    control_plane: ControlPlane, api_client: client.ApiClient, namespace: str
+) -> None:
+    """The token controller runs, as in a real cluster: what RBAC escalations through such
+    Secrets need (tests/e2e/test_provisioning_rbac.py), tried for real."""
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="robot"))
+    )
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name="robot-token", annotations={"kubernetes.io/service-account.name": "robot"}
+            ),
+            type="kubernetes.io/service-account-token",
+        ),
+    )
+
+    def token() -> str | None:
+        data = core.read_namespaced_secret("robot-token", namespace).data or {}
+        return base64.b64decode(data["token"]).decode() if "token" in data else None
+
+    issued = eventually(token, "the token controller to fill in the token")
+    with httpx.Client(
+        base_url=control_plane.server,
+        verify=ssl.create_default_context(cafile=str(control_plane.ca_cert)),
+        headers={"Authorization": f"Bearer {issued}"},
+    ) as http:
+        assert _self(http)["username"] == f"system:serviceaccount:{namespace}:robot"
 
 
 # --------------------------------------------------------------------------- restart and watch

@@ -21,6 +21,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -43,7 +44,12 @@ from tests.support.pull_secrets import pull_secret_logins
 from tests.support.spacegate import REPO, SpacegateProcess
 from tests.support.waiting import eventually
 from webhook.leader.provisioning.robots import HarborRobots
-from webhook.leader.provisioning.secrets import ROBOT_CREDENTIAL, RobotCredential, SecretStore
+from webhook.leader.provisioning.secrets import (
+    ROBOT_CREDENTIAL,
+    RobotCredential,
+    SecretStore,
+    Version,
+)
 from webhook.leader.provisioning.writer import PassResult, Provisioner
 
 pytestmark = pytest.mark.e2e
@@ -133,6 +139,7 @@ class Cluster:
             "  mode: enforce",
             f"  pullSecretName: {SECRET}",
             "  exemptNamespaces: [kube-system]",
+            "  namespaceGuard: {enabled: true}",  # provisioning requires it
             "registries:",
             "  - name: harbor",
             "    type: harbor",
@@ -356,6 +363,89 @@ def test_a_registry_secret_spacegate_does_not_manage_is_left_alone_and_counted(
     )
 
 
+# --------------------------------------------------------------------------- revocation
+
+
+class GapWatch:
+    """Watches namespaces' pull Secrets from a thread, as kubelets pulling all the time would:
+    each round reads a Secret, pulls with its credential, and reads the Secret again. A pull
+    that fails while the Secret stayed the same is a gap (the Secret named a dead robot)."""
+
+    def __init__(self, cluster: Cluster, namespaces: list[str]) -> None:
+        self.cluster, self.namespaces = cluster, namespaces
+        self.gaps: list[str] = []
+        self.rounds = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gap-watch", daemon=True)
+
+    def _version(self, namespace: str) -> str | None:
+        try:
+            read = self.cluster.core.read_namespaced_secret(SECRET, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return str(read.metadata.resource_version)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for namespace in self.namespaces:
+                before = self._version(namespace)
+                login = self.cluster.login(namespace)
+                pulled = login is not None and self.cluster.pulls(login, "team-a")
+                if not pulled and before is not None and self._version(namespace) == before:
+                    self.gaps.append(f"{namespace} at {time.strftime('%X')} (version {before})")
+            self.rounds += 1
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> GapWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def test_a_namespace_leaving_by_relabel_or_deletion_revokes_its_copy_without_a_gap(
+    cluster: Cluster, ws: Callable[[], str]
+) -> None:
+    """Its Secret goes, but its tenants may have copied the credential: the workspace's robot
+    is replaced (new robot, Secrets updated, old robot deleted), and the namespaces that stay
+    never hold a dead credential on the way."""
+    x = ws()
+    dev, prod = cluster.namespace(x), cluster.namespace(x)
+    relabelled, deleted = cluster.namespace(x), cluster.namespace(x)
+    cluster.serve({"team-a": [x]})
+    first = cluster.wait_login(dev)
+    assert all(cluster.wait_login(ns) == first for ns in (prod, relabelled, deleted))
+
+    with GapWatch(cluster, [dev, prod]) as watch:
+        cluster.namespaces.relabel(relabelled, {LABEL: None})
+        second = cluster.wait_login(dev, other_than=first)
+        cluster.wait_gone(relabelled)
+        eventually(
+            lambda: cluster.robots_of(x) == {second[0]: {"team-a"}},
+            "the robot the relabelled namespace held to be deleted",
+            timeout=30,
+        )
+        assert cluster.login(prod) == second and cluster.login(deleted) == second
+        assert not cluster.pulls(first, "team-a")  # a copy kept in `relabelled` is dead
+
+        cluster.core.delete_namespace(deleted)  # no Secret left behind to notice
+        third = cluster.wait_login(dev, other_than=second, timeout=60)
+        eventually(
+            lambda: cluster.robots_of(x) == {third[0]: {"team-a"}},
+            "the robot the deleted namespace held to be deleted",
+            timeout=30,
+        )
+        assert cluster.login(prod) == third
+        assert not cluster.pulls(second, "team-a")
+
+    assert watch.rounds > 10, watch.rounds  # it did watch, all along
+    assert watch.gaps == [], f"{watch.gaps}\n{cluster.logs()}"
+
+
 # --------------------------------------------------------------------------- one writer
 
 
@@ -416,12 +506,14 @@ class CrashingStore(SecretStore):
         super().__init__(api_client, home=home)
         self.at = at
 
-    def write_credential(self, name: str, credential: RobotCredential) -> None:
+    def write_credential(
+        self, name: str, credential: RobotCredential, version: Version | None = None
+    ) -> None:
         if self.at == "credential":
             raise Killed("killed before keeping the credential")
-        super().write_credential(name, credential)
+        super().write_credential(name, credential, version)
 
-    def write_pull_secret(self, namespace: str, name: str, content: bytes, *, exists: bool) -> None:
+    def create_pull_secret(self, namespace: str, name: str, content: bytes) -> None:
         raise Killed("killed before writing the pull Secrets")
 
 

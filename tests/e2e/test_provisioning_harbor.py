@@ -16,8 +16,9 @@ Secrets, whatever else runs on the shared control plane.
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from tests.support.manifests import Api
 from tests.support.namespaces import Namespaces
 from tests.support.pull_secrets import pull_secret_logins, secret_versions
 from webhook.leader.provisioning.robots import HarborRobots
-from webhook.leader.provisioning.secrets import ROBOT_CREDENTIAL, SecretStore
+from webhook.leader.provisioning.secrets import ROBOT_CREDENTIAL, SecretStore, Version
 from webhook.leader.provisioning.writer import PassResult, Provisioner
 
 pytestmark = pytest.mark.e2e
@@ -380,3 +381,133 @@ def test_a_provisioning_pass_leaves_the_event_loop_free_for_admission_answers(
 
     assert len(result.plan.create_robots) == workspaces  # the pass did the real work
     assert stall < STALL_LIMIT, f"the event loop was blocked for {stall:.2f} s"
+
+
+# --------------------------------------------------------------------------- races (finding 8)
+
+
+class RacedStore(SecretStore):
+    """The real store, with someone else's write landing on the real apiserver between
+    spacegate's read and its write to ``namespace``: ``race`` runs just before it."""
+
+    def __init__(
+        self, api_client: client.ApiClient, *, home: str, namespace: str, race: Callable[[], None]
+    ) -> None:
+        super().__init__(api_client, home=home)
+        self.namespace, self.race = namespace, race
+
+    def _maybe(self, namespace: str) -> None:
+        if namespace == self.namespace:
+            self.race()
+            self.namespace = ""  # once
+
+    def create_pull_secret(self, namespace: str, name: str, content: bytes) -> None:
+        self._maybe(namespace)
+        super().create_pull_secret(namespace, name, content)
+
+    def update_pull_secret(
+        self, namespace: str, name: str, content: bytes, version: Version
+    ) -> None:
+        self._maybe(namespace)
+        super().update_pull_secret(namespace, name, content, version)
+
+    def delete_pull_secret(self, namespace: str, name: str, version: Version) -> None:
+        self._maybe(namespace)
+        super().delete_pull_secret(namespace, name, version)
+
+
+def _foreign(name: str, kind: str = "kubernetes.io/dockerconfigjson") -> client.V1Secret:
+    return client.V1Secret(
+        metadata=client.V1ObjectMeta(name=name, labels={"owner": "platform-team"}),
+        type=kind,
+        string_data={".dockerconfigjson": '{"auths": {"elsewhere.example.com": {}}}'},
+    )
+
+
+@pytest.mark.parametrize("when", ["create", "update", "delete"])
+def test_a_secret_someone_else_writes_between_the_read_and_the_write_is_left_alone(
+    world: Setup, when: str
+) -> None:
+    dev, prod = world.namespace("101"), world.namespace("101")
+    core: Api = client.CoreV1Api(world.api_client)
+    if when != "create":
+        world.run(BOUND)  # spacegate's Secrets exist, to be updated or deleted
+
+    def someone_else() -> None:
+        if when != "create":
+            core.delete_namespaced_secret(world.secret_name, dev)
+        core.create_namespaced_secret(dev, _foreign(world.secret_name))
+
+    store = RacedStore(world.api_client, home=world.home, namespace=dev, race=someone_else)
+    bindings = {
+        "create": BOUND,
+        "update": {**BOUND, "team-c": ["101", "102"]},  # 101's Secrets change
+        "delete": {"team-b": ["102"], "team-c": ["102"]},  # 101 needs nothing any more
+    }[when]
+    runner = Provisioner(store, HarborRobots)
+
+    async def once() -> PassResult:
+        try:
+            return await runner.run_pass(world.snapshot(bindings))
+        finally:
+            await runner.aclose()
+
+    result = asyncio.run(once())
+
+    theirs = core.read_namespaced_secret(world.secret_name, dev)
+    assert theirs.metadata.labels == {"owner": "platform-team"}  # neither replaced nor adopted
+    assert b"elsewhere.example.com" in base64.b64decode(theirs.data[".dockerconfigjson"])
+    assert [f for f in result.failures if "changed by someone else since it was read" in f], (
+        result.failures
+    )
+    # The other namespace was written (or cleaned up) as planned.
+    other = pull_secret_logins(world.api_client, prod, world.secret_name)
+    assert (other is None) == (when == "delete")
+    # And the next pass sees it for what it is: someone else's, left alone.
+    world.run(bindings)
+    again = core.read_namespaced_secret(world.secret_name, dev)
+    assert again.metadata.resource_version == theirs.metadata.resource_version
+
+
+# --------------------------------------------------------------------------- robot creation fails
+
+
+@pytest.mark.parametrize("fault", ["503", "timeout"])
+def test_a_robot_harbor_fails_to_create_deletes_nothing_the_workspace_still_uses(
+    world: Setup, fault: str
+) -> None:
+    """A namespace leaves: the robot must rotate, and Harbor fails the create. The others
+    keep pulling with the old robot; the next pass completes the rotation."""
+    dev, leaving = world.namespace("101"), world.namespace("101")
+    world.run(BOUND)
+    old = world.login(dev)
+    del world.workspaces[leaving]
+    if fault == "503":
+        world.harbor.faults.pass_next(1).fail_next(1, 503)  # the listing passes, not the create
+    else:
+        world.harbor.faults.pass_next(1).delay_next(1, seconds=4)
+    runner = Provisioner(
+        SecretStore(world.api_client, home=world.home),
+        lambda registry: HarborRobots(registry, timeout=1.5),
+    )
+
+    async def once() -> PassResult:
+        try:
+            return await runner.run_pass(world.snapshot(BOUND))
+        finally:
+            await runner.aclose()
+
+    failed = asyncio.run(once())
+
+    assert len(failed.failures) == 1 and "may or may not exist" in failed.failures[0]
+    assert world.login(dev) == old and world.pulls(old, "team-a")  # no gap for the others
+    assert pull_secret_logins(world.api_client, leaving, world.secret_name) is None
+    world.harbor.faults.clear()
+
+    again = world.run(BOUND)
+
+    [change] = again.plan.create_robots
+    assert change.reason == f"namespaces left the workspace: {leaving}"
+    new = world.login(dev)
+    assert new != old and world.pulls(new, "team-a")
+    assert not world.pulls(old, "team-a")  # what the leaver may have kept is dead

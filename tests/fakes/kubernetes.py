@@ -49,10 +49,15 @@ What it models:
   and across namespaces with ``labelSelector``, ``fieldSelector`` (``metadata.name`` and
   ``metadata.namespace``, ``=``/``==``/``!=``) and ``limit`` + ``continue``; discovery of a
   group version (``GET /apis/{group}/{version}``: 404 until something is served there).
-  Deleting a namespace deletes its objects.
+  Deleting a namespace deletes its objects. A ``DELETE`` whose ``DeleteOptions`` body carries
+  ``preconditions`` (``uid``, ``resourceVersion``) that the object no longer matches is
+  refused with 409 ``Conflict``, as the apiserver does.
 - Faults: :meth:`drop_watches` cuts open watch connections mid-stream (no clean end of the
   chunked body, as a network failure looks), :meth:`fail_next` answers the next N requests
-  with an error Status, and every request is logged in :attr:`requests` with its status.
+  with an error Status, :meth:`interleave` runs a test's action just before the next request
+  of a method and path is handled (someone else's write landing between a client's read and
+  its write, deterministically), and every request is logged in :attr:`requests` with its
+  status.
 
 What it does not model: authentication and authorization, TLS, API discovery beyond a
 group version (``/api``, ``/apis``), field selectors on anything but a name or namespace,
@@ -335,6 +340,7 @@ class FakeKubernetes:
         self._watchers: set[_Watcher] = set()
         self._continues: dict[str, tuple[int, list[JSON]]] = {}
         self._failures: list[tuple[int, str]] = []
+        self._interleaved: list[tuple[str, str, Callable[[], object]]] = []
         self._requests: list[RecordedRequest] = []
         self._closing = False  # stop() in progress: refuse new watches
         self._server: uvicorn.Server | None = None
@@ -578,6 +584,12 @@ class FakeKubernetes:
         with self._lock:
             self._failures.extend([(status, path_prefix)] * count)
 
+    def interleave(self, method: str, path: str, action: Callable[[], object]) -> None:
+        """Run ``action`` once, just before the next ``method`` request to exactly ``path``
+        is handled (``action`` may use this fake's test-side methods)."""
+        with self._lock:
+            self._interleaved.append((method, path, action))
+
     def send_bookmark(self) -> int:
         """Send a BOOKMARK at the current resourceVersion to watches that allow them."""
         with self._lock:
@@ -761,12 +773,28 @@ class FakeKubernetes:
             self._objects[key] = obj
             return copy.deepcopy(obj)
 
-    def _delete_object(self, prefix: str, plural: str, namespace: str, name: str) -> JSON:
+    def _delete_object(
+        self, prefix: str, plural: str, namespace: str, name: str, options: JSON | None = None
+    ) -> JSON:
+        preconditions = (options or {}).get("preconditions") or {}
         with self._lock:
             self._kind(prefix, plural)
-            obj = self._objects.pop((prefix, plural, namespace, name), None)
+            key = (prefix, plural, namespace, name)
+            obj = self._objects.get(key)
             if obj is None:
                 raise ApiError(404, "NotFound", f'{plural} "{name}" not found')
+            meta = obj["metadata"]
+            for field, stored in (("uid", "uid"), ("resourceVersion", "resourceVersion")):
+                wanted = preconditions.get(field)
+                if wanted and wanted != meta[stored]:
+                    raise ApiError(
+                        409,
+                        "Conflict",
+                        f'Operation cannot be fulfilled on {plural} "{name}": Precondition '
+                        f"failed: {field} in precondition: {wanted}, {field} in object meta: "
+                        f"{meta[stored]}",
+                    )
+            del self._objects[key]
             self._next_rv()
             return obj
 
@@ -862,12 +890,20 @@ class FakeKubernetes:
         params = dict(parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True))
         method, path = scope["method"], scope["path"]
         failure: int | None = None
+        action: Callable[[], object] | None = None
         with self._lock:
             for i, (status, prefix) in enumerate(self._failures):
                 if path.startswith(prefix):
                     failure = status
                     del self._failures[i]
                     break
+            for i, (wanted_method, wanted_path, hook) in enumerate(self._interleaved):
+                if (method, path) == (wanted_method, wanted_path):
+                    action = hook
+                    del self._interleaved[i]
+                    break
+        if action is not None:
+            action()
 
         async def recording_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -1071,7 +1107,8 @@ class FakeKubernetes:
         namespace, name = request.path_params["ns"], request.path_params["name"]
         try:
             if request.method == "DELETE":
-                return _json(self._delete_object(prefix, plural, namespace, name))
+                options = await _body(request)
+                return _json(self._delete_object(prefix, plural, namespace, name, options))
             if request.method == "PUT":
                 body = await _body(request)
                 if (body.get("metadata") or {}).get("name") != name:

@@ -10,6 +10,9 @@ from policy.config import ConfigError, load_config, parse_config
 from tests.conftest import EXAMPLES
 from tests.policy.config.conftest import MINIMAL
 
+# Provisioning requires the namespace guard (the workspace label is a credential boundary).
+GUARDED = "policy: {namespaceGuard: {enabled: true}}\n"
+
 
 def _error(text: str) -> str:
     with pytest.raises(ConfigError) as info:
@@ -323,12 +326,14 @@ def test_every_duration_key_reads_go_durations() -> None:
 def test_pull_secret_provisioning_is_off_by_default_and_configurable() -> None:
     assert load_config("{}").pull_secrets.provision is False
     config = load_config(
-        "pullSecrets: {provision: true, credentialsNamespace: ops, rotateEvery: 24h}\n"
+        "pullSecrets: {provision: true, credentialsNamespace: ops, rotateEvery: 24h}\n" + GUARDED
     )
     assert config.pull_secrets.provision is True
     assert config.pull_secrets.credentials_namespace == "ops"
     assert config.pull_secrets.rotate_every == 86400.0
-    assert load_config("pullSecrets: {provision: true}\n").pull_secrets.rotate_every == 30 * 86400
+    assert load_config("pullSecrets: {provision: true}\n" + GUARDED).pull_secrets.rotate_every == (
+        30 * 86400
+    )
 
 
 @pytest.mark.parametrize(
@@ -347,6 +352,30 @@ def test_pull_secret_provisioning_is_off_by_default_and_configurable() -> None:
 def test_bad_provisioning_settings_name_their_key(text: str, error: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(error)):
         load_config(text)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        "",  # the guard is off by default
+        "policy: {namespaceGuard: {enabled: false, groups: [admins]}}\n",
+        "policy: {mode: enforce}\n",
+        "policy: {namespaceGuard: null}\n",
+    ],
+)
+def test_provisioning_without_the_namespace_guard_is_refused_saying_why(policy: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config("workspaceLabel: tenant\npullSecrets: {provision: true}\n" + policy)
+    message = str(refused.value)
+    assert message.startswith("<config>: pullSecrets.provision: requires ")
+    assert "policy.namespaceGuard.enabled: true" in message
+    assert "namespace labelled tenant=W receives W's pull credential" in message
+
+
+def test_provisioning_is_accepted_with_the_guard_and_the_guard_needs_no_provisioning() -> None:
+    assert load_config("pullSecrets: {provision: true}\n" + GUARDED).pull_secrets.provision
+    assert load_config("pullSecrets: {provision: false}\n").pull_secrets.provision is False
+    assert load_config(GUARDED).policy.namespace_guard.enabled
 
 
 def test_a_docker_registry_keeps_its_pull_credential_apart_from_its_listing_credential() -> None:

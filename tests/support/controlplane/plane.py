@@ -14,6 +14,11 @@ resolve to ``::1``, and never ``0.0.0.0``):
   Endpoints, which validation rejects (loopback) and which it would otherwise retry forever;
 - kube-controller-manager serves nothing (``--secure-port=0``, which also skips the delegated
   authn/authz set-up that would try in-cluster config) and dials only its kubeconfig's server.
+  It runs the service-account token controller (always started when it has
+  ``--service-account-private-key-file``, whatever ``--controllers`` says), signing with the
+  key the apiserver verifies with, as in a real cluster: a ``kubernetes.io/service-account-token``
+  Secret annotated for a ServiceAccount gets a working token, so RBAC escalations through
+  such Secrets can be tried for real.
 
 The apiserver flags are envtest's (controller-runtime ``pkg/internal/testing/controlplane``)
 plus the ones above, ``--etcd-compaction-interval=0`` and ``--watch-cache-sizes=namespaces#0``.
@@ -608,6 +613,8 @@ class ControlPlane:
                 "--secure-port=0",
                 f"--controllers={','.join(self._controllers)}",
                 "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={self.workdir / 'pki' / 'sa.key'}",
+                f"--root-ca-file={self.ca_cert}",
             ],
         )
         expected = {

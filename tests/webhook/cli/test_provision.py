@@ -54,6 +54,7 @@ registries:
 bindings:
   - {{registry: harbor, space: team-a, workspaces: {team_a}}}
 pullSecrets: {{provision: {str(provision).lower()}, credentialsNamespace: {HOME}}}
+policy: {{namespaceGuard: {{enabled: true}}}}
 """
     )
     return str(path)

@@ -45,7 +45,7 @@ registries:
     anonymousPull: false
     spaces: [{{name: apps, public: true}}]
     pullCredentials: {{usernameFile: {tmp / "user"}, passwordFile: {tmp / "password"}}}
-policy: {{pullSecretName: {name}}}
+policy: {{pullSecretName: {name}, namespaceGuard: {{enabled: true}}}}
 pullSecrets: {{provision: {str(provision).lower()}, credentialsNamespace: {HOME}}}
 """
 

@@ -25,6 +25,7 @@ registries:
 bindings:
   - {registry: harbor, space: team-a, workspaces: ["101"]}
 pullSecrets: {provision: true}
+policy: {namespaceGuard: {enabled: true}}
 audit: {enabled: true, interval: 7m}
 """
 SPACES = {"harbor": {"library": True, "team-a": False, "team-b": False}}
@@ -102,7 +103,7 @@ def test_a_project_made_public_or_a_new_project_is_a_change() -> None:
 
 
 def test_a_reloaded_config_is_a_change_even_when_only_the_pull_secret_name_moved() -> None:
-    renamed = snapshot(CONFIG + "policy: {pullSecretName: pull-b}\n", version=2)
+    renamed = snapshot(CONFIG.replace("policy: {", "policy: {pullSecretName: pull-b, "), version=2)
     assert changes(provisioning(), snapshot(), renamed)
     bound = CONFIG.replace('workspaces: ["101"]', 'workspaces: ["101", "102"]')
     assert changes(provisioning(), snapshot(), snapshot(bound, version=2))

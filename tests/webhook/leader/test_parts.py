@@ -46,6 +46,7 @@ registries:
     refreshInterval: 50ms
     pullCredentials: {{usernameFile: {tmp / "user"}, passwordFile: {tmp / "password"}}}
 pullSecrets: {{provision: true, credentialsNamespace: {HOME}}}
+policy: {{namespaceGuard: {{enabled: true}}}}
 {extra}"""
 
 

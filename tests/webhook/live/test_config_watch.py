@@ -95,6 +95,23 @@ def test_an_invalid_change_keeps_the_old_config_and_logs_the_key_path_once(
     assert applied.configs[-1].policy.mode == "warn"
 
 
+def test_a_reload_that_turns_provisioning_on_unguarded_is_refused_and_changes_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A running spacegate never starts handing out credentials without the guard."""
+    path = tmp_path / "config.yaml"
+    path.write_text(ENFORCE)
+    applied = Applied()
+    watcher = ConfigWatcher(str(path), applied)
+    path.write_text(ENFORCE + "pullSecrets: {provision: true}\n")
+
+    with caplog.at_level(logging.WARNING, logger="webhook.live.config_watch"):
+        assert not asyncio.run(watcher.check())
+
+    assert applied.configs == []
+    assert "pullSecrets.provision: requires policy.namespaceGuard.enabled: true" in caplog.text
+
+
 def test_a_file_that_disappears_for_a_moment_keeps_the_config(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

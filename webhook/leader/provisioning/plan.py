@@ -7,16 +7,21 @@ module decides what changes, in two steps, because the Secrets to write depend o
 robots the first step creates:
 
 1. :func:`plan_robots` — which robots to create: a workspace's first robot, a new one when
-   its spaces changed, its robot was lost or disabled, or its credential is due for
-   rotation;
-2. :func:`plan_secrets` — given the credentials after step 1, the Secret content of every
-   namespace (rendered here, once: ``.dockerconfigjson`` bytes the writer only writes),
-   which Secrets to create, update or delete, and which credentials and robots nothing
-   references any more.
+   its spaces changed, its robot was lost or disabled, a namespace it was given to is no
+   longer entitled to it (relabelled, exempted, deleted: a copy of the credential may have
+   stayed there, so only a new robot revokes it), or its credential is due for rotation;
+2. :func:`plan_secrets` — given the credentials after step 1, which credentials must first
+   record namespaces they are about to be given to (``webhook.leader.provisioning.holders``),
+   the Secret content of every namespace (rendered here, once: ``.dockerconfigjson`` bytes
+   the writer only writes), which Secrets to create, update or delete, and which
+   credentials and robots nothing references any more.
 
-A robot whose creation failed keeps its old credential in step 2, so its Secrets and its
-old robot stay as they are. :func:`plan` runs both steps as if every new robot were made
-(``spacegate provision --dry-run`` and the tests).
+Nothing is deleted before its replacement is in place. A robot whose creation failed keeps
+its old credential in step 2, so its Secrets and its old robot stay as they are; a robot
+still named by the Secret of a namespace entitled to it that is not rewritten in this pass
+(its credential could not be rendered, or recorded) is kept, and the writer keeps those
+whose Secrets failed to be written (:func:`robots_in_use`). :func:`plan` runs both steps as
+if every new robot were made (``spacegate provision --dry-run`` and the tests).
 
 Registries not listed yet (``DesiredState.unknown``) are never revoked: their robots,
 credentials and Secret entries are kept as they are.
@@ -32,7 +37,8 @@ from typing import Protocol
 import orjson
 
 from policy.provisioning import DesiredState, RobotSpec, SecretSpec, robot_base_name
-from webhook.leader.provisioning.secrets import PullSecret, RobotCredential
+from webhook.leader.provisioning.holders import Holders
+from webhook.leader.provisioning.secrets import PullSecret, RobotCredential, Version
 
 __all__ = [
     "Observed",
@@ -41,9 +47,11 @@ __all__ = [
     "RobotView",
     "SecretWrite",
     "dockerconfigjson",
+    "entitled_namespaces",
     "plan",
     "plan_robots",
     "plan_secrets",
+    "robots_in_use",
 ]
 
 CredentialKey = tuple[str, str | None]  # (registry, workspace)
@@ -73,20 +81,29 @@ class Observed:
 
 @dataclass(frozen=True)
 class RobotChange:
-    """A robot to create (for ``spec``, because of ``reason``)."""
+    """A robot to create (for ``spec``, because of ``reason``), whose credential records
+    ``holders``: the namespaces entitled to it now."""
 
     spec: RobotSpec
     reason: str
+    holders: Holders = field(default_factory=lambda: Holders.of(()), repr=False)
 
 
 @dataclass(frozen=True)
 class SecretWrite:
-    """One pull Secret to create or update, with its content ready to write."""
+    """One pull Secret to create or update, with its content ready to write.
+
+    ``unrecorded``: the credentials it carries whose record this pass extends to this
+    namespace (``Plan.record_holders``); not written if that record could not be kept.
+    ``version``: the Secret an update replaces, as read.
+    """
 
     namespace: str
     verb: str  # "create" or "update"
     registries: tuple[str, ...]  # whose credentials it carries, for people
     content: bytes = field(repr=False)  # .dockerconfigjson: holds passwords
+    unrecorded: tuple[CredentialKey, ...] = ()
+    version: Version | None = None
 
 
 @dataclass
@@ -94,17 +111,21 @@ class Plan:
     """The changes one pass makes, in the order it makes them."""
 
     create_robots: list[RobotChange] = field(default_factory=list)
+    # Credentials whose record of holders must grow before the Secrets are written.
+    record_holders: list[tuple[CredentialKey, Holders]] = field(default_factory=list)
     write_secrets: list[SecretWrite] = field(default_factory=list)
     delete_secrets: list[str] = field(default_factory=list)
     delete_credentials: list[CredentialKey] = field(default_factory=list)
     delete_robots: list[tuple[str, int, str]] = field(default_factory=list)  # registry, id, name
     conflicts: list[str] = field(default_factory=list)  # namespaces with a foreign Secret
     missing: list[str] = field(default_factory=list)  # registries without pullCredentials
+    kept_robots: list[tuple[str, int, str]] = field(default_factory=list)  # still in use
 
     @property
     def empty(self) -> bool:
         return not (
             self.create_robots
+            or self.record_holders
             or self.write_secrets
             or self.delete_secrets
             or self.delete_credentials
@@ -123,6 +144,10 @@ class Plan:
                 f"{', '.join(sorted(spec.spaces))} ({change.reason})"
             )
         out.extend(
+            f"record the namespaces given the robot credential {registry}/{ws or '(no workspace)'}"
+            for (registry, ws), _ in self.record_holders
+        )
+        out.extend(
             f"{w.verb} Secret {w.namespace} ({', '.join(w.registries)})" for w in self.write_secrets
         )
         out.extend(f"delete Secret {ns} (no longer needed)" for ns in self.delete_secrets)
@@ -133,6 +158,10 @@ class Plan:
         out.extend(
             f"delete robot {name} (id {rid}) on {registry}"
             for registry, rid, name in self.delete_robots
+        )
+        out.extend(
+            f"keep robot {name} (id {rid}) on {registry}: Secrets not rewritten still use it"
+            for registry, rid, name in self.kept_robots
         )
         out.extend(f"leave Secret {ns} alone: not managed by spacegate" for ns in self.conflicts)
         out.extend(
@@ -195,28 +224,115 @@ def _unknown_hosts(
 # --------------------------------------------------------------------------- the two steps
 
 
+def entitled_namespaces(desired: DesiredState) -> dict[CredentialKey, frozenset[str]]:
+    """For each robot credential, the namespaces whose Secret must carry it."""
+    entitled: dict[CredentialKey, set[str]] = {}
+    for namespace, spec in desired.secrets.items():
+        for entry in spec.entries:
+            ref = entry.credential
+            if ref.kind == "robot":
+                entitled.setdefault((ref.registry, ref.workspace), set()).add(namespace)
+    return {key: frozenset(names) for key, names in entitled.items()}
+
+
+def _few(names: Iterable[str], most: int = 3) -> str:
+    ordered = sorted(names)
+    more = f" and {len(ordered) - most} more" if len(ordered) > most else ""
+    return ", ".join(ordered[:most]) + more
+
+
+def _rotation_reason(
+    credential: RobotCredential | None,
+    spec: RobotSpec,
+    alive: Mapping[int, RobotView],
+    entitled: frozenset[str],
+    *,
+    now: float,
+    rotate_every: float,
+) -> str | None:
+    if credential is None:
+        return "new"
+    if credential.spaces != spec.spaces:
+        return "spaces changed"
+    if credential.robot_id not in alive or alive[credential.robot_id].disabled:
+        return "robot lost"
+    if credential.holders is None:
+        return "no record of the namespaces it was given to"
+    departed = credential.holders.departed(entitled)
+    if departed is None:
+        return "its namespaces changed (too many to record by name)"
+    if departed:
+        return f"namespaces left the workspace: {_few(departed)}"
+    if now - credential.created_at >= rotate_every:
+        return "rotation"
+    return None
+
+
 def plan_robots(
     desired: DesiredState, observed: Observed, *, now: float, rotate_every: float
 ) -> list[RobotChange]:
     """Step 1: the robots to create, ordered by (registry, workspace)."""
     changes: list[RobotChange] = []
+    entitled = entitled_namespaces(desired)
     for key, robot_spec in sorted(
         desired.robots.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")
     ):
-        credential = observed.credentials.get(key)
-        alive = {robot.id: robot for robot in observed.robots.get(key[0], ())}
-        if credential is None:
-            reason = "new"
-        elif credential.spaces != robot_spec.spaces:
-            reason = "spaces changed"
-        elif credential.robot_id not in alive or alive[credential.robot_id].disabled:
-            reason = "robot lost"
-        elif now - credential.created_at >= rotate_every:
-            reason = "rotation"
-        else:
-            continue
-        changes.append(RobotChange(robot_spec, reason))
+        holders = entitled.get(key, frozenset())
+        reason = _rotation_reason(
+            observed.credentials.get(key),
+            robot_spec,
+            {robot.id: robot for robot in observed.robots.get(key[0], ())},
+            holders,
+            now=now,
+            rotate_every=rotate_every,
+        )
+        if reason is not None:
+            changes.append(RobotChange(robot_spec, reason, Holders.of(holders)))
     return changes
+
+
+def robots_in_use(
+    desired: DesiredState, observed: Observed, namespaces: Iterable[str]
+) -> set[tuple[str, int]]:
+    """(registry, robot id) of the robots still named in the Secrets of ``namespaces`` as
+    observed, counting only the robots of the credentials each namespace is entitled to (a
+    namespace cannot keep another workspace's robot alive by naming it)."""
+    used: set[tuple[str, int]] = set()
+    for namespace in namespaces:
+        existing, spec = observed.pull_secrets.get(namespace), desired.secrets.get(namespace)
+        if existing is None or not existing.managed or spec is None:
+            continue
+        logins = {entry.get("username", "") for entry in existing.auths.values()}
+        for entry in spec.entries:
+            ref = entry.credential
+            if ref.kind != "robot":
+                continue
+            base = robot_base_name(ref.registry, ref.workspace) + "-"
+            used.update(
+                (ref.registry, robot.id)
+                for robot in observed.robots.get(ref.registry, ())
+                if robot.name in logins and robot.name.partition("$")[2].startswith(base)
+            )
+    return used
+
+
+def _records(
+    desired: DesiredState, credentials: Mapping[CredentialKey, RobotCredential]
+) -> tuple[dict[CredentialKey, Holders], set[CredentialKey]]:
+    """The records that must grow before the Secrets are written, and the credentials whose
+    record cannot be made to cover the namespaces entitled to them (so not written)."""
+    grow: dict[CredentialKey, Holders] = {}
+    blocked: set[CredentialKey] = set()
+    for key, wanted in entitled_namespaces(desired).items():
+        credential = credentials.get(key)
+        if credential is None:
+            continue
+        extended = None if credential.holders is None else credential.holders.extended(wanted)
+        if extended is None:
+            blocked.add(key)
+        elif extended != credential.holders:
+            grow[key] = extended
+    return grow, blocked
 
 
 def plan_secrets(
@@ -230,22 +346,42 @@ def plan_secrets(
     """Step 2: everything else, with ``credentials`` as they are after step 1 (the kept
     ones, with each robot created since in place of its old credential)."""
     result = Plan(create_robots=list(create_robots), missing=sorted(desired.missing))
+    grow, blocked = _records(desired, credentials)
+    result.record_holders = sorted(grow.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+    unwritten: list[str] = []  # entitled namespaces whose Secret stays as it is
     for namespace, spec in desired.secrets.items():
         existing = observed.pull_secrets.get(namespace)
         if existing is not None and not existing.managed:
             result.conflicts.append(namespace)
             continue
+        robot_keys = [
+            (e.credential.registry, e.credential.workspace)
+            for e in spec.entries
+            if e.credential.kind == "robot"
+        ]
         keep = _unknown_hosts(existing, desired.unknown, hosts_of)
-        auths = _render(spec, credentials, observed.static, keep)
+        auths = None
+        if not blocked.intersection(robot_keys):
+            auths = _render(spec, credentials, observed.static, keep)
         if auths is None:
-            continue  # a credential is missing (not created, a static file unreadable)
+            # A credential is missing (not created, a static file unreadable) or cannot be
+            # recorded: the Secret stays as it is, and so do the robots it names.
+            unwritten.append(namespace)
+            continue
         if existing is None or dict(existing.auths) != auths:
+            recorded = {key: credentials[key].holders for key in robot_keys}
             result.write_secrets.append(
                 SecretWrite(
                     namespace,
                     "create" if existing is None else "update",
                     tuple(e.registry for e in spec.entries),
                     dockerconfigjson(auths),
+                    tuple(
+                        key
+                        for key, holders in recorded.items()
+                        if holders is None or not holders.covers(namespace)
+                    ),
+                    None if existing is None else existing.version,
                 )
             )
 
@@ -257,6 +393,7 @@ def plan_secrets(
         ):
             result.delete_secrets.append(namespace)
 
+    in_use = robots_in_use(desired, observed, unwritten)
     kept_ids: dict[str, set[int]] = {}
     for key, credential in credentials.items():
         registry = key[0]
@@ -268,8 +405,10 @@ def plan_secrets(
         if registry in desired.unknown:
             continue
         for robot in robots:
-            if robot.id not in kept_ids.get(registry, set()):
-                result.delete_robots.append((registry, robot.id, robot.name))
+            if robot.id in kept_ids.get(registry, set()):
+                continue
+            target = result.kept_robots if (registry, robot.id) in in_use else result.delete_robots
+            target.append((registry, robot.id, robot.name))
     result.delete_credentials.sort(key=lambda k: (k[0], k[1] or ""))
     return result
 
@@ -287,6 +426,7 @@ def placeholders(
             spaces=change.spec.spaces,
             created_at=now,
             password="",
+            holders=change.holders,
         )
         for index, change in enumerate(changes, start=1)
     }

@@ -10,10 +10,18 @@ half way, a new leader, or a lost credential all converge on the next pass.
 Order of every change, because a robot account that manages robots cannot update them on
 Harbor ≥ 2.12 (no ``robot:update``), and so that a rotation never leaves a gap:
 **create the new robot → keep its credential → update the Secrets → delete the old robot.**
-A robot whose credential was never kept (a crash right after creating it) is referenced by
-nothing and is deleted by the next pass; so is every other robot of ours that no kept
-credential names. A robot that could not be created leaves its workspace's Secrets and old
-robot as they are. Harbor calls never happen on the admission path.
+A namespace leaving a workspace (relabelled, exempted, deleted) is such a rotation: the
+credential's record of the namespaces it was given to (kept with it, extended *before* it
+is written to a new namespace) says who may hold a copy. A robot whose credential was never
+kept (a crash right after creating it) is referenced by nothing and is deleted by the next
+pass; so is every other robot of ours that no kept credential names. Nothing is deleted
+before its replacement is in place: a robot that could not be created leaves its
+workspace's Secrets and old robot as they are, and an old robot still named by a Secret
+that could not be rewritten stays until a later pass rewrites it. Harbor calls never happen
+on the admission path.
+
+Every Secret write is conditional on what was read (``secrets.WriteConflict``): a Secret
+someone else created, changed or deleted in between is left alone for the next pass.
 
 Everything a pass reads of the config comes from the snapshot it is given: the pull
 Secret's name, ``rotateEvery``, the registries and their credentials. A reloaded config is
@@ -39,7 +47,6 @@ from policy.config import Registry
 from policy.provisioning import (
     ROBOT_PREFIX,
     DesiredState,
-    RobotSpec,
     desired_state,
     robot_base_name,
 )
@@ -53,11 +60,18 @@ from webhook.leader.provisioning.plan import (
     Plan,
     RobotChange,
     RobotView,
+    SecretWrite,
     placeholders,
     plan_robots,
     plan_secrets,
+    robots_in_use,
 )
-from webhook.leader.provisioning.secrets import RobotCredential, SecretStore
+from webhook.leader.provisioning.secrets import (
+    RobotCredential,
+    SecretStore,
+    Version,
+    WriteConflict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +188,12 @@ class Provisioner:
                 desired = await asyncio.to_thread(desired_state, snapshot)
             observed = await self.observe(snapshot, desired)
             now = self._clock()
-            changes = plan_robots(
-                desired, observed, now=now, rotate_every=snapshot.config.pull_secrets.rotate_every
+            changes = await asyncio.to_thread(  # compares every namespace's record: off the loop
+                plan_robots,
+                desired,
+                observed,
+                now=now,
+                rotate_every=snapshot.config.pull_secrets.rotate_every,
             )
             failures: list[str] = []
             if apply:
@@ -194,7 +212,14 @@ class Provisioner:
             )
             result = PassResult(the_plan, desired, failures)
             if apply:
-                await self._apply(snapshot, the_plan, result)
+                await self._apply(
+                    snapshot,
+                    the_plan,
+                    result,
+                    desired=desired,
+                    observed=observed,
+                    credentials=credentials,
+                )
                 self._record(desired, the_plan, credentials)
                 result.applied = True
         except Exception:
@@ -213,59 +238,78 @@ class Provisioner:
         credentials = dict(observed.credentials)
         failures: list[str] = []
         for change in changes:
+            key = change.spec.key
+            old = observed.credentials.get(key)
             try:
-                credentials[change.spec.key] = await self._create_robot(
-                    snapshot, change.spec, change.reason
+                credentials[key] = await self._create_robot(
+                    snapshot, change, None if old is None else old.version
                 )
-            except SourceError as exc:
+            except (SourceError, WriteConflict) as exc:
                 failures.append(str(exc))
                 log.error("provisioning: %s", exc)
         return credentials, failures
 
-    async def _apply(self, snapshot: Snapshot, the_plan: Plan, result: PassResult) -> None:
-        """Step 2 carried out in order: Secrets, then what is no longer needed."""
+    async def _apply(
+        self,
+        snapshot: Snapshot,
+        the_plan: Plan,
+        result: PassResult,
+        *,
+        desired: DesiredState,
+        observed: Observed,
+        credentials: dict[CredentialKey, RobotCredential],
+    ) -> None:
+        """Step 2 carried out in order: records, Secrets, then what is no longer needed."""
         name = snapshot.config.policy.pull_secret_name
+        unrecorded = await self._record_holders(the_plan, result, credentials)
+        unwritten: list[str] = []  # Secrets that stay as they were, and the robots they name
         for write in the_plan.write_secrets:
-            self.guard()
-            try:
-                await asyncio.to_thread(
-                    self.store.write_pull_secret,
-                    write.namespace,
-                    name,
-                    write.content,
-                    exists=write.verb == "update",
-                )
-            except ApiException as exc:  # e.g. a namespace being deleted refuses new Secrets
-                self._write_failed(result, f"{write.verb} Secret {write.namespace}", exc)
+            if unrecorded.intersection(write.unrecorded):
+                unwritten.append(write.namespace)  # never given a credential unrecorded
                 continue
-            self._changed(f"secret-{write.verb}")
-            log.info(
-                "provisioning: %sd Secret %s/%s for %s",
-                write.verb,
-                write.namespace,
-                name,
-                ", ".join(write.registries),
-                extra={"fields": {"namespace": write.namespace, "change": f"secret-{write.verb}"}},
-            )
+            if not await self._write_secret(name, write, result):
+                unwritten.append(write.namespace)
 
         for namespace in the_plan.delete_secrets:
+            version = observed.pull_secrets[namespace].version
+            if version is None:
+                continue
             self.guard()
             try:
-                await asyncio.to_thread(self.store.delete_pull_secret, namespace, name)
-            except ApiException as exc:
+                await asyncio.to_thread(self.store.delete_pull_secret, namespace, name, version)
+            except (ApiException, WriteConflict) as exc:
                 self._write_failed(result, f"delete Secret {namespace}", exc)
                 continue
             self._changed("secret-delete")
             log.info("provisioning: deleted Secret %s/%s (no longer needed)", namespace, name)
 
         for key in the_plan.delete_credentials:
+            credential = credentials[key]
+            if credential.version is None:
+                continue
             self.guard()
-            await asyncio.to_thread(self.store.delete_credential, robot_base_name(*key))
+            try:
+                await asyncio.to_thread(
+                    self.store.delete_credential, robot_base_name(*key), credential.version
+                )
+            except (ApiException, WriteConflict) as exc:
+                self._write_failed(result, f"delete robot credential {robot_base_name(*key)}", exc)
+                continue
             self._changed("credential-delete")
 
+        in_use = robots_in_use(desired, observed, unwritten)
         for registry_name, robot_id, robot_name in the_plan.delete_robots:
             state = snapshot.registries.get(registry_name)
             if state is None:
+                continue
+            if (registry_name, robot_id) in in_use:
+                the_plan.kept_robots.append((registry_name, robot_id, robot_name))
+                log.warning(
+                    "provisioning: kept robot %s on %s: a Secret still naming it could not be "
+                    "rewritten; deleted once it is",
+                    robot_name,
+                    registry_name,
+                )
                 continue
             self.guard()
             try:
@@ -284,11 +328,65 @@ class Provisioner:
                 self._conflicts_logged.add((namespace, name))
                 log.warning(
                     "provisioning: namespace %s has a Secret %s that spacegate does not manage; "
-                    "left alone (label it app.kubernetes.io/managed-by=spacegate, or delete it, "
-                    "to let spacegate provision it)",
+                    "left alone (delete it to let spacegate provision it; spacegate's own are "
+                    "of type kubernetes.io/dockerconfigjson and labelled "
+                    "app.kubernetes.io/managed-by=spacegate, spacegate.io/component=pull-secret)",
                     namespace,
                     name,
                 )
+
+    async def _record_holders(
+        self, the_plan: Plan, result: PassResult, credentials: dict[CredentialKey, RobotCredential]
+    ) -> set[CredentialKey]:
+        """Extend each credential's record of holders before it is written anywhere new; the
+        keys whose record could not be written."""
+        failed: set[CredentialKey] = set()
+        for key, holders in the_plan.record_holders:
+            credential = credentials[key]
+            self.guard()
+            try:
+                await asyncio.to_thread(
+                    self.store.write_credential,
+                    robot_base_name(*key),
+                    replace(credential, holders=holders),
+                    credential.version,
+                )
+            except (ApiException, WriteConflict) as exc:
+                failed.add(key)
+                self._write_failed(result, f"record the holders of {robot_base_name(*key)}", exc)
+                continue
+            self._changed("credential-record")
+        return failed
+
+    async def _write_secret(self, name: str, write: SecretWrite, result: PassResult) -> bool:
+        """One pull Secret written as planned: created only if absent, updated only as read."""
+        self.guard()
+        try:
+            if write.version is None:
+                await asyncio.to_thread(
+                    self.store.create_pull_secret, write.namespace, name, write.content
+                )
+            else:
+                await asyncio.to_thread(
+                    self.store.update_pull_secret,
+                    write.namespace,
+                    name,
+                    write.content,
+                    write.version,
+                )
+        except (ApiException, WriteConflict) as exc:  # a namespace being deleted, a race
+            self._write_failed(result, f"{write.verb} Secret {write.namespace}", exc)
+            return False
+        self._changed(f"secret-{write.verb}")
+        log.info(
+            "provisioning: %sd Secret %s/%s for %s",
+            write.verb,
+            write.namespace,
+            name,
+            ", ".join(write.registries),
+            extra={"fields": {"namespace": write.namespace, "change": f"secret-{write.verb}"}},
+        )
+        return True
 
     def _record(
         self,
@@ -303,8 +401,9 @@ class Provisioner:
         self.metrics.conflicts.set(len(the_plan.conflicts))
 
     async def _create_robot(
-        self, snapshot: Snapshot, spec: RobotSpec, reason: str
+        self, snapshot: Snapshot, change: RobotChange, kept: Version | None
     ) -> RobotCredential:
+        spec, reason = change.spec, change.reason
         registry = snapshot.registries[spec.registry].registry
         base = robot_base_name(spec.registry, spec.workspace)
         name = f"{base}-{int(self._clock()):x}{secrets.token_hex(2)}"
@@ -320,9 +419,10 @@ class Provisioner:
             spaces=spec.spaces,
             created_at=self._clock(),
             password=created.secret,
+            holders=change.holders,
         )
         self.guard()
-        await asyncio.to_thread(self.store.write_credential, base, credential)
+        await asyncio.to_thread(self.store.write_credential, base, credential, kept)
         self._changed("robot-create")
         log.info(
             "provisioning: created robot %s on %s for workspace %s with pull on %s (%s)",
@@ -335,9 +435,12 @@ class Provisioner:
         )
         return credential
 
-    def _write_failed(self, result: PassResult, what: str, exc: ApiException) -> None:
+    def _write_failed(
+        self, result: PassResult, what: str, exc: ApiException | WriteConflict
+    ) -> None:
         """One write refused: recorded, logged on one line, and the pass goes on."""
-        message = f"could not {what}: {describe_api_error(exc)}"
+        detail = describe_api_error(exc) if isinstance(exc, ApiException) else str(exc)
+        message = f"could not {what}: {detail}"
         result.failures.append(message)
         log.warning("provisioning: %s", message)
 

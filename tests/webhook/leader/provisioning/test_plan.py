@@ -6,13 +6,14 @@ Secrets in namespaces) and the changes the next pass must make.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
 from policy.config import load_config
-from policy.provisioning import DesiredState, desired_state
+from policy.provisioning import DesiredState, desired_state, robot_base_name
 from policy.snapshot import NamespaceInfo, Snapshot
+from webhook.leader.provisioning.holders import Holders
 from webhook.leader.provisioning.plan import (
     Observed,
     Plan,
@@ -20,6 +21,7 @@ from webhook.leader.provisioning.plan import (
     plan,
     plan_robots,
     plan_secrets,
+    robots_in_use,
 )
 from webhook.leader.provisioning.secrets import PullSecret, RobotCredential
 
@@ -58,9 +60,19 @@ def desired(**namespaces: str | None) -> DesiredState:
     )
 
 
-def credential(ws: str, robot_id: int, spaces: set[str], age: float = DAY) -> RobotCredential:
+def credential(
+    ws: str, robot_id: int, spaces: set[str], age: float = DAY, given: tuple[str, ...] = ("a-dev",)
+) -> RobotCredential:
+    """A kept credential, recorded as given to the namespaces ``given``."""
     return RobotCredential(
-        "harbor", ws, robot_id, f"robot$r{robot_id}", frozenset(spaces), NOW - age, f"pw{robot_id}"
+        "harbor",
+        ws,
+        robot_id,
+        f"robot$r{robot_id}",
+        frozenset(spaces),
+        NOW - age,
+        f"pw{robot_id}",
+        Holders.of(given),
     )
 
 
@@ -239,3 +251,125 @@ def test_a_robot_not_created_keeps_its_old_robot_and_leaves_its_secrets_alone() 
     result = plan_secrets(wanted, observed, observed.credentials, hosts_of=HOSTS)
 
     assert result.write_secrets == [] and result.delete_robots == []
+
+
+# --------------------------------------------------------------------------- namespaces leaving
+
+
+def test_a_namespace_that_left_makes_the_robot_it_was_given_rotate() -> None:
+    kept = credential("101", 7, {"team-a"}, given=("a-dev", "a-prod"))
+    observed = Observed(
+        {"harbor": (FakeRobot(7, "robot$r7"),)},
+        {kept.key: kept},
+        {"a-dev": secret_for(kept), "a-prod": secret_for(kept)},
+    )
+
+    result = plan(
+        desired(**{"a-dev": "101", "a-prod": "102"}),
+        observed,
+        now=NOW,
+        rotate_every=30 * DAY,
+        hosts_of=HOSTS,
+    )
+
+    reasons = {c.spec.workspace: (c.reason, c.holders.names) for c in result.create_robots}
+    assert reasons["101"] == ("namespaces left the workspace: a-prod", frozenset({"a-dev"}))
+    assert ("a-dev", "update") in writes(result)
+    assert result.delete_robots == [("harbor", 7, "robot$r7")]
+
+
+def test_a_namespace_joining_is_recorded_first_and_is_no_reason_to_rotate() -> None:
+    kept = credential("101", 7, {"team-a"}, given=("a-dev",))
+    observed = Observed(
+        {"harbor": (FakeRobot(7, "robot$r7"),)}, {kept.key: kept}, {"a-dev": secret_for(kept)}
+    )
+
+    result = plan(
+        desired(**{"a-dev": "101", "a-test": "101"}),
+        observed,
+        now=NOW,
+        rotate_every=30 * DAY,
+        hosts_of=HOSTS,
+    )
+
+    assert result.create_robots == []
+    [(key, record)] = result.record_holders
+    assert key == ("harbor", "101") and record.names == frozenset({"a-dev", "a-test"})
+    [write] = result.write_secrets
+    assert (write.namespace, write.verb, write.unrecorded) == (
+        "a-test",
+        "create",
+        (("harbor", "101"),),
+    )
+    assert result.lines()[0] == "record the namespaces given the robot credential harbor/101"
+
+
+def test_a_credential_without_a_record_rotates_and_is_not_handed_out_meanwhile() -> None:
+    legacy = replace(credential("101", 7, {"team-a"}), holders=None)
+    observed = Observed(
+        {"harbor": (FakeRobot(7, "robot$r7"),)},
+        {legacy.key: legacy},
+        {"a-dev": secret_for(legacy)},
+    )
+    wanted = desired(**{"a-dev": "101", "a-test": "101"})
+
+    [change] = plan_robots(wanted, observed, now=NOW, rotate_every=30 * DAY)
+    failed = plan_secrets(wanted, observed, observed.credentials, hosts_of=HOSTS)
+
+    assert change.reason == "no record of the namespaces it was given to"
+    assert failed.write_secrets == [] and failed.delete_robots == []  # creation failed
+
+
+MIXED = CONFIG.replace(
+    "bindings:",
+    """  - name: dr
+    type: docker-registry
+    url: https://dr.example.com
+    anonymousPull: false
+    pullCredentials: {usernameFile: /u, passwordFile: /p}
+bindings:""",
+)
+
+
+def named(robot: RobotCredential) -> RobotCredential:
+    """``robot`` under the login spacegate gives its robots (what Harbor lists)."""
+    base = robot_base_name(robot.registry, robot.workspace)
+    return replace(robot, robot_name=f"robot${base}-{robot.robot_id}")
+
+
+def test_a_robot_named_by_a_secret_that_cannot_be_rewritten_is_kept() -> None:
+    """The robot was replaced, but one entitled namespace's Secret cannot be rendered now
+    (here: its other registry's credential file is unreadable): it keeps the old robot."""
+    wanted = desired_state(
+        Snapshot.build(load_config(MIXED), namespaces={"a-dev": NamespaceInfo(workspace="101")})
+    )
+    old = named(credential("101", 7, {"team-a", "team-b"}))
+    observed = Observed(
+        {"harbor": (FakeRobot(7, old.robot_name),)}, {old.key: old}, {"a-dev": secret_for(old)}
+    )
+
+    result = plan(wanted, observed, now=NOW, rotate_every=30 * DAY, hosts_of=HOSTS)
+
+    assert [c.reason for c in result.create_robots] == ["spaces changed"]
+    assert result.write_secrets == []  # no pullCredentials read: nothing to render with
+    assert result.delete_robots == [] and result.kept_robots == [("harbor", 7, old.robot_name)]
+    assert (
+        f"keep robot {old.robot_name} (id 7) on harbor: Secrets not rewritten still use it"
+        in result.lines()
+    )
+
+
+def test_a_namespace_cannot_keep_another_workspaces_robot_alive_by_naming_it() -> None:
+    mine = named(credential("101", 7, {"team-a"}))
+    theirs = named(credential("102", 8, {"team-b"}, given=("b-dev",)))
+    pasted = {  # a tenant of a-dev pasted workspace 102's login into its own Secret
+        "harbor.example.com": login_entry(mine.robot_name, mine.password),
+        "elsewhere.example.com": login_entry(theirs.robot_name, "guessed"),
+    }
+    observed = Observed(
+        {"harbor": (FakeRobot(7, mine.robot_name), FakeRobot(8, theirs.robot_name))},
+        {mine.key: mine, theirs.key: theirs},
+        {"a-dev": PullSecret("a-dev", True, pasted)},
+    )
+
+    assert robots_in_use(desired(**{"a-dev": "101"}), observed, ["a-dev"]) == {("harbor", 7)}
