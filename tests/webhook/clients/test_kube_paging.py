@@ -186,8 +186,11 @@ def test_an_item_is_handed_on_before_the_rest_of_its_page_is_read() -> None:
 
 def test_a_custom_resources_list_with_its_metadata_after_the_items_is_followed() -> None:
     first = StreamedResponse(
-        [b'{"apiVersion":"x/v1","items":[{"metadata":{"name":"r1"}}],', b'"kind":"RList",']
-        + [b'"metadata":{"continue":"next-page","resourceVersion":"7"}}']
+        [
+            b'{"apiVersion":"x/v1","items":[{"metadata":{"name":"r1"}}],',
+            b'"kind":"RList",',
+            b'"metadata":{"continue":"next-page","resourceVersion":"7"}}',
+        ]
     )
     second = StreamedResponse([b'{"apiVersion":"x/v1","items":[{"metadata":{"name":"r2"}}],'])
     second.pieces.append(b'"kind":"RList","metadata":{"resourceVersion":"7"}}')
