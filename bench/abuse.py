@@ -394,6 +394,7 @@ def run(name: str, duration: float, senders: int, certs_dir: Path, ca: Path) -> 
         "deadline_s": limit,
         "bomb_bytes_median": percentile([float(b) for b in held.figures], 0.5),
         "huge_answered": abused.answered,
+        "huge_refused": abused.errors,
         "wrong": normal.wrong + large.wrong + abused.wrong,
         "errors": normal.errors + large.errors,
     }
@@ -428,7 +429,10 @@ def print_result(result: dict[str, Any], duration: float) -> None:
         f"({result['large_answered']} answered; target <= 2000 ms)"
     )
     if name == "huge":
-        print(f"  huge reviews answered {result['huge_answered']} (all must be denied)")
+        print(
+            f"  huge reviews answered {result['huge_answered']} (all must be denied), "
+            f"refused {result['huge_refused']} (503: body budget full or no slot in time)"
+        )
     else:
         line = (
             f"  attack connections    {result['attack_connections']} opened, "
