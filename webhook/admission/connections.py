@@ -59,9 +59,9 @@ __all__ = [
 ]
 
 # The request line and headers, counted as they arrive. What the clients of this port send
-# is far smaller: the apiserver's review POST carries about ten headers in a few hundred
-# bytes (a bearer token from an admission kubeconfig adds one or two KiB), kubelet probes
-# send a User-Agent and an Accept, Prometheus adds a bearer token of about one KiB.
+# is far smaller: the apiserver's review POST carries six headers in about 200 bytes (a
+# bearer token from an admission kubeconfig adds one or two KiB), kubelet probes send a
+# User-Agent and an Accept, Prometheus adds a bearer token of about one KiB.
 MAX_HEAD_BYTES: Final = 16 * 1024
 # Handshake plus first head of a new connection, or a later head from its first byte. The
 # apiserver writes a head in one go right after connecting.
