@@ -190,6 +190,7 @@ class GuardedHttpProtocol(HttpProtocol):
         self._body_bytes = 0  # body bytes of the current message
         self._body_seen = 0  # body bytes of every message (to tell body from framing)
         self._framing = 0  # chunked: bytes fed that were not body
+        self._began = False  # the parser has begun a message it has not ended
         self._refused = False
 
     # ------------------------------------------------------------------ connection events
@@ -229,7 +230,7 @@ class GuardedHttpProtocol(HttpProtocol):
             self._head_began = self.loop.time()
         if not buffer and not self._carry:
             # The usual case: a whole head (and its body) in one read, fed without a copy.
-            whole = data if isinstance(data, bytes) else data.tobytes()
+            whole = data if isinstance(data, bytes) else bytes(data)
             at = whole.find(_END_OF_HEAD)
             if at >= 0:
                 end = at + len(_END_OF_HEAD)
@@ -285,9 +286,9 @@ class GuardedHttpProtocol(HttpProtocol):
         seen = self._body_seen
         self._feed(piece)
         framing = len(piece) - (self._body_seen - seen)
-        if self._in_head:
-            # The message ended inside the piece: what followed its end is the start of
-            # the next head, already parsed; count all of the piece's framing as that.
+        if self._in_head and self._began:
+            # The message ended inside the piece and the next one began: its first head
+            # bytes are parsed already; count all of the piece's framing as those.
             self._head_fed = framing
             self._head_began = self.loop.time()
             self._carry = bytes(piece[-3:])
@@ -318,6 +319,11 @@ class GuardedHttpProtocol(HttpProtocol):
 
     # ------------------------------------------------------------------ parser callbacks
 
+    def on_message_begin(self) -> None:
+        """uvicorn's (a new scope); a message has begun."""
+        self._began = True
+        super().on_message_begin()
+
     def on_headers_complete(self) -> None:
         """The head is in: the body's accounting starts, then uvicorn's dispatch."""
         self._in_head = False
@@ -337,6 +343,7 @@ class GuardedHttpProtocol(HttpProtocol):
         """uvicorn's; the next bytes start a head."""
         super().on_message_complete()
         self._in_head = True
+        self._began = False
         self._head_fed = 0
 
     def _declared_length(self) -> int | None:

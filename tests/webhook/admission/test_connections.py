@@ -37,7 +37,7 @@ from webhook.admission.connections import (
 from webhook.state import StaticState
 
 from ..conftest import REPO_ROOT, RunningServer, fixed_state, pod, review, run_server
-from .wire import Wire, closed_within, post
+from .wire import Wire, chunk, chunked_head, closed_within, post
 
 BODY = json.dumps(review(pod("harbor.demo.local/team-a/api:1.0"), uid="conn-1")).encode()
 
@@ -265,6 +265,21 @@ def test_an_idle_keep_alive_connection_is_not_held_to_the_head_deadline(
         apiserver.send(post("/validate", BODY))
 
         assert apiserver.response().status == 200
+
+
+def test_a_chunked_requests_connection_is_idle_after_its_reply_not_unfinished(
+    hasty: RunningServer,
+) -> None:
+    # The terminal chunk is framing, not the start of another head: the connection must
+    # wait for its next request under the keep-alive timeout, not the head deadline.
+    with Wire(hasty) as wire:
+        wire.send(chunked_head() + chunk(BODY) + b"0\r\n\r\n")
+        assert wire.response().json()["response"]["uid"] == "conn-1"
+        time.sleep(1.2)
+
+        wire.send(post("/validate", BODY))
+
+        assert wire.response().status == 200
 
 
 def test_a_later_heads_deadline_runs_from_its_first_byte(hasty: RunningServer) -> None:

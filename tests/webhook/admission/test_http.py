@@ -33,7 +33,13 @@ def review_body(image: str = ALLOWED, uid: str = "wire-1") -> bytes:
 
 
 def test_the_uvicorn_internals_the_guard_relies_on_are_still_there() -> None:
-    for name in ("on_headers_complete", "on_body", "on_message_complete", "on_response_complete"):
+    for name in (
+        "on_message_begin",
+        "on_headers_complete",
+        "on_body",
+        "on_message_complete",
+        "on_response_complete",
+    ):
         assert callable(getattr(HttpToolsProtocol, name, None)), f"{name} is gone"
     source = inspect.getsource(HttpToolsProtocol)
     for used in (
