@@ -27,6 +27,12 @@ _.writelines
 # uvicorn.Server's main loop polls should_exit (webhook/admission/server.py sets it on SIGTERM).
 _.should_exit
 
+# asyncio.Protocol's interface: the transport calls data_received() with every piece read, and
+# uvicorn's request cycle reads keep_alive when its reply is done, closing the connection if
+# it is False (webhook/admission/_http.py, GuardedHttpProtocol).
+_.data_received
+_.keep_alive
+
 # The logging module reads these switches for every record (webhook/admission/logs.py turns
 # them off).
 _.logThreads

@@ -27,14 +27,14 @@ from typing import Any
 import httpx
 import pytest
 import trustme
-import uvicorn
 from cryptography import x509
 
 from certs.reload import ReloadingTLSContext
 from policy.snapshot import Snapshot
 from webhook.admission.app import AppSettings, create_app
+from webhook.admission.connections import ConnectionLimits
 from webhook.admission.logs import DECISION_LOGGER, LogSink
-from webhook.admission.server import build_server
+from webhook.admission.server import AdmissionServer, build_server
 from webhook.settings import read_config
 from webhook.state import SnapshotState, StaticState
 
@@ -103,7 +103,7 @@ class RunningServer:
     tls_dir: TLSDir
     tls: ReloadingTLSContext
     state: StaticState
-    server: uvicorn.Server
+    server: AdmissionServer
     log: io.BytesIO | None = None  # what the app's log sink wrote, if it has one
 
     def client(self, **kwargs: Any) -> httpx.Client:
@@ -151,12 +151,18 @@ def fixed_state(state: SnapshotState) -> AppSettings:
 
 @contextmanager
 def run_server(
-    settings: AppSettings, tls_dir: TLSDir, state: StaticState, *, log: io.BytesIO | None = None
+    settings: AppSettings,
+    tls_dir: TLSDir,
+    state: StaticState,
+    *,
+    log: io.BytesIO | None = None,
+    limits: ConnectionLimits | None = None,
 ) -> Iterator[RunningServer]:
     """Start uvicorn in a thread on a free loopback port; stop it on exit.
 
     With ``log``, the app writes its decision lines there through a :class:`LogSink`
-    (unbuffered: outside ``spacegate serve`` nothing runs the sink's flusher).
+    (unbuffered: outside ``spacegate serve`` nothing runs the sink's flusher). ``limits``
+    bounds its connections (shorter deadlines, a smaller cap) instead of the defaults.
     """
     if log is not None:
         settings = dataclasses.replace(settings, log_sink=LogSink(log))
@@ -166,7 +172,12 @@ def run_server(
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = build_server(
-        create_app(settings), host="127.0.0.1", port=port, tls=tls.context, graceful_shutdown=2
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        tls=tls.context,
+        graceful_shutdown=2,
+        limits=limits,
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -15,7 +15,7 @@ serving slower or not at all; ``pyproject.toml`` pins uvicorn below its next maj
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -35,16 +35,18 @@ class StepBatchingTransport(asyncio.Transport):
     Continue`` or an error reply still leaves at once, and order is kept. ``close`` sends
     what is held first; ``abort`` drops it, as an abort drops the transport's own buffer;
     data held when the connection is already closing is dropped, as the transport itself
-    would. Everything else is the wrapped transport's.
+    would. ``on_close``, when set, is told when the connection starts closing (uvicorn
+    closes through this object only). Everything else is the wrapped transport's.
     """
 
-    __slots__ = ("_held", "_loop", "_transport")
+    __slots__ = ("_held", "_loop", "_transport", "on_close")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
         self._transport = transport
         self._loop = loop
         self._held: list[bytes] = []
+        self.on_close: Callable[[], None] | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data`` for the write at the end of this step."""
@@ -69,6 +71,8 @@ class StepBatchingTransport(asyncio.Transport):
         """Send what is held, then close (the transport flushes its buffer first)."""
         self.send_held()
         self._transport.close()
+        if self.on_close is not None:
+            self.on_close()
 
     def abort(self) -> None:
         """Close at once, dropping whatever is held or buffered."""

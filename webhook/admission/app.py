@@ -23,14 +23,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from policy.snapshot import Snapshot
-from webhook.admission.endpoint import (
+from webhook.admission.bodies import (
+    BODY_BUDGET_BYTES,
     BODY_TIMEOUT_SECONDS,
-    JSON,
     LARGE_BODY_BYTES,
-    AdmissionEndpoint,
-    BodyDeadlines,
     LargeBodies,
+    RequestBodies,
 )
+from webhook.admission.endpoint import JSON, AdmissionEndpoint
 from webhook.admission.logs import DecisionLog, LogSink
 from webhook.admission.metrics import CONTENT_TYPE, Metrics
 from webhook.admission.review import MAX_BODY_BYTES
@@ -77,14 +77,16 @@ class AppSettings:
     """What ``create_app`` needs.
 
     ``state`` opens the snapshot state for the app's lifetime; use :func:`static_state`
-    for a fixed snapshot. ``max_body_bytes`` bounds one review body, and
-    ``body_timeout`` the seconds a client may take to send it once its headers are in.
+    for a fixed snapshot. ``max_body_bytes`` bounds one review body, ``body_timeout``
+    the seconds a client may take to send it once its headers are in (and a large one to
+    get a decode slot), ``body_budget_bytes`` what unfinished bodies may hold together.
     """
 
     state: StateOpener
     max_body_bytes: int = MAX_BODY_BYTES
     body_timeout: float = BODY_TIMEOUT_SECONDS
     large_body_bytes: int = LARGE_BODY_BYTES
+    body_budget_bytes: int = BODY_BUDGET_BYTES
     # Unix time the serving certificate expires, read at scrape time (None: no gauge value).
     tls_not_after: Callable[[], float] | None = None
     # Where decision lines go (``spacegate serve`` passes the sink of its log
@@ -190,13 +192,13 @@ def create_app(settings: AppSettings) -> AdmissionApp:
         return Response(metrics.render(request.state.snapshots), media_type=CONTENT_TYPE)
 
     large_bodies = LargeBodies(settings.large_body_bytes)
-    deadlines = BodyDeadlines(settings.body_timeout)
+    bodies = RequestBodies(settings.body_timeout, settings.body_budget_bytes)
     decisions = DecisionLog(settings.log_sink)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[LifespanState]:
         large_bodies.start()
-        sweeper = asyncio.create_task(deadlines.sweep(), name="body-deadlines")
+        sweeper = asyncio.create_task(bodies.sweep(), name="body-deadlines")
         try:
             async with settings.state() as state:
                 yield {"snapshots": state}
@@ -209,7 +211,7 @@ def create_app(settings: AppSettings) -> AdmissionApp:
             metrics=metrics,
             max_body_bytes=settings.max_body_bytes,
             large_bodies=large_bodies,
-            deadlines=deadlines,
+            bodies=bodies,
             decisions=decisions,
         )
         for mutating in (False, True)

@@ -8,19 +8,17 @@ avoids building a Request, a Headers view, a State and a Response per review.
 Robustness rules (``docs/protocol.md`` §2): the apiserver treats anything but a
 2xx with a decodable AdmissionReview as "failed calling webhook", so every request whose
 ``uid`` can be read gets HTTP 200 and a well-formed review, even when the body is malformed
-or spacegate itself fails. Only requests without a readable uid get a 4xx, with a
-``metav1.Status`` body naming the problem. The body size is capped while it streams in
-(:data:`webhook.admission.review.MAX_BODY_BYTES`); an oversized review is still answered
-when its ``uid`` is in its first bytes. A body that stops arriving is refused after
-:data:`BODY_TIMEOUT_SECONDS`. Large bodies are read and decided a few at a time, off the
-event loop (:class:`LargeBodies`; ``docs/limits.md``).
+or spacegate itself fails. Only requests without a readable uid get a 4xx (or 5xx), with a
+``metav1.Status`` body naming the problem. How a body is read (its cap, its deadline, the
+memory all bodies share, the slots large ones are decided in) is
+``webhook.admission.bodies``; an oversized review is still answered when its ``uid`` is in
+its first bytes (``docs/limits.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections import Counter
 from typing import Any, Final
@@ -28,12 +26,17 @@ from typing import Any, Final
 from starlette.types import Receive, Scope, Send
 
 from policy.snapshot import Snapshot
+from webhook.admission.bodies import (
+    Disconnected,
+    LargeBodies,
+    PendingRequest,
+    RequestBodies,
+    read_body,
+)
 from webhook.admission.logs import DecisionLog
 from webhook.admission.metrics import Metrics
 from webhook.admission.outcomes import Outcome, Outcomes, decide_review, guarded
 from webhook.admission.review import (
-    API_VERSIONS,
-    V1,
     EncodedReply,
     MalformedReview,
     ReviewRequest,
@@ -46,37 +49,11 @@ from webhook.admission.review import (
 )
 from webhook.state import SnapshotState
 
-__all__ = [
-    "BODY_TIMEOUT_SECONDS",
-    "LARGE_BODY_BYTES",
-    "LARGE_BODY_CONCURRENCY",
-    "UID_PREFIX_BYTES",
-    "AdmissionEndpoint",
-    "BodyDeadlines",
-    "LargeBodies",
-]
+__all__ = ["JSON", "AdmissionEndpoint"]
 
 JSON: Final = "application/json"
 
-# The apiserver sends a review in one go and gives up after the webhook's timeoutSeconds
-# (10 s by default, 30 s at most). A body still incomplete after 10 s comes from a broken
-# or hostile client; answering 408 frees the connection instead of waiting forever
-# (uvicorn itself has no body-read timeout).
-BODY_TIMEOUT_SECONDS: Final = 10.0
-
-# Bodies above this size (or of unknown size) are decoded and decided off the event loop, by
-# at most LARGE_BODY_CONCURRENCY threads at once. Ordinary reviews are a few kilobytes.
-LARGE_BODY_BYTES: Final = 256 * 1024
-LARGE_BODY_CONCURRENCY: Final = 2
-# How much of an oversized body is read to find its uid (the apiserver writes it first).
-UID_PREFIX_BYTES: Final = 16 * 1024
-
 _log = logging.getLogger(__name__)
-
-
-class _Disconnected(Exception):
-    """The client went away before sending the whole body: nobody to answer."""
-
 
 _JSON_CONTENT_TYPE: Final = (b"content-type", JSON.encode())
 
@@ -99,165 +76,6 @@ def _check_content_type(content_type: bytes | None) -> None:
         raise MalformedReview(
             f"Content-Type {shown!r} is not supported: expected application/json", code=415
         )
-
-
-class BodyDeadlines:
-    """Time out slow body reads with one sweeper task instead of a timer per request.
-
-    ``asyncio.timeout`` costs a timer handle per review, a noticeable part of the whole
-    server-side cost of one; registering the reading task in a dict costs next to nothing,
-    and a sweeper owned by the lifespan cancels the few reads that overstay. The reader
-    turns that cancellation into a 408 (see :func:`_read_body`).
-
-    The loop is remembered when the sweeper starts: ``asyncio.current_task()`` and
-    ``asyncio.get_running_loop()`` without it look the running loop up and, on Python
-    3.11, make a ``getpid`` system call each time, twice per review for nothing.
-    """
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self.reading: dict[asyncio.Task[Any], float] = {}
-        self.expired: set[asyncio.Task[Any]] = set()
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    async def sweep(self) -> None:
-        """Cancel reads past their deadline, checking a few times per timeout."""
-        loop = self.loop = asyncio.get_running_loop()
-        try:
-            while True:
-                await asyncio.sleep(min(1.0, self.timeout / 4))
-                now = loop.time()
-                for task, deadline in list(self.reading.items()):
-                    if deadline <= now and task not in self.expired:
-                        self.expired.add(task)
-                        task.cancel()
-        finally:
-            self.loop = None  # an app served again later runs on another loop
-
-
-_PREFIX_UID: Final = re.compile(rb'"request"\s*:\s*\{\s*"uid"\s*:\s*"([!#-\[\]-~]{1,128})"')
-_PREFIX_API_VERSION: Final = re.compile(rb'"apiVersion"\s*:\s*"(admission\.k8s\.io/v1(?:beta1)?)"')
-
-
-def _too_large(limit: int, size: int | None, prefix: bytes) -> MalformedReview:
-    """The refusal of a body over the limit, answerable as a review if its uid is in front.
-
-    The apiserver serializes ``kind``, ``apiVersion`` and then ``request`` with ``uid`` as its
-    first field, so the first bytes of a genuine review name its uid; a denial (``/validate``)
-    or an unpatched admission (``/mutate``) can then be sent instead of a bare 413, which
-    would hand the verdict to ``failurePolicy``.
-    """
-    what = f"{size} bytes" if size is not None else "more bytes"
-    message = (
-        f"the AdmissionReview has {what}, over spacegate's limit of {limit} bytes for one "
-        "review (see docs/limits.md); it was not checked"
-    )
-    uid = _PREFIX_UID.search(prefix)
-    if uid is None:
-        return MalformedReview(message, code=413)
-    version = _PREFIX_API_VERSION.search(prefix, 0, uid.start())
-    api_version = version.group(1).decode("ascii") if version is not None else V1
-    if api_version not in API_VERSIONS:  # pragma: no cover - the pattern allows only these
-        api_version = V1
-    return MalformedReview(
-        message, code=413, uid=uid.group(1).decode("ascii"), api_version=api_version
-    )
-
-
-async def _read_body(
-    receive: Receive, declared: bytes | None, limit: int, deadlines: BodyDeadlines
-) -> bytes:
-    """The body, refused as soon as it is known to exceed ``limit`` bytes.
-
-    A declared Content-Length over the limit is refused after reading only its first
-    :data:`UID_PREFIX_BYTES` (to find the uid); a chunked body is counted as it streams in,
-    and reading stops at the first chunk over the limit (the server discards whatever the
-    client still sends). A body not complete within
-    ``deadlines.timeout`` seconds is refused with 408, and that includes a client that
-    sends its headers and then nothing: the read is registered before the first
-    ``receive()``, whose wait could otherwise last forever.
-    """
-    size_declared: int | None = None
-    if declared is not None:
-        if not declared.isdigit():
-            raise MalformedReview(f"invalid Content-Length {declared[:40].decode('latin-1')!r}")
-        size_declared = int(declared)
-    over = size_declared is not None and size_declared > limit
-    chunks: list[bytes] = []
-    size = 0
-    loop = deadlines.loop or asyncio.get_running_loop()
-    task = asyncio.current_task(loop)
-    assert task is not None
-    deadlines.reading[task] = loop.time() + deadlines.timeout
-    try:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk: bytes = message.get("body", b"")
-            more = message.get("more_body", False)
-            if chunk:
-                size += len(chunk)
-                if size <= limit or size - len(chunk) < UID_PREFIX_BYTES:
-                    chunks.append(chunk)
-                if size > limit or (over and (size >= UID_PREFIX_BYTES or not more)):
-                    prefix = b"".join(chunks)[:UID_PREFIX_BYTES]
-                    raise _too_large(limit, size_declared, prefix)
-            if not more:
-                break
-    except asyncio.CancelledError:
-        if task not in deadlines.expired:
-            raise
-        deadlines.expired.discard(task)
-        task.uncancel()
-        raise MalformedReview(
-            f"request body not received within {deadlines.timeout:g} s", code=408
-        ) from None
-    finally:
-        del deadlines.reading[task]
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-class LargeBodies:
-    """Reviews over :data:`LARGE_BODY_BYTES`: read and decided a few at a time, off the loop.
-
-    A permit is taken before the body is read, so waiting reviews stay in the server's
-    socket buffers (uvicorn stops reading a request the app does not consume) rather than
-    in memory; decoding and deciding run in a worker thread, so the event loop keeps
-    answering ordinary reviews while a multi-megabyte one is parsed.
-    """
-
-    def __init__(self, threshold: int, concurrency: int = LARGE_BODY_CONCURRENCY) -> None:
-        self.threshold = threshold
-        self.concurrency = concurrency
-        self._permits: asyncio.Semaphore | None = None
-
-    def start(self) -> None:
-        """Fresh permits for a serving loop (the lifespan calls this at start-up)."""
-        self._permits = asyncio.Semaphore(self.concurrency)
-
-    def is_large(self, content_length: bytes | None) -> bool:
-        """A declared length over the threshold, or none declared (a chunked body)."""
-        if content_length is None:
-            return True
-        return content_length.isdigit() and int(content_length) > self.threshold
-
-    async def answer(
-        self,
-        endpoint: AdmissionEndpoint,
-        receive: Receive,
-        content_length: bytes | None,
-        state: SnapshotState,
-    ) -> tuple[ReviewRequest, Outcome]:
-        """Read, decode and decide one large review under a permit."""
-        if self._permits is None:  # served without a lifespan (some tests)
-            self.start()
-        assert self._permits is not None
-        async with self._permits:
-            body = await _read_body(
-                receive, content_length, endpoint.max_body_bytes, endpoint.deadlines
-            )
-            return await asyncio.to_thread(endpoint._answer, body, state.snapshot)
 
 
 async def _send_json(send: Send, status: int, body: bytes) -> None:
@@ -285,7 +103,7 @@ class AdmissionEndpoint:
         metrics: Metrics,
         max_body_bytes: int,
         large_bodies: LargeBodies,
-        deadlines: BodyDeadlines,
+        bodies: RequestBodies,
         decisions: DecisionLog,
     ) -> None:
         self.mutating = mutating
@@ -293,7 +111,7 @@ class AdmissionEndpoint:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.large_bodies = large_bodies
-        self.deadlines = deadlines
+        self.bodies = bodies
         self.decisions = decisions
         self.outcomes = Outcomes(mutating=mutating)
 
@@ -315,24 +133,28 @@ class AdmissionEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one review (see the class docstring)."""
         started = time.perf_counter()
+        bodies = self.bodies
+        request = bodies.begin()  # the request's deadline runs from here
         try:
             content_type, content_length = _request_headers(scope)
             _check_content_type(content_type)
             state: SnapshotState = scope["state"]["snapshots"]
-            if self.large_bodies.is_large(content_length):
-                review, outcome = await self.large_bodies.answer(
-                    self, receive, content_length, state
-                )
+            body = await read_body(receive, content_length, self.max_body_bytes, bodies, request)
+            if len(body) > self.large_bodies.threshold:
+                review, outcome = await self._answer_large(body, state, request)
             else:
-                body = await _read_body(
-                    receive, content_length, self.max_body_bytes, self.deadlines
-                )
+                bodies.end(request)
                 review, outcome = self._answer(body, state.snapshot)
         except MalformedReview as error:
+            bodies.end(request)
             await self._malformed(send, error, started)
             return
-        except _Disconnected:
+        except Disconnected:
+            bodies.end(request)
             return
+        except BaseException:
+            bodies.end(request)
+            raise
         reply = outcome.reply
         body = outcome.encoded.encode(review.uid, review.api_version)
         seconds = time.perf_counter() - started
@@ -369,6 +191,17 @@ class AdmissionEndpoint:
         if not reply.allowed:
             fields["reason"] = reply.message
         self.decisions.write(fields)
+
+    async def _answer_large(
+        self, body: bytes, state: SnapshotState, request: PendingRequest
+    ) -> tuple[ReviewRequest, Outcome]:
+        """Decode and decide a large body in a worker thread, once a slot is free."""
+        permits = await self.large_bodies.slot(self.bodies, request)
+        try:
+            return await asyncio.to_thread(self._answer, body, state.snapshot)
+        finally:
+            permits.release()
+            self.bodies.end(request)
 
     def _failed(self, review: ReviewRequest) -> Outcome:
         """When spacegate itself failed: deny on validate, admit without a patch on mutate."""

@@ -16,6 +16,12 @@ What uvicorn does not do for us, and this module adds:
   ``localhost`` certificate in ``.dev-certs/`` and prints where the CA is, so ``curl
   --cacert`` works on the first try.
 - **One write per response, replies batched under load** (``webhook.admission._batching``).
+- **Connections held to limits** (``webhook.admission.connections``, ``_http``): TLS is
+  started per connection by :class:`~webhook.admission._http.TLSConnection`, so a
+  handshake is bounded and counted like the rest; request heads are bounded in bytes and
+  time; open connections are capped, the oldest unfinished or idle ones evicted to make
+  room; the open-file limit is raised to its hard limit at start. uvicorn itself has none
+  of these (``docs/limits.md``).
 
 Loading the config and choosing the snapshot state (static or live) is the ``serve``
 command's job (``webhook.cli.serve``): this module serves whatever app it is given.
@@ -24,6 +30,7 @@ command's job (``webhook.cli.serve``): this module serves whatever app it is giv
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import socket
@@ -32,7 +39,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Final
+from typing import Final, cast
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -40,13 +47,15 @@ from starlette.types import ASGIApp
 from certs.errors import CertificateError
 from certs.files import DEFAULT_DEV_CERT_DIR, bundle_paths, ensure_dev_certs
 from certs.reload import DEFAULT_WATCH_INTERVAL, ReloadingTLSContext
-from webhook.admission._batching import HttpProtocol
+from webhook.admission._http import TLSConnection
+from webhook.admission.connections import ConnectionLimits, ConnectionTable, raise_fd_limit
 from webhook.admission.logs import LogSink
 
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
     "GRACEFUL_SHUTDOWN_SECONDS",
+    "AdmissionServer",
     "TLSFiles",
     "build_server",
     "resolve_tls_files",
@@ -98,6 +107,41 @@ def resolve_tls_files(
     return TLSFiles(made.cert, made.key, made.ca_cert)
 
 
+class AdmissionServer(uvicorn.Server):
+    """uvicorn's server, with the connection table's sweeper running while it serves.
+
+    ``startup`` raises the open-file limit to its hard limit and fits the table's capacity
+    to it before listening; ``shutdown`` stops admitting connections (and ends those still
+    in their handshake or first head) before uvicorn's drain.
+    """
+
+    def __init__(self, config: uvicorn.Config, table: ConnectionTable, tls: ssl.SSLContext):
+        super().__init__(config)
+        self.table = table
+        self.tls = tls
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Raise the descriptor limit, listen, and start sweeping deadlines."""
+        capacity = self.table.fit_to_descriptors(raise_fd_limit())
+        if capacity < self.table.limits.max_connections:
+            log.warning(
+                "the open-file limit allows fewer connections than configured",
+                extra={"fields": {"capacity": capacity}},
+            )
+        await super().startup(sockets=sockets)
+        self._sweeper = asyncio.create_task(self.table.run_sweeper(), name="connection-deadlines")
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop admitting, then uvicorn's drain; the sweeper runs until the drain is over."""
+        self.table.stop_accepting()
+        try:
+            await super().shutdown(sockets=sockets)
+        finally:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+
+
 def build_server(
     app: ASGIApp,
     *,
@@ -105,19 +149,28 @@ def build_server(
     port: int,
     tls: ssl.SSLContext,
     graceful_shutdown: int = GRACEFUL_SHUTDOWN_SECONDS,
-) -> uvicorn.Server:
+    limits: ConnectionLimits | None = None,
+) -> AdmissionServer:
     """A uvicorn server for ``app`` over ``tls`` (one worker, lifespan on, our logging).
 
-    HTTP is parsed by httptools (a runtime dependency) through :class:`HttpProtocol`;
-    ``loop`` stays on ``auto``, which picks uvloop when it is installed.
+    HTTP is parsed by httptools (a runtime dependency) through
+    :class:`~webhook.admission._http.GuardedHttpProtocol`, behind a
+    :class:`~webhook.admission._http.TLSConnection` per accepted socket that starts TLS
+    itself; uvicorn listens without TLS of its own. ``limits`` bounds heads, deadlines and
+    connections (defaults in ``webhook.admission.connections``). ``loop`` stays on
+    ``auto``, which picks uvloop when it is installed.
     """
+    table = ConnectionTable(limits)
+    per_connection = functools.partial(TLSConnection, table=table, tls=tls)
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
-        ssl_context_factory=lambda _config, _default: tls,
         lifespan="on",
-        http=HttpProtocol,
+        # uvicorn calls this with its own arguments for every accepted socket.
+        http=cast(type[asyncio.Protocol], per_connection),
+        # No WebSocket endpoint: an upgrade request is answered as a plain one.
+        ws="none",
         # No proxy stands between the apiserver and a webhook: trusting X-Forwarded-* would
         # only let a client claim another address, and the middleware costs per request.
         proxy_headers=False,
@@ -127,7 +180,7 @@ def build_server(
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=graceful_shutdown,
     )
-    return uvicorn.Server(config)
+    return AdmissionServer(config, table, tls)
 
 
 async def _run(

@@ -9,7 +9,7 @@
 - ``kube`` — how a Kubernetes client is found (kubeconfig, in-cluster) and spacegate's own
   namespace;
 - ``kube_paging`` — the one loop over ``continue`` tokens: lists of the apiserver as raw
-  JSON, a page at a time;
+  JSON, pages sized by bytes and parsed as they stream, one item at a time;
 - ``backoff`` — the one exponential backoff with jitter;
 - ``errors`` — ``SourceError`` and ``describe_api_error``: messages safe to log.
 

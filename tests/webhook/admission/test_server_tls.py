@@ -29,6 +29,7 @@ import pytest
 from certs.reload import ReloadingTLSContext
 from policy.snapshot import Snapshot
 from webhook.admission.logs import DECISION_LOGGER, DecisionLog
+from webhook.admission.server import AdmissionServer
 from webhook.state import StaticState
 
 from ..conftest import (
@@ -445,7 +446,9 @@ def test_serve_refuses_a_missing_certificate_with_status_2(tmp_path: Path) -> No
 
 def test_reloading_context_is_what_the_server_hands_out(own_server: RunningServer) -> None:
     assert isinstance(own_server.tls, ReloadingTLSContext)
-    assert own_server.server.config.ssl is own_server.tls.context
+    assert isinstance(own_server.server, AdmissionServer)
+    assert own_server.server.tls is own_server.tls.context
+    assert own_server.server.config.ssl is None  # TLS is started per connection, not by uvicorn
 
 
 def test_serve_reports_a_busy_port_with_status_1(tmp_path: Path) -> None:

@@ -87,3 +87,121 @@ def test_pages_follow_the_tokens_a_caller_fetches_its_own_way() -> None:
 
     assert len(list(pages(fetch))) == 3
     assert asked == [None, "t1", "t2"]
+
+
+# --------------------------------------------------------------------------- pages bounded by bytes
+
+
+def big_pod(name: str, size: int) -> dict[str, Any]:
+    container = {"name": "c", "image": "x", "env": [{"name": "BLOB", "value": "b" * size}]}
+    return {"metadata": {"name": name}, "spec": {"containers": [container]}}
+
+
+def asked_limits(kube: FakeKubernetes, path: str) -> list[int]:
+    return [int(r.params["limit"]) for r in kube.requests if r.path == path]
+
+
+def test_pages_of_large_objects_ask_for_as_many_as_the_byte_budget_holds(
+    kube: FakeKubernetes, api: client.ApiClient
+) -> None:
+    for i in range(12):
+        kube.create_object(PODS, "a", big_pod(f"big{i}", 100_000))
+
+    listed = names(list_items(api, PODS, [("labelSelector", "!tier")], page_bytes=400_000))
+
+    assert sorted(listed) == sorted(f"big{i}" for i in range(12))
+    # the first page at the largest size etcd allows, the next ones at the size seen: ~100 KB
+    assert asked_limits(kube, PODS) == [1, 3, 3, 3, 3]
+
+
+def test_pages_of_small_objects_grow_to_the_page_size(
+    kube: FakeKubernetes, api: client.ApiClient
+) -> None:
+    assert len(list(list_items(api, PODS, page_size=2))) == 5
+    before = len(asked_limits(kube, PODS))
+
+    assert len(list(list_items(api, PODS, page_size=500))) == 5
+
+    assert asked_limits(kube, PODS)[before:] == [2, 500]
+
+
+def test_a_continue_key_inside_an_object_is_not_taken_for_the_lists(
+    kube: FakeKubernetes, api: client.ApiClient
+) -> None:
+    forged = {"metadata": {"name": "forger", "annotations": {"continue": "forged-token"}}}
+    kube.create_object(PODS, "b", forged)
+
+    listed = names(list_items(api, PODS, page_size=3))
+
+    assert sorted(listed) == ["forger", "p0", "p1", "p2", "p3", "p4"]
+    assert all(r.params.get("continue") != "forged-token" for r in kube.requests)
+
+
+class StreamedResponse:
+    """A urllib3 response fed piece by piece, recording how much was read when."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.status = 200
+        self.pieces = pieces
+        self.read_pieces = 0
+        self.released = False
+
+    def stream(self, amount: int, decode_content: bool) -> Iterator[bytes]:
+        for piece in self.pieces:
+            self.read_pieces += 1
+            yield piece
+
+    def release_conn(self) -> None:
+        self.released = True
+
+
+class StreamingApi:
+    """An ApiClient whose every GET answers with the next of ``responses``."""
+
+    def __init__(self, *responses: StreamedResponse) -> None:
+        self.responses = list(responses)
+        self.queries: list[dict[str, Any]] = []
+
+    def param_serialize(self, method: str, path: str, **kwargs: Any) -> tuple[Any, ...]:
+        self.queries.append(dict(kwargs["query_params"]))
+        return method, path, {}, None, None
+
+    def call_api(self, *args: Any) -> Any:
+        return type("RESTResponse", (), {"response": self.responses.pop(0)})()
+
+
+def test_an_item_is_handed_on_before_the_rest_of_its_page_is_read() -> None:
+    page = StreamedResponse(
+        [b'{"kind":"PodList","metadata":{},"items":[{"metadata":{"name":"first"}}', b","]
+        + [b'{"metadata":{"name":"n%d"}},' % i for i in range(50)]
+        + [b'{"metadata":{"name":"last"}}]}']
+    )
+    listing = list_items(StreamingApi(page), PODS)  # type: ignore[arg-type]
+
+    assert next(listing)["metadata"]["name"] == "first"
+    assert page.read_pieces == 1
+    assert len(list(listing)) == 51
+    assert page.released
+
+
+def test_a_custom_resources_list_with_its_metadata_after_the_items_is_followed() -> None:
+    first = StreamedResponse(
+        [
+            b'{"apiVersion":"x/v1","items":[{"metadata":{"name":"r1"}}],',
+            b'"kind":"RList",',
+            b'"metadata":{"continue":"next-page","resourceVersion":"7"}}',
+        ]
+    )
+    second = StreamedResponse([b'{"apiVersion":"x/v1","items":[{"metadata":{"name":"r2"}}],'])
+    second.pieces.append(b'"kind":"RList","metadata":{"resourceVersion":"7"}}')
+    api = StreamingApi(first, second)
+
+    assert names(list_items(api, "/apis/x/v1/rs")) == ["r1", "r2"]  # type: ignore[arg-type]
+    assert api.queries[1]["continue"] == "next-page"
+
+
+def test_a_page_that_is_not_json_is_an_error_naming_the_path() -> None:
+    api = StreamingApi(StreamedResponse([b'{"items":[{"metadata":', b"oops"]))
+
+    with pytest.raises(ApiException, match=f"GET {PODS}"):
+        list(list_items(api, PODS))  # type: ignore[arg-type]
