@@ -13,7 +13,7 @@ caller's business (``webhook.settings``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import cast
 from urllib.parse import urlsplit
@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from policy.config.model import (
+    BINDING_SOURCES,
     DEFAULT_ROTATE_EVERY,
     DEFAULT_WORKSPACE_LABEL,
     MODES,
@@ -29,6 +30,7 @@ from policy.config.model import (
     UNKNOWN_ACTIONS,
     AuditSettings,
     Binding,
+    BindingSource,
     Config,
     ConfigError,
     Credentials,
@@ -44,6 +46,7 @@ from policy.config.model import (
 )
 from policy.durations import parse_duration
 from policy.hosts import HOST_PORT, default_port_alias, normalize_host
+from policy.names import check_registry_name, check_space_name, check_workspace_id
 
 # --------------------------------------------------------------------------- helpers
 
@@ -249,7 +252,7 @@ def _parse_registry(value: object, path: str) -> Registry:
     for required in ("name", "type", "url"):
         if required not in data:
             raise ConfigError(f"{path}.{required}: required")
-    name = _str(data["name"], f"{path}.name")
+    name = _checked(_str(data["name"], f"{path}.name"), f"{path}.name", check_registry_name)
     rtype = cast(RegistryType, _choice(data["type"], f"{path}.type", REGISTRY_TYPES))
     url = _str(data["url"], f"{path}.url").rstrip("/")
     parts = urlsplit(url)
@@ -300,7 +303,13 @@ def _parse_registry(value: object, path: str) -> Registry:
         type=rtype,
         url=url,
         hosts=host_tuple,
-        workspace=None if workspace is None else _str(workspace, f"{path}.workspace"),
+        workspace=(
+            None
+            if workspace is None
+            else _checked(
+                _str(workspace, f"{path}.workspace"), f"{path}.workspace", check_workspace_id
+            )
+        ),
         anonymous_pull=_bool(data.get("anonymousPull", True), f"{path}.anonymousPull"),
         credentials=(
             None if credentials is None else _parse_credentials(credentials, f"{path}.credentials")
@@ -320,7 +329,16 @@ def _parse_registry(value: object, path: str) -> Registry:
     )
 
 
+def _checked(value: str, path: str, check: Callable[[str], str | None]) -> str:
+    """``value`` when ``check`` finds nothing wrong with it (``policy.names``)."""
+    why = check(value)
+    if why:
+        raise ConfigError(f"{path}: {why}")
+    return value
+
+
 def _parse_binding(value: object, path: str) -> Binding:
+    """One binding; its names follow ``policy.names``, as the RegistrySpaceBinding CRD's do."""
     data = _mapping(value, path)
     _check_keys(data, path, ("registry", "space", "workspaces"))
     for required in ("registry", "space", "workspaces"):
@@ -328,10 +346,48 @@ def _parse_binding(value: object, path: str) -> Binding:
             raise ConfigError(f"{path}.{required}: required")
     items = _list(data["workspaces"], f"{path}.workspaces")
     return Binding(
-        registry=_str(data["registry"], f"{path}.registry"),
-        space=_str(data["space"], f"{path}.space"),
-        workspaces=tuple(_str(item, f"{path}.workspaces[{i}]") for i, item in enumerate(items)),
+        registry=_checked(
+            _str(data["registry"], f"{path}.registry"), f"{path}.registry", check_registry_name
+        ),
+        space=_checked(_str(data["space"], f"{path}.space"), f"{path}.space", check_space_name),
+        workspaces=tuple(
+            _checked(
+                _str(item, f"{path}.workspaces[{i}]"), f"{path}.workspaces[{i}]", check_workspace_id
+            )
+            for i, item in enumerate(items)
+        ),
     )
+
+
+_BINDINGS_KEYS = ("source", "requireAcknowledgement", "items")
+
+
+def _parse_bindings(value: object) -> tuple[tuple[Binding, ...], BindingSource | None, bool, str]:
+    """``bindings``: a list (the short form), or ``{source, requireAcknowledgement, items}``.
+
+    Returns the bindings, the source (None: unset), whether removals need an
+    acknowledgement, and the key path of the list (for later error messages).
+    """
+    if value is None:
+        return (), None, False, "bindings"
+    if isinstance(value, list):
+        items, path, source, acknowledge = value, "bindings", None, False
+    else:
+        data = _mapping(value, "bindings")
+        _check_keys(data, "bindings", _BINDINGS_KEYS)
+        raw_source = data.get("source")
+        source = (
+            None
+            if raw_source is None
+            else cast(BindingSource, _choice(raw_source, "bindings.source", BINDING_SOURCES))
+        )
+        acknowledge = _bool(
+            data.get("requireAcknowledgement", False), "bindings.requireAcknowledgement"
+        )
+        path = "bindings.items"
+        items = _list(data.get("items") or [], path)
+    bindings = tuple(_parse_binding(item, f"{path}[{i}]") for i, item in enumerate(items))
+    return bindings, source, acknowledge, path
 
 
 def _with_default_port_aliases(registries: tuple[Registry, ...]) -> tuple[Registry, ...]:
@@ -437,15 +493,12 @@ def parse_config(data: object) -> Config:
                     f"{other_name!r} (registries[{other_index}])"
                 )
             hosts[host] = (i, registry.name)
-    bindings = tuple(
-        _parse_binding(item, f"bindings[{i}]")
-        for i, item in enumerate(_list(top.get("bindings") or [], "bindings"))
-    )
+    bindings, binding_source, acknowledge, bindings_path = _parse_bindings(top.get("bindings"))
     for i, binding in enumerate(bindings):
         if binding.registry not in names:
             declared = ", ".join(sorted(names)) or "none"
             raise ConfigError(
-                f"bindings[{i}].registry: registry {binding.registry!r} is not declared "
+                f"{bindings_path}[{i}].registry: registry {binding.registry!r} is not declared "
                 f"under registries (declared: {declared})"
             )
     namespaces_raw = top.get("namespaces") or {}
@@ -465,6 +518,8 @@ def parse_config(data: object) -> Config:
             else PullSecrets()
         ),
         audit=_parse_audit(top["audit"]) if top.get("audit") is not None else AuditSettings(),
+        binding_source=binding_source,
+        require_acknowledgement=acknowledge,
     )
 
 

@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from policy.snapshot import Snapshot
+from webhook.admission.bindings import BindingReviewer, ImpactProbe
 from webhook.admission.endpoint import (
     BODY_TIMEOUT_SECONDS,
     JSON,
@@ -65,6 +66,10 @@ class AppSettings:
     # Where decision lines go (``spacegate serve`` passes the sink of its log
     # configuration); None: they are ordinary records of the ``spacegate.decision`` logger.
     log_sink: LogSink | None = None
+    # Computes, for a RegistrySpaceBinding review, which running workloads a removal would
+    # strand when the impact index cannot say (``spacegate serve`` injects one in live mode;
+    # None: the index only). Never called for a Pod.
+    binding_probe: ImpactProbe | None = None
 
 
 def static_state(snapshot: Snapshot) -> StateOpener:
@@ -157,6 +162,7 @@ def create_app(settings: AppSettings) -> AdmissionApp:
     large_bodies = LargeBodies(settings.large_body_bytes)
     deadlines = BodyDeadlines(settings.body_timeout)
     decisions = DecisionLog(settings.log_sink)
+    bindings = BindingReviewer(settings.binding_probe)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[LifespanState]:
@@ -176,6 +182,7 @@ def create_app(settings: AppSettings) -> AdmissionApp:
             large_bodies=large_bodies,
             deadlines=deadlines,
             decisions=decisions,
+            bindings=bindings,
         )
         for mutating in (False, True)
     )

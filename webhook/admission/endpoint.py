@@ -28,6 +28,7 @@ from typing import Any, Final
 from starlette.types import Receive, Scope, Send
 
 from policy.snapshot import Snapshot
+from webhook.admission.bindings import BindingReviewer
 from webhook.admission.logs import DecisionLog
 from webhook.admission.metrics import Metrics
 from webhook.admission.outcomes import Outcome, Outcomes, decide_review, guarded
@@ -248,7 +249,7 @@ class LargeBodies:
         receive: Receive,
         content_length: bytes | None,
         state: SnapshotState,
-    ) -> tuple[ReviewRequest, Outcome]:
+    ) -> tuple[ReviewRequest, Outcome | None]:
         """Read, decode and decide one large review under a permit."""
         if self._permits is None:  # served without a lifespan (some tests)
             self.start()
@@ -287,6 +288,7 @@ class AdmissionEndpoint:
         large_bodies: LargeBodies,
         deadlines: BodyDeadlines,
         decisions: DecisionLog,
+        bindings: BindingReviewer | None = None,
     ) -> None:
         self.mutating = mutating
         self.name = "mutate" if mutating else "validate"
@@ -296,13 +298,20 @@ class AdmissionEndpoint:
         self.deadlines = deadlines
         self.decisions = decisions
         self.outcomes = Outcomes(mutating=mutating)
+        self.bindings = bindings or BindingReviewer()
 
-    def _answer(self, body: bytes, snapshot: Snapshot) -> tuple[ReviewRequest, Outcome]:
-        """Decode and decide one body. Raises MalformedReview; a failed decision is answered."""
+    def _answer(self, body: bytes, snapshot: Snapshot) -> tuple[ReviewRequest, Outcome | None]:
+        """Decode and decide one body. Raises MalformedReview; a failed decision is answered.
+
+        None instead of an outcome: a RegistrySpaceBinding review, answered by
+        :meth:`_answer_binding` on the event loop (it may compute an impact).
+        """
         review = parse_review(body)
         try:
             if review.is_namespace:
                 return review, guarded(review, snapshot, mutating=self.mutating)
+            if review.is_binding:
+                return review, None
             return review, self.outcomes.get(decide_review(review, snapshot), snapshot)
         except MalformedReview:
             raise
@@ -319,15 +328,21 @@ class AdmissionEndpoint:
             content_type, content_length = _request_headers(scope)
             _check_content_type(content_type)
             state: SnapshotState = scope["state"]["snapshots"]
+            answered: Outcome | None
             if self.large_bodies.is_large(content_length):
-                review, outcome = await self.large_bodies.answer(
+                review, answered = await self.large_bodies.answer(
                     self, receive, content_length, state
                 )
             else:
                 body = await _read_body(
                     receive, content_length, self.max_body_bytes, self.deadlines
                 )
-                review, outcome = self._answer(body, state.snapshot)
+                review, answered = self._answer(body, state.snapshot)
+            outcome = (
+                answered
+                if answered is not None
+                else await self._answer_binding(review, state.snapshot)
+            )
         except MalformedReview as error:
             await self._malformed(send, error, started)
             return
@@ -369,6 +384,20 @@ class AdmissionEndpoint:
         if not reply.allowed:
             fields["reason"] = reply.message
         self.decisions.write(fields)
+
+    async def _answer_binding(self, review: ReviewRequest, snapshot: Snapshot) -> Outcome:
+        """A RegistrySpaceBinding review: warnings on ``/validate``; ``/mutate`` admits."""
+        if self.mutating:
+            return self.outcomes.undecided
+        try:
+            return await self.bindings.answer(review, snapshot)
+        except Exception:
+            _log.exception(
+                "binding review failed",
+                extra={"fields": {"uid": review.uid, "endpoint": self.name}},
+            )
+            # Never blocks by default: a failure to assess a binding change admits it.
+            return self.outcomes.undecided
 
     def _failed(self, review: ReviewRequest) -> Outcome:
         """When spacegate itself failed: deny on validate, admit without a patch on mutate."""

@@ -24,6 +24,7 @@ from certs.reload import DEFAULT_WATCH_INTERVAL, ReloadingTLSContext
 from policy.config import Config, ConfigError
 from policy.snapshot import Snapshot
 from webhook.admission.app import AppSettings, StateOpener, create_app, static_state
+from webhook.admission.bindings import ImpactProbe
 from webhook.admission.logs import configure_logging
 from webhook.admission.server import (
     DEFAULT_HOST,
@@ -59,14 +60,17 @@ def serve(
     live: bool | None = None,
     sockets: list[socket.socket] | None = None,
     watch_interval: float = DEFAULT_WATCH_INTERVAL,
+    binding_probe: ImpactProbe | None = None,
 ) -> int:
     """Serve the admission webhook until SIGTERM or SIGINT; return the exit status.
 
     ``config`` is a config file (None: the embedded demo). The state: ``state_factory`` when
     given; else live mode when ``live`` (default: whenever a config file is given), else the
     config as a static snapshot. ``sockets`` (pre-bound listening sockets) replaces
-    host/port for tests and socket activation. Returns 0 after a requested stop, 1 when
-    the server could not start, 2 for an unusable config or TLS files.
+    host/port for tests and socket activation. ``binding_probe`` computes a binding
+    change's impact when the impact index cannot (default in live mode with a Kubernetes
+    API: :class:`webhook.cli.impact.ClusterImpactProbe`). Returns 0 after a requested stop, 1
+    when the server could not start, 2 for an unusable config or TLS files.
     """
     sink = configure_logging()
     bind_host = host or DEFAULT_HOST
@@ -82,6 +86,12 @@ def serve(
         # A real config: list live registries, watch namespaces when a cluster is reachable,
         # and reload the file on change. The embedded demo is static and needs none of it.
         state_factory = live_state_factory(config)
+        from webhook.clients.kube import kube_configured
+
+        if binding_probe is None and kube_configured():
+            from webhook.cli.impact import ClusterImpactProbe
+
+            binding_probe = ClusterImpactProbe()
     opener: StateOpener
     if state_factory is None:
         opener = static_state(Snapshot.from_config(cfg))
@@ -93,7 +103,9 @@ def serve(
 
     # A lambda, not tls.not_after.timestamp: the certificate (and its expiry) is reloaded.
     expiry = lambda: tls.not_after.timestamp()  # noqa: E731, PLW0108
-    app = create_app(AppSettings(state=opener, tls_not_after=expiry, log_sink=sink))
+    app = create_app(
+        AppSettings(state=opener, tls_not_after=expiry, log_sink=sink, binding_probe=binding_probe)
+    )
     server = build_server(app, host=bind_host, port=port, tls=tls.context)
     _print_banner(bind_host, port, sockets, files, config)
     stopped = run_server(server, tls, sink=sink, sockets=sockets, watch_interval=watch_interval)
@@ -134,7 +146,8 @@ def live_state_factory(
     """The ``state_factory`` of ``serve`` for a config file: live mode
     (``webhook.live.mode.open_live_state``, which ``config_path``, ``kube``, ``api_client``
     and ``live_options`` are passed to), and beside it, when the config asks for
-    provisioning or the audit, the leader's work (``webhook.leader.parts.leader_work``) over
+    provisioning or the audit or RegistrySpaceBinding objects are read (their statuses),
+    the leader's work (``webhook.leader.parts.leader_work``) over
     the same Kubernetes API, reading each new snapshot, with its metrics on the state's.
     ``robots_for`` and ``settle`` are the leader's (tests inject fakes and shorter waits).
 
@@ -149,7 +162,7 @@ def live_state_factory(
         async with open_live_state(
             config, config_path=config_path, kube=kube, api_client=api_client, **live_options
         ) as state:
-            if not wants_leader(config):
+            if not wants_leader(config, reads_bindings=state.reads_bindings):
                 yield state
                 return
             if not state.watches_namespaces:

@@ -32,8 +32,11 @@ Page = dict[str, Any]
 Query = Sequence[tuple[str, Any]]
 
 
-def get(api: client.ApiClient, path: str, query: Query = ()) -> tuple[int, bytes]:
-    """(status, body) of ``GET path`` through the client's connection and credentials."""
+def get(
+    api: client.ApiClient, path: str, query: Query = (), *, timeout: float | None = None
+) -> tuple[int, bytes]:
+    """(status, body) of ``GET path`` through the client's connection and credentials;
+    ``timeout`` bounds the connect and each read (seconds; None: the client's default)."""
     method, url, headers, body, post = api.param_serialize(
         "GET",
         path,
@@ -41,14 +44,16 @@ def get(api: client.ApiClient, path: str, query: Query = ()) -> tuple[int, bytes
         header_params={"Accept": "application/json"},
         auth_settings=["BearerToken"],
     )
-    response = api.call_api(method, url, headers, body, post)
+    response = api.call_api(method, url, headers, body, post, _request_timeout=timeout)
     data: bytes = response.read()  # type: ignore[no-untyped-call]
     return int(response.status), data
 
 
-def get_json(api: client.ApiClient, path: str, query: Query = ()) -> Page:
+def get_json(
+    api: client.ApiClient, path: str, query: Query = (), *, timeout: float | None = None
+) -> Page:
     """The JSON object ``GET path`` answers; ``ApiException`` for any status but 200."""
-    status, data = get(api, path, query)
+    status, data = get(api, path, query, timeout=timeout)
     if status != 200:
         refused = ApiException(status=status, reason=f"GET {path}")
         # The apiserver's Status: describe_api_error quotes its message.
@@ -73,7 +78,12 @@ def pages(fetch: Callable[[str | None], Page]) -> Iterator[Page]:
 
 
 def list_items(
-    api: client.ApiClient, path: str, query: Query = (), *, page_size: int = PAGE_SIZE
+    api: client.ApiClient,
+    path: str,
+    query: Query = (),
+    *,
+    page_size: int = PAGE_SIZE,
+    timeout: float | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every item of the list at ``path`` (``query``: selectors), one page in memory at a
     time. An expired ``continue`` token (410) is the caller's to handle: a fresh list."""
@@ -82,7 +92,7 @@ def list_items(
         paging: list[tuple[str, Any]] = [("limit", page_size)]
         if token:
             paging.append(("continue", token))
-        return get_json(api, path, [*query, *paging])
+        return get_json(api, path, [*query, *paging], timeout=timeout)
 
     for page in pages(fetch):
         yield from page.get("items") or []
