@@ -159,9 +159,9 @@ def _field(data: Mapping[str, Any], key: str, path: str) -> str:
     value = data.get(key)
     if value is None:
         raise BindingError(f"{path}.{key}", "required")
-    if isinstance(value, bool) or not isinstance(value, str | int):
+    if not isinstance(value, str):
         raise BindingError(f"{path}.{key}", f"expected a string, got {describe(value)}")
-    return str(value)
+    return value
 
 
 def _workspaces(data: Mapping[str, Any], path: str) -> tuple[str, ...]:
@@ -177,9 +177,10 @@ def _workspaces(data: Mapping[str, Any], path: str) -> tuple[str, ...]:
         raise BindingError(where, f"at most {MAX_WORKSPACES} workspaces, got {len(value)}")
     seen: dict[str, int] = {}
     for i, item in enumerate(value):
-        if isinstance(item, bool) or not isinstance(item, str | int):
-            raise BindingError(f"{where}[{i}]", f"expected a string, got {describe(item)}")
-        text = str(item)
+        if not isinstance(item, str):
+            hint = ' (quote workspace ids: "101")' if isinstance(item, int) else ""
+            raise BindingError(f"{where}[{i}]", f"expected a string, got {describe(item)}{hint}")
+        text = item
         why = check_workspace_id(text)
         if why:
             raise BindingError(f"{where}[{i}]", why)
@@ -195,8 +196,9 @@ def parse_binding_object(obj: Mapping[str, Any]) -> BindingObject:
     """The binding an object states, checked like the CRD checks it; :class:`BindingError`
     names the first field that is wrong (``spec.workspaces[2]: ...``).
 
-    Integers are read as strings, as YAML writes unquoted workspace ids (the apiserver's
-    schema would refuse them; files for ``spacegate check --bindings`` are forgiven).
+    As strict as the apiserver: an unquoted workspace id (YAML reads ``101`` as a number) is
+    refused here too, so ``spacegate check --bindings`` never passes a manifest that
+    ``kubectl apply`` would then reject.
     """
     if not is_binding_object(obj):
         raise BindingError(

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import urllib3
 from kubernetes import client as k8s_client
+from kubernetes.client.exceptions import ApiException
 
 from policy.impact import INDEX_CONFIGMAP, INDEX_KEY, ImpactIndex, read_index
 from webhook.live.sources.reflector import OnChange, Reflector
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ImpactHolder", "ImpactReflector"]
 
+_FORBIDDEN = 403
+_NOT_FOUND = 404
 # A published index is far smaller (policy.impact bounds it); anything larger is ignored.
 MAX_INDEX_BYTES = 900 * 1024
 
@@ -93,9 +96,27 @@ class ImpactReflector(Reflector):
         on_change: OnChange | None = None,
         **timings: Any,
     ) -> None:
+        timings.setdefault("absent_retry", 300.0)
         super().__init__(holder, api_client=api_client, on_change=on_change, **timings)
         self.holder = holder
         self.namespace = namespace
+        self._absence_reported = False
+
+    def _absent(self, exc: ApiException) -> bool:
+        """Not allowed to read it (no RBAC for it) or nowhere to read it from: no index,
+        asked again every ``absent_retry`` seconds; binding reviews compute on the spot."""
+        return exc.status in (_FORBIDDEN, _NOT_FOUND)
+
+    def _recorded_absent(self) -> None:
+        if not self._absence_reported:
+            self._absence_reported = True
+            log.warning(
+                "cannot read the impact index ConfigMap %s/%s; binding reviews compute the "
+                "impact of a change on the spot",
+                self.namespace,
+                INDEX_CONFIGMAP,
+            )
+        self.holder.replace_items([])
 
     def _request(self, api: k8s_client.ApiClient, **kwargs: Any) -> urllib3.HTTPResponse:
         return cast(
