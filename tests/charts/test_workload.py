@@ -155,12 +155,24 @@ def test_only_the_webhook_pod_gets_an_api_token(default: Rendered) -> None:
     )
 
 
-def test_rbac_grants_read_access_to_namespaces_and_nothing_else(default: Rendered) -> None:
-    assert default.one("ClusterRole")["rules"] == [
-        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}
+def test_rbac_reads_namespaces_and_bindings_and_writes_only_binding_status(
+    default: Rendered,
+) -> None:
+    assert default.one("ClusterRole", FULLNAME)["rules"] == [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+        {
+            "apiGroups": ["spacegate.io"],
+            "resources": ["registryspacebindings"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": ["spacegate.io"],
+            "resources": ["registryspacebindings/status"],
+            "verbs": ["update", "patch"],
+        },
     ]
-    binding = default.one("ClusterRoleBinding")
-    assert binding["roleRef"]["name"] == default.one("ClusterRole")["metadata"]["name"]
+    binding = default.one("ClusterRoleBinding", FULLNAME)
+    assert binding["roleRef"]["name"] == FULLNAME
     assert binding["subjects"] == [
         {
             "kind": "ServiceAccount",
@@ -168,7 +180,16 @@ def test_rbac_grants_read_access_to_namespaces_and_nothing_else(default: Rendere
             "namespace": NAMESPACE,
         }
     ]
-    assert default.all("Role") == [] and default.all("RoleBinding") == []
+
+
+def test_with_bindings_from_the_config_only_rbac_is_reading_namespaces_and_nothing_else(
+    render: Any,
+) -> None:
+    rendered = render({"config": {"bindings": {"source": "config", "items": []}}})
+    assert rendered.one("ClusterRole")["rules"] == [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}
+    ]
+    assert rendered.all("Role") == [] and rendered.all("RoleBinding") == []
 
 
 # ------------------------------------------------------------------------- availability
@@ -313,7 +334,8 @@ def test_provisioning_adds_rbac_for_the_pull_secret_by_name_and_for_the_lease(
     default = render({})
     provisioning = render({"config": {"pullSecrets": {"provision": True}}})
 
-    assert not [o for o in default.objects if o["kind"] == "Role"]
+    assert default.find("Role", f"{FULLNAME}-provisioner") is None
+    assert default.find("ClusterRole", f"{FULLNAME}-pull-secrets") is None
     cluster = provisioning.one("ClusterRole", f"{FULLNAME}-pull-secrets")
     by_verbs = {tuple(rule["verbs"]): rule for rule in cluster["rules"]}
     assert "resourceNames" not in by_verbs[("create",)]

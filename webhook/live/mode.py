@@ -294,7 +294,6 @@ async def open_live_state(
     if watch is not None and uses_objects(config):
         bindings = _BindingWatch(config, refresher, api_client, clock)
         await bindings.start(refresher)
-    if watch is not None:
         impact = _ImpactWatch(config, refresher, api_client)
         await impact.start(refresher)
     elif _requires_crd(config):
