@@ -141,7 +141,9 @@ def test_the_exported_name_of_a_binding_is_a_valid_object_name() -> None:
 
 
 def test_an_acknowledgement_names_workspaces_or_all_of_them() -> None:
-    assert acknowledged_workspaces({ACKNOWLEDGE_ANNOTATION: "101, 102"}) == {"101", "102"}
+    assert acknowledged_workspaces({ACKNOWLEDGE_ANNOTATION: "101, 102"}) == frozenset(
+        {"101", "102"}
+    )
     assert acknowledged_workspaces({ACKNOWLEDGE_ANNOTATION: "*"}) == "*"
     assert acknowledged_workspaces({}) == frozenset()
     assert acknowledged_workspaces({ACKNOWLEDGE_ANNOTATION: 7}) == frozenset()
