@@ -111,7 +111,7 @@ class BindingReviewer:
         objects = dict(snapshot.binding_objects or {})
         warnings: list[str] = []
         if after is not None:
-            warnings.extend(_about(snapshot, objects, after))
+            warnings.extend(_about(snapshot, objects, after, created=review.operation == "CREATE"))
         lost = lost_workspaces(config, objects, before, after)
         if before is None or not lost or not _needs_binding(snapshot, before):
             return _outcome(allow(warnings=bounded_warnings(warnings)))
@@ -170,9 +170,10 @@ def _needs_binding(snapshot: Snapshot, obj: BindingObject) -> bool:
 
 
 def _about(
-    snapshot: Snapshot, objects: Mapping[str, BindingObject], obj: BindingObject
+    snapshot: Snapshot, objects: Mapping[str, BindingObject], obj: BindingObject, *, created: bool
 ) -> list[str]:
-    """Warnings about what the new object binds (or fails to)."""
+    """Warnings about what the new object binds (or fails to); another object binding the
+    same space is said when the object is created (registry and space never change)."""
     if not obj.valid:
         return [f"spacegate: {KIND} {obj.name} binds nothing: {obj.problem}"]
     state = snapshot.registries.get(obj.registry)
@@ -192,7 +193,7 @@ def _about(
     others = sorted(
         o.name for o in objects.values() if o.name != obj.name and o.valid and o.key == obj.key
     )
-    if others:
+    if others and created:
         union = bound_by_others(snapshot.config, objects, obj.name, obj.key) | set(obj.workspaces)
         out.append(
             f"spacegate: {KIND} {', '.join(others)} also bind{'s' if len(others) == 1 else ''} "
@@ -234,12 +235,12 @@ def _impact_warnings(
         )
         for example in use.examples:
             if named < MAX_EXAMPLES:
-                lines.append(f"spacegate:   {example}")
+                lines.append(f"spacegate: - {example}")
                 named += 1
         total += use.count
     if total > named:
         lines.append(
-            f"spacegate:   … and {total - named} more; `{_what_if(review, obj)}` lists them all"
+            f"spacegate: - … and {total - named} more; `{_what_if(review, obj)}` lists them all"
         )
     return lines
 
