@@ -443,8 +443,3 @@ def lost_workspaces(
     if after is not None and after.valid and after.key == before.key:
         remaining.update(after.workspaces)
     return frozenset(set(before.workspaces) - remaining)
-
-
-def binding_source_name(config: Config) -> BindingSource | Literal["default"]:
-    """``bindings.source`` as written, or ``default``."""
-    return config.binding_source or "default"
