@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from policy.bindings import uses_objects
 from policy.config import Config
 from policy.provisioning import DesiredState, desired_state
 from policy.snapshot import NamespaceInfo, RegistryState, Snapshot
@@ -192,7 +193,12 @@ class AuditJob:
             result.refused,
             result.reports or "not written (no report CRD)",
         )
-        if self._publisher is not None and result.impact is not None:
+        # Only binding reviews read the index, and there are none without binding objects.
+        if (
+            self._publisher is not None
+            and result.impact is not None
+            and uses_objects(snapshot.config)
+        ):
             await asyncio.to_thread(self._publisher.publish, result.impact)
 
 
