@@ -67,9 +67,9 @@ test: lint system-deps controlplane
 	$(BIN)/pytest -q
 
 # Every benchmark in bench/ (bare_app.py is the admission benchmark's ceiling server, wrk/ its
-# load script). apiserver, provision and audit run on the e2e control plane that `controlplane`
-# builds; with SPACEGATE_SKIP_E2E=1 they are skipped, saying so.
-CONTROLPLANE_BENCHMARKS := apiserver provision audit
+# load script). apiserver, provision, audit and bindings run on the e2e control plane that
+# `controlplane` builds; with SPACEGATE_SKIP_E2E=1 they are skipped, saying so.
+CONTROLPLANE_BENCHMARKS := apiserver provision audit bindings
 bench: $(STAMP) system-deps controlplane
 	$(BIN)/python bench/decide.py
 	$(BIN)/python bench/refresh.py
