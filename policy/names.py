@@ -56,6 +56,8 @@ _OBJECT = re.compile(OBJECT_NAME)
 
 
 def describe(value: object) -> str:
+    """A value as an error message quotes it: strings quoted (a long one cut at 80
+    characters, since it may come from a tenant or a hostile object), others by type."""
     if value is None:
         return "null"
     if isinstance(value, str):

@@ -46,31 +46,17 @@ from policy.config.model import (
 )
 from policy.durations import parse_duration
 from policy.hosts import HOST_PORT, default_port_alias, normalize_host
-from policy.names import check_registry_name, check_space_name, check_workspace_id
+from policy.names import check_registry_name, check_space_name, check_workspace_id, describe
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _describe(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)
-
-
 def _mapping(value: object, path: str) -> Mapping[str, object]:
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
+        raise ConfigError(f"{path}: expected a mapping, got {describe(value)}")
     for key in value:
         if not isinstance(key, str):
-            raise ConfigError(f"{path}: keys must be strings, got {_describe(key)}")
+            raise ConfigError(f"{path}: keys must be strings, got {describe(key)}")
     return cast(Mapping[str, object], value)
 
 
@@ -86,7 +72,7 @@ def _str(value: object, path: str, *, allow_empty: bool = False) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        raise ConfigError(f"{path}: expected a string, got {_describe(value)}")
+        raise ConfigError(f"{path}: expected a string, got {describe(value)}")
     if not allow_empty and not value.strip():
         raise ConfigError(f"{path}: must not be empty")
     return value
@@ -94,20 +80,20 @@ def _str(value: object, path: str, *, allow_empty: bool = False) -> str:
 
 def _bool(value: object, path: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{path}: expected true or false, got {_describe(value)}")
+        raise ConfigError(f"{path}: expected true or false, got {describe(value)}")
     return value
 
 
 def _choice(value: object, path: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         expected = " or ".join(choices) if len(choices) == 2 else ", ".join(choices)
-        raise ConfigError(f"{path}: expected {expected}, got {_describe(value)}")
+        raise ConfigError(f"{path}: expected {expected}, got {describe(value)}")
     return str(value)
 
 
 def _list(value: object, path: str) -> list[object]:
     if not isinstance(value, list):
-        raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
+        raise ConfigError(f"{path}: expected a list, got {describe(value)}")
     return value
 
 
@@ -198,7 +184,7 @@ def _parse_namespace_guard(value: object, path: str) -> NamespaceGuard:
         if not _SERVICE_ACCOUNT.fullmatch(account):
             raise ConfigError(
                 f"{path}.serviceAccounts: expected namespace/name such as "
-                f"ghippo-system/ghippo-apiserver, got {_describe(account)}"
+                f"ghippo-system/ghippo-apiserver, got {describe(account)}"
             )
     users = _strings(data, "users", path)
     groups = _strings(data, "groups", path)
@@ -258,7 +244,7 @@ def _parse_registry(value: object, path: str) -> Registry:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(
-            f"{path}.url: expected an http:// or https:// URL with a host, got {_describe(url)}"
+            f"{path}.url: expected an http:// or https:// URL with a host, got {describe(url)}"
         )
     if "@" in parts.netloc:
         raise ConfigError(
@@ -274,7 +260,7 @@ def _parse_registry(value: object, path: str) -> Registry:
             if not HOST_PORT.fullmatch(host):
                 raise ConfigError(
                     f"{path}.hosts[{i}]: expected an image domain such as "
-                    f"harbor.example.com or 10.0.0.5:5000, got {_describe(host)}"
+                    f"harbor.example.com or 10.0.0.5:5000, got {describe(host)}"
                 )
             hosts.append(normalize_host(host))
         host_tuple = tuple(dict.fromkeys(hosts))
@@ -451,8 +437,7 @@ def _parse_pull_secrets(value: object) -> PullSecrets:
         namespace = _str(namespace, f"{path}.credentialsNamespace")
         if len(namespace) > 63 or not _NAMESPACE_NAME.fullmatch(namespace):
             raise ConfigError(
-                f"{path}.credentialsNamespace: expected a namespace name, "
-                f"got {_describe(namespace)}"
+                f"{path}.credentialsNamespace: expected a namespace name, got {describe(namespace)}"
             )
     return PullSecrets(
         provision=_bool(data.get("provision", False), f"{path}.provision"),

@@ -13,8 +13,7 @@ import yaml
 
 from tests.charts.chartlib import CHART_DIR
 from tests.support.controlplane.plane import ControlPlane
-from tests.support.manifests import apply_manifests, chart_objects, object_path
-from tests.support.waiting import eventually
+from tests.support.manifests import chart_objects, install_crd
 
 BINDINGS = "/apis/spacegate.io/v1alpha1/registryspacebindings"
 CRD_FILE = CHART_DIR / "crds" / "registryspacebindings.spacegate.io.yaml"
@@ -23,18 +22,7 @@ CRD_FILE = CHART_DIR / "crds" / "registryspacebindings.spacegate.io.yaml"
 def install_binding_crd(plane: ControlPlane) -> dict[str, Any]:
     """The chart's CRD (the very file ``helm install`` applies), applied, established, served."""
     crd: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text())
-    apply_manifests(plane, [crd])
-
-    def served() -> bool:
-        with plane.http_client() as http:
-            stored = http.get(object_path(crd)).json()
-            conditions = {
-                c["type"]: c["status"] for c in (stored.get("status") or {}).get("conditions") or []
-            }
-            listed = http.get(BINDINGS)
-        return conditions.get("Established") == "True" and listed.status_code == 200
-
-    eventually(served, "the RegistrySpaceBinding CRD to be established and served")
+    install_crd(plane, crd, BINDINGS)
     return crd
 
 
@@ -88,9 +76,7 @@ def resource_versions(plane: ControlPlane, names: Sequence[str]) -> dict[str, st
 def table_rows(plane: ControlPlane) -> dict[str, dict[str, Any]]:
     """What ``kubectl get rsb`` shows: each object's printer columns, by name."""
     with plane.http_client() as http:
-        got = http.get(
-            BINDINGS, headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
-        )
+        got = http.get(BINDINGS, headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
     got.raise_for_status()
     table = got.json()
     names = [c["name"] for c in table["columnDefinitions"]]

@@ -14,31 +14,23 @@ Whether the CRD is served is part of what the map knows (:attr:`BindingMap.serve
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
 
 from policy.bindings import BindingObject
+from webhook.live.synced_map import SyncedMap
 
 log = logging.getLogger(__name__)
 
 __all__ = ["BindingMap"]
 
 
-class BindingMap:
+class BindingMap(SyncedMap[BindingObject]):
     """``name -> BindingObject`` with its sync state (``last_sync_time`` on ``clock``)."""
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._data: dict[str, BindingObject] = {}
-        self._version = 0
-        self._published: Mapping[str, BindingObject] = MappingProxyType({})
-        self._published_version = 0
-        self._synced = threading.Event()
+        super().__init__(clock=clock)
         self._served: bool | None = None
-        self._last_sync_time: float | None = None
         self._reported: dict[str, str] = {}  # name -> problem already logged
 
     # ------------------------------------------------------------------ what readers see
@@ -46,30 +38,12 @@ class BindingMap:
     @property
     def objects(self) -> Mapping[str, BindingObject]:
         """The current objects: an immutable copy, rebuilt only after a change."""
-        with self._lock:
-            if self._published_version != self._version:
-                self._published = MappingProxyType(dict(self._data))
-                self._published_version = self._version
-            return self._published
-
-    @property
-    def has_synced(self) -> bool:
-        """A full list (or the answer that the CRD is not served) has arrived at least once."""
-        return self._synced.is_set()
+        return self._current()
 
     @property
     def served(self) -> bool | None:
         """Whether the CRD was served at the last list (None: not asked yet)."""
         return self._served
-
-    @property
-    def last_sync_time(self) -> float | None:
-        """Clock time the map was last known to be in sync (None before the first list)."""
-        return self._last_sync_time
-
-    def wait_synced(self, timeout: float) -> bool:
-        """Block until the first list; False when ``timeout`` passes first."""
-        return self._synced.wait(timeout)
 
     # ------------------------------------------------------------------ what the reflector writes
 
@@ -86,8 +60,7 @@ class BindingMap:
                 del self._reported[name]
         for obj in fresh.values():
             self._report(obj)
-        self.touch()
-        self._synced.set()
+        self._listed()
         return changed
 
     def apply(self, name: str, obj: BindingObject | None) -> bool:
@@ -116,13 +89,8 @@ class BindingMap:
                 self._version += 1
             self._served = False
             self._reported.clear()
-        self.touch()
-        self._synced.set()
+        self._listed()
         return changed
-
-    def touch(self) -> None:
-        """The reflector knows the map is in sync now."""
-        self._last_sync_time = self._clock()
 
     def _report(self, obj: BindingObject) -> None:
         """Log an unusable object once per distinct problem (its status says it too)."""

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.fakes.kubernetes import FakeKubernetes
+from tests.support.bindings import binding
 from webhook.cli.audit import run
 from webhook.cli.main import main
 
@@ -369,22 +370,13 @@ def test_the_command_line_reaches_the_same_audit(
 BINDINGS = "/apis/spacegate.io/v1alpha1/registryspacebindings"
 
 
-def binding(name: str, *workspaces: str, space: str = "team-a") -> dict[str, Any]:
-    return {
-        "apiVersion": "spacegate.io/v1alpha1",
-        "kind": "RegistrySpaceBinding",
-        "metadata": {"name": name},
-        "spec": {"registry": "harbor", "space": space, "workspaces": list(workspaces)},
-    }
-
-
 @pytest.fixture
 def bound_by_object(workloads: FakeKubernetes) -> FakeKubernetes:
     """team-a bound to 101 by a RegistrySpaceBinding, not by the config."""
     workloads.serve_resource(
         "spacegate.io/v1alpha1", "registryspacebindings", "RegistrySpaceBinding"
     )
-    workloads.create_object(BINDINGS, "", binding("harbor-team-a", "101"))
+    workloads.create_object(BINDINGS, "", binding("harbor-team-a", ["101"]))
     return workloads
 
 
@@ -400,7 +392,7 @@ def test_what_if_a_binding_manifest_is_applied_lists_what_it_would_strand(
     bound_by_object: FakeKubernetes, kubeconfig: Path, tmp_path: Path
 ) -> None:
     manifest = tmp_path / "harbor-team-a.yaml"
-    manifest.write_text(yaml.safe_dump(binding("harbor-team-a", "102")))
+    manifest.write_text(yaml.safe_dump(binding("harbor-team-a", ["102"])))
 
     code, out, _ = audit(config_file(tmp_path, UNBOUND), kubeconfig, what_if=str(manifest))
 
@@ -427,7 +419,7 @@ def test_a_bad_binding_manifest_is_usage_error_naming_the_field(
     bound_by_object: FakeKubernetes, kubeconfig: Path, tmp_path: Path
 ) -> None:
     manifest = tmp_path / "bad.yaml"
-    manifest.write_text(yaml.safe_dump(binding("harbor-team-a", "101", "101")))
+    manifest.write_text(yaml.safe_dump(binding("harbor-team-a", ["101", "101"])))
 
     code, out, err = audit(config_file(tmp_path, UNBOUND), kubeconfig, what_if=str(manifest))
 

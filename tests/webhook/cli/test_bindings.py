@@ -17,6 +17,7 @@ import yaml
 from policy.bindings import parse_binding_object
 from policy.config import load_config
 from tests.conftest import REPO
+from tests.support.bindings import binding
 from webhook.cli.bindings import CRD_FILE, export_documents
 from webhook.cli.main import main
 
@@ -44,15 +45,6 @@ spec:
 """
 
 
-def binding(name: str, *workspaces: Any, space: str = "team-a") -> dict[str, Any]:
-    return {
-        "apiVersion": "spacegate.io/v1alpha1",
-        "kind": "RegistrySpaceBinding",
-        "metadata": {"name": name},
-        "spec": {"registry": "harbor", "space": space, "workspaces": list(workspaces)},
-    }
-
-
 @pytest.fixture
 def files(tmp_path: Path) -> Path:
     (tmp_path / "config.yaml").write_text(CONFIG)
@@ -72,7 +64,7 @@ def test_check_judges_against_binding_objects_about_to_be_applied(
     files: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert check(files) == 1  # c-dev is workspace 103: nothing binds team-a there
-    (files / "bindings" / "a.yaml").write_text(yaml.safe_dump(binding("harbor-team-a", "103")))
+    (files / "bindings" / "a.yaml").write_text(yaml.safe_dump(binding("harbor-team-a", ["103"])))
     # a directory of manifests: other kinds beside the binding are skipped
     (files / "bindings" / "other.yaml").write_text(DEPLOY)
 
@@ -84,14 +76,14 @@ def test_check_judges_against_binding_objects_about_to_be_applied(
     ("objects", "expected"),
     [
         (
-            [binding("a", "103", "103")],
+            [binding("a", ["103", "103"])],
             "(document 1): RegistrySpaceBinding: spec.workspaces[1]: duplicate workspace '103'",
         ),
-        ([binding("a", 103)], "spec.workspaces[0]: expected a string, got 103 (quote"),
-        ([binding("a")], "spec.workspaces: must list at least one workspace"),
-        ([binding("a", "103", space="Team-A")], "spec.space: expected a space name"),
+        ([binding("a", [103])], "spec.workspaces[0]: expected a string, got 103 (quote"),
+        ([binding("a", [])], "spec.workspaces: must list at least one workspace"),
+        ([binding("a", ["103"], space="Team-A")], "spec.space: expected a space name"),
         (
-            [binding("a", "103"), binding("a", "101")],
+            [binding("a", ["103"]), binding("a", ["101"])],
             "(document 2): RegistrySpaceBinding 'a' is also defined in",
         ),
     ],
@@ -111,7 +103,7 @@ def test_a_bad_binding_object_exits_2_naming_the_file_document_and_field(
 def test_the_source_decides_how_objects_and_the_config_merge(
     files: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (files / "bindings" / "a.yaml").write_text(yaml.safe_dump(binding("harbor-team-a", "103")))
+    (files / "bindings" / "a.yaml").write_text(yaml.safe_dump(binding("harbor-team-a", ["103"])))
     config_only = CONFIG.replace("bindings:\n", "bindings:\n  source: config\n  items:\n")
     config_only = config_only.replace("  - {registry", "    - {registry")
     (files / "config-only.yaml").write_text(config_only)
@@ -125,7 +117,7 @@ def test_the_source_decides_how_objects_and_the_config_merge(
 def test_explain_and_images_take_the_objects_too(
     files: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (files / "bindings" / "a.yaml").write_text(yaml.safe_dump(binding("harbor-team-a", "103")))
+    (files / "bindings" / "a.yaml").write_text(yaml.safe_dump(binding("harbor-team-a", ["103"])))
     config = str(files / "config.yaml")
     target = str(files / "bindings")
 
@@ -150,7 +142,7 @@ def test_explain_and_images_take_the_objects_too(
 def test_an_object_naming_an_undeclared_registry_is_a_warning_not_an_error(
     files: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    obj = binding("q", "103")
+    obj = binding("q", ["103"])
     obj["spec"]["registry"] = "quay"
     (files / "bindings" / "q.yaml").write_text(yaml.safe_dump(obj))
     assert check(files, "bindings") == 1  # binds nothing: still refused
