@@ -45,7 +45,7 @@ from policy.impact import MAX_EXAMPLES, WorkspaceUse
 from policy.messages import bounded_warnings
 from policy.snapshot import Snapshot
 from webhook.admission.outcomes import Outcome
-from webhook.admission.review import EncodedReply, ReviewRequest, allow, deny
+from webhook.admission.review import EncodedReply, Reply, ReviewRequest, allow, deny
 
 __all__ = ["DEFAULT_PROBE_BUDGET", "BindingReviewer", "ImpactProbe"]
 
@@ -151,7 +151,7 @@ def _read(obj: Mapping[str, Any] | None) -> BindingObject | None:
     return None if obj is None else read_binding_object(obj)
 
 
-def _outcome(reply: Any, *, warnings: tuple[str, ...] = ()) -> Outcome:
+def _outcome(reply: Reply, *, warnings: tuple[str, ...] = ()) -> Outcome:
     if warnings:
         reply = reply._replace(warnings=warnings)
     result = "denied" if not reply.allowed else ("warned" if reply.warnings else "allowed")
