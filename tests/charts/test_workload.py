@@ -155,7 +155,7 @@ def test_only_the_webhook_pod_gets_an_api_token(default: Rendered) -> None:
     )
 
 
-def test_rbac_reads_namespaces_and_bindings_and_writes_only_binding_status(
+def test_rbac_reads_namespaces_bindings_and_workloads_and_writes_only_binding_status(
     default: Rendered,
 ) -> None:
     assert default.one("ClusterRole", FULLNAME)["rules"] == [
@@ -170,6 +170,18 @@ def test_rbac_reads_namespaces_and_bindings_and_writes_only_binding_status(
             "resources": ["registryspacebindings/status"],
             "verbs": ["update", "patch"],
         },
+        # reading (never watching) what a binding change would strand
+        {
+            "apiGroups": [""],
+            "resources": ["pods", "replicationcontrollers", "podtemplates"],
+            "verbs": ["get", "list"],
+        },
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"],
+            "verbs": ["get", "list"],
+        },
+        {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["get", "list"]},
     ]
     binding = default.one("ClusterRoleBinding", FULLNAME)
     assert binding["roleRef"]["name"] == FULLNAME

@@ -19,21 +19,26 @@ it prints, Pods admitted or refused, Secrets and robots, reports, and each objec
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
 from kubernetes import client
+from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
-from policy.bindings import BindingError, parse_binding_object
+from policy.bindings import BindingError, BindingObject, parse_binding_object
+from policy.config import load_config
 from policy.impact import INDEX_CONFIGMAP, INDEX_KEY
+from policy.snapshot import NamespaceInfo, Snapshot
 from tests.fakes.harbor import ADMIN_PASSWORD, ADMIN_USER, HarborFake
 from tests.support.bindings import (
     BINDINGS,
@@ -54,6 +59,7 @@ from tests.support.service_accounts import PlaneAs, service_account_kubeconfig
 from tests.support.spacegate import SpacegateProcess
 from tests.support.waiting import eventually
 from tests.support.webhooks import apply_webhooks, delete_webhooks
+from webhook.cli.impact import ClusterImpactProbe
 
 pytestmark = pytest.mark.e2e
 
@@ -484,9 +490,11 @@ def test_two_objects_for_one_space_are_merged_and_conflicted_on_both(setup: Setu
     setup.wait(
         lambda: conflicted(first, second) and conflicted(second, first), "Conflicted on both"
     )
-    assert setup.admitted(setup.namespace(x), "team-b") and setup.admitted(
-        setup.namespace(y), "team-b"
-    )
+    # The union applies: both workspaces may use team-b (a namespace just created reaches
+    # spacegate through its watch, hence the wait).
+    x_dev, y_dev = setup.namespace(x), setup.namespace(y)
+    setup.wait(lambda: setup.admitted(x_dev, "team-b"), "x to use team-b", timeout=10)
+    setup.wait(lambda: setup.admitted(y_dev, "team-b"), "y to use team-b", timeout=10)
 
     setup.delete(second)
     setup.wait(
@@ -527,3 +535,48 @@ def test_statuses_are_written_once_not_on_every_pass(setup: Setup) -> None:
     assert resource_versions(setup.plane, names) == before
     log = setup.process.log.read_text()
     assert len(re.findall(rf"RegistrySpaceBinding {name}: Ready", log)) <= 2
+
+
+def test_without_the_audit_the_impact_is_listed_on_the_spot_within_the_charts_rbac(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """The probe ``spacegate serve`` injects, as a release's ServiceAccount whose chart has
+    the audit off: the chart's RBAC still lets it read the workloads a change strands."""
+    core: Api = client.CoreV1Api(setup.api)
+    release = f"rsb-probe-{uuid.uuid4().hex[:6]}"
+    home = f"{release}-system"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=home)))
+    rbac = chart_objects({}, release=release, namespace=home, kinds=RBAC_KINDS)
+    apply_manifests(setup.plane, rbac)
+    try:
+        token = service_account_kubeconfig(
+            setup.plane, home, f"{release}-spacegate", tmp_path / "sa.kubeconfig"
+        )
+        x = ws()
+        x_dev, other = setup.namespace(x), setup.namespace(ws())
+        setup.apply(binding(f"probe-{x}", [x]))
+        setup.wait(lambda: setup.admitted(x_dev, "team-a"), "team-a bound to x")
+        core.create_namespaced_pod(x_dev, pod("web", setup.image("team-a")))
+        core.create_namespaced_pod(other, pod("elsewhere", setup.image("library")))
+        snapshot = Snapshot.build(
+            load_config(
+                f"registries: [{{name: harbor, type: harbor, url: {setup.harbor.url},"
+                " spaces: [{name: team-a, public: false}, {name: library, public: true}]}]\n"
+            ),
+            namespaces={x_dev: NamespaceInfo(x), other: NamespaceInfo("elsewhere")},
+            binding_objects={"b": BindingObject("b", "harbor", "team-a", (x,))},
+        )
+        probe = ClusterImpactProbe(
+            lambda: kube_config.new_client_from_config(config_file=str(token))  # type: ignore[no-untyped-call]
+        )
+
+        found = asyncio.run(
+            probe.impact(snapshot, "harbor", "team-a", frozenset({x}), time.monotonic() + 10)
+        )
+
+        assert {w: (u.count, u.examples) for w, u in found.items()} == {
+            x: (1, (f"{x_dev}/Pod/web",))
+        }
+    finally:
+        core.delete_namespace(home)
+        delete_manifests(setup.plane, [o for o in rbac if o["kind"].startswith("Cluster")])

@@ -26,6 +26,7 @@ protocol, and it only ever runs for binding reviews, never for a Pod.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ from webhook.admission.outcomes import Outcome
 from webhook.admission.review import EncodedReply, Reply, ReviewRequest, allow, deny
 
 __all__ = ["DEFAULT_PROBE_BUDGET", "BindingReviewer", "ImpactProbe"]
+
+_log = logging.getLogger(__name__)
 
 # Seconds a binding review may spend computing the impact on the spot; well inside the
 # webhook's timeoutSeconds (5 s in the chart), so the apiserver never times out on us.
@@ -144,6 +147,9 @@ class BindingReviewer:
                     )
         except TimeoutError:
             return _Impact(dict.fromkeys(sorted(lost)), "")
+        except Exception as exc:  # an apiserver refusing or gone: unknown, never a block
+            _log.warning("binding review: the impact could not be computed: %s", exc)
+            return _Impact(dict.fromkeys(sorted(lost)), "")
         return _Impact({w: found.get(w, WorkspaceUse(0)) for w in sorted(lost)}, "found just now")
 
 
@@ -221,7 +227,10 @@ def _impact_warnings(
         if use is None:
             lines.append(
                 f"spacegate: workspace {workspace} loses {where} ({verb} {KIND} {obj.name}); "
-                f"spacegate could not tell within {budget:g}s which running workloads use it: "
+                "which running workloads use it is not known"
+            )
+            lines.append(
+                f"spacegate: - no fresh audit, and listing them failed or took over {budget:g}s: "
                 f"`{_what_if(review, obj)}` lists them"
             )
             continue
