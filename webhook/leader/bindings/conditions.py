@@ -81,12 +81,25 @@ def _join(items: Iterable[str]) -> str:
     return ", ".join(sorted(items))
 
 
+def _kept(obj: BindingObject, type_: str) -> Want | None:
+    """The object's own condition, when it was written for its current generation (and
+    says more than "unknown")."""
+    current = obj.condition(type_)
+    if current is None or current.observed_generation != obj.generation:
+        return None
+    if current.status == "Unknown":
+        return None
+    return Want(current.type, current.status, current.reason, current.message)
+
+
 def _space_found(snapshot: Snapshot, obj: BindingObject) -> Want:
     state = snapshot.registries.get(obj.registry)
     if state is None:
         return Want("SpaceFound", "Unknown", "RegistryNotDeclared", _undeclared(snapshot, obj))
     if not state.synced:
-        return Want(
+        # A replica that just started (and leads) has not listed yet: what the object says
+        # for this generation still stands, rather than flapping to Unknown and back.
+        return _kept(obj, "SpaceFound") or Want(
             "SpaceFound",
             "Unknown",
             "RegistryNotListed",
@@ -160,6 +173,13 @@ def _credentials(
                 else " (a Docker Registry)"
             ),
         )
+    if not state.synced:
+        return _kept(obj, "CredentialsProvisioned") or Want(
+            "CredentialsProvisioned",
+            "Unknown",
+            "RegistryNotListed",
+            f"registry {obj.registry} has not been listed yet",
+        )
     if state.spaces.get(obj.space) is not False:
         return Want(
             "CredentialsProvisioned",
@@ -168,6 +188,11 @@ def _credentials(
             f"space {obj.space} is not a private space of {obj.registry}: a binding adds no "
             "credential for it",
         )
+    if provisioned is None:
+        # A new leader knows nothing of the last pass yet: the object's word stands.
+        kept = _kept(obj, "CredentialsProvisioned")
+        if kept is not None:
+            return kept
     if provisioned is None or provisioned.desired != current:
         return Want(
             "CredentialsProvisioned",

@@ -214,3 +214,36 @@ def test_messages_are_bounded_so_a_huge_union_cannot_make_every_pass_rewrite_the
     many = [binding(f"b{i}", "team-a", *(f"w{i}-{j}" for j in range(256))) for i in range(4)]
     found = statuses(*many)
     assert all(len(msg) <= MAX_MESSAGE for s in found.values() for _, _, msg in s.values())
+
+
+def test_a_new_leader_that_knows_less_keeps_what_the_object_says_instead_of_flapping() -> None:
+    """A replica taking the Lease has not listed the registry or run a provisioning pass
+    yet: the conditions written for this generation stand, so statuses do not flap to
+    Unknown and back at every leader change."""
+    written = binding(
+        "a",
+        observed_generation=1,
+        conditions=(
+            Condition(
+                "SpaceFound", "True", "SpaceListed", "registry live lists space team-a", "t", 1
+            ),
+            Condition("CredentialsProvisioned", "True", "Provisioned", "1 of 1 namespaces", "t", 1),
+        ),
+        registry="live",
+    )
+    snapshot = Snapshot.build(
+        load_config(REGISTRIES + "pullSecrets: {provision: true}\n"),
+        namespaces=NAMESPACES,
+        binding_objects={"a": written},
+    )
+    (status,) = desired_statuses(snapshot, None, desired_state(snapshot)).values()
+    found = {c.type: (c.status, c.reason) for c in status.conditions}
+    assert found["SpaceFound"] == ("True", "SpaceListed")
+    assert found["CredentialsProvisioned"] == ("True", "Provisioned")
+    assert found["Ready"] == ("True", "Bound")
+    newer = binding(
+        "a", generation=2, observed_generation=1, conditions=written.conditions, registry="live"
+    )
+    again = Snapshot.build(snapshot.config, namespaces=NAMESPACES, binding_objects={"a": newer})
+    (status,) = desired_statuses(again, None, desired_state(again)).values()
+    assert {c.type: c.status for c in status.conditions}["SpaceFound"] == "Unknown"  # a new spec
