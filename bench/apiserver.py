@@ -198,7 +198,9 @@ def run_setting(
     delete_webhooks(api)
     namespace = create_namespace(api, {WS: "101"})
     if url is not None:
-        apply_webhooks(api, chart_webhooks(url, ca_pem))
+        # The scenario's bindings come from its config only: no RegistrySpaceBinding entry.
+        values = {"config": {"bindings": {"source": "config"}}}
+        apply_webhooks(api, chart_webhooks(url, ca_pem, values=values))
         if name == "spacegate":
             wait_until_enforced(api, namespace)
         else:

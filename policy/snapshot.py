@@ -15,10 +15,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from policy.bindings import BindingObject, merge_bindings
 from policy.config import Config, Mode, PolicySettings, Registry
 from policy.hosts import Host, HostError, host_identity
+
+if TYPE_CHECKING:  # policy.impact reads snapshots itself
+    from policy.impact import ImpactIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,13 @@ class Snapshot:
     namespaces: Mapping[str, NamespaceInfo]
     bindings: Mapping[tuple[str, str], frozenset[str]]
     version: int = 1
+    # The RegistrySpaceBinding objects read from the cluster, by name (None: not read:
+    # offline, ``bindings.source: config``, or their CRD is not served). Those that bind
+    # (``policy.bindings.merge_bindings``) are in ``bindings`` already.
+    binding_objects: Mapping[str, BindingObject] | None = None
+    # The leader's last impact index (``policy.impact``): which running workloads depend on
+    # which binding, for the warnings on binding changes. None: none published or read.
+    impact: ImpactIndex | None = None
     _by_host: Mapping[Host, RegistryState] = field(default_factory=dict, repr=False)
     # Memo of per-image verdicts for this snapshot (see policy.rules); dies with it.
     verdict_cache: dict[tuple[str, str | None], Any] = field(
@@ -81,6 +92,8 @@ class Snapshot:
         *,
         spaces: Mapping[str, Mapping[str, bool]] | None = None,
         namespaces: Mapping[str, NamespaceInfo] | None = None,
+        binding_objects: Mapping[str, BindingObject] | None = None,
+        impact: ImpactIndex | None = None,
         version: int = 1,
     ) -> Snapshot:
         """Combine a config with live data.
@@ -88,6 +101,8 @@ class Snapshot:
         ``spaces`` maps registry name to its listed spaces; a registry absent from it keeps
         the spaces declared in the config, or is marked unsynced when it declares none.
         ``namespaces`` replaces the config's static namespace map when given.
+        ``binding_objects`` are the RegistrySpaceBinding objects read (None: none read);
+        the bindings are the config's and theirs as ``bindings.source`` says.
         """
         live = spaces or {}
         states: dict[str, RegistryState] = {}
@@ -104,9 +119,7 @@ class Snapshot:
         by_host = {
             host_identity(host): states[r.name] for r in config.registries for host in r.hosts
         }
-        bound: dict[tuple[str, str], set[str]] = {}
-        for binding in config.bindings:
-            bound.setdefault((binding.registry, binding.space), set()).update(binding.workspaces)
+        objects = None if binding_objects is None else MappingProxyType(dict(binding_objects))
         if namespaces is None:
             ns_map: Mapping[str, NamespaceInfo] = {
                 name: NamespaceInfo(workspace=ws) for name, ws in config.namespaces.items()
@@ -117,15 +130,20 @@ class Snapshot:
             config=config,
             registries=MappingProxyType(states),
             namespaces=MappingProxyType(dict(ns_map)),
-            bindings=MappingProxyType({k: frozenset(v) for k, v in bound.items()}),
+            bindings=MappingProxyType(merge_bindings(config, objects)),
             version=version,
+            binding_objects=objects,
+            impact=impact,
             _by_host=MappingProxyType(by_host),
         )
 
     @classmethod
-    def from_config(cls, config: Config) -> Snapshot:
-        """The offline snapshot: spaces and namespaces exactly as the config declares."""
-        return cls.build(config)
+    def from_config(
+        cls, config: Config, binding_objects: Mapping[str, BindingObject] | None = None
+    ) -> Snapshot:
+        """The offline snapshot: spaces and namespaces exactly as the config declares (and
+        ``binding_objects`` read from files, ``spacegate check --bindings``)."""
+        return cls.build(config, binding_objects=binding_objects)
 
     # ------------------------------------------------------------------ lookups
 

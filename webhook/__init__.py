@@ -5,11 +5,12 @@ The rooms, each a subpackage (``docs/architecture.md``; import-linter keeps them
 - :mod:`webhook.admission` — the HTTPS admission server: endpoints, AdmissionReview codec,
   TLS serving, request metrics, decision logs. Reads a snapshot; never talks to a registry
   or the apiserver (it may not even import an HTTP or Kubernetes client).
-- :mod:`webhook.live` — keeping the snapshot current: registry sources, the namespace
-  reflector, the refresher, config watching. It only reads.
+- :mod:`webhook.live` — keeping the snapshot current: registry sources, the namespace and
+  RegistrySpaceBinding reflectors, the refresher, config watching. It only reads.
 - :mod:`webhook.leader` — what only the holder of the Lease does, off the admission path:
-  pull-secret provisioning (Harbor robots, Secrets), the background audit and its policy
-  reports, and the one loop that runs them when something they read changes.
+  pull-secret provisioning (Harbor robots, Secrets), the background audit, its policy
+  reports and impact index, RegistrySpaceBinding statuses, and the one loop that runs them
+  when something they read changes.
 - :mod:`webhook.cli` — the ``spacegate`` commands; ``webhook.cli.serve`` is the one place
   where the admission server, live mode and the leader's work are joined.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from policy.config.dump import dump_config
 from policy.config.model import (
+    BINDING_SOURCES,
     DEFAULT_ROTATE_EVERY,
     DEFAULT_WORKSPACE_LABEL,
     MODE_LABEL,
@@ -20,6 +21,7 @@ from policy.config.model import (
     UNKNOWN_ACTIONS,
     AuditSettings,
     Binding,
+    BindingSource,
     Config,
     ConfigError,
     Credentials,
@@ -36,6 +38,7 @@ from policy.config.model import (
 from policy.config.parse import load_config, parse_config
 
 __all__ = [
+    "BINDING_SOURCES",
     "DEFAULT_ROTATE_EVERY",
     "DEFAULT_WORKSPACE_LABEL",
     "MODES",
@@ -45,6 +48,7 @@ __all__ = [
     "UNKNOWN_ACTIONS",
     "AuditSettings",
     "Binding",
+    "BindingSource",
     "Config",
     "ConfigError",
     "Credentials",

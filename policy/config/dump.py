@@ -55,10 +55,7 @@ def dump_config(config: Config, *, credentials: bool = True) -> dict[str, Any]:
         "workspaceLabel": config.workspace_label,
         "policy": policy_doc,
         "registries": registries,
-        "bindings": [
-            {"registry": b.registry, "space": b.space, "workspaces": list(b.workspaces)}
-            for b in config.bindings
-        ],
+        "bindings": _dump_bindings(config),
         "namespaces": dict(sorted(config.namespaces.items())),
     }
     pull = config.pull_secrets
@@ -78,6 +75,23 @@ def dump_config(config: Config, *, credentials: bool = True) -> dict[str, Any]:
             "reports": config.audit.reports,
             "interval": format_duration(config.audit.interval),
         }
+    return document
+
+
+def _dump_bindings(config: Config) -> list[dict[str, Any]] | dict[str, Any]:
+    """The short form (a list) while ``source`` and ``requireAcknowledgement`` are unset,
+    so configs written before they existed come back as they were."""
+    items = [
+        {"registry": b.registry, "space": b.space, "workspaces": list(b.workspaces)}
+        for b in config.bindings
+    ]
+    if config.binding_source is None and not config.require_acknowledgement:
+        return items
+    document: dict[str, Any] = {}
+    if config.binding_source is not None:
+        document["source"] = config.binding_source
+    document["requireAcknowledgement"] = config.require_acknowledgement
+    document["items"] = items
     return document
 
 

@@ -18,6 +18,10 @@ RegistryType = Literal["harbor", "docker-registry"]
 MODES: tuple[Mode, ...] = ("enforce", "warn", "audit")
 UNKNOWN_ACTIONS: tuple[UnknownAction, ...] = ("allow", "warn", "deny")
 REGISTRY_TYPES: tuple[RegistryType, ...] = ("harbor", "docker-registry")
+# Where bindings come from (``bindings.source``): the config file, RegistrySpaceBinding
+# objects, or both (their union). Unset: both where the CRD is served, else the config.
+BindingSource = Literal["config", "objects", "both"]
+BINDING_SOURCES: tuple[BindingSource, ...] = ("config", "objects", "both")
 
 DEFAULT_WORKSPACE_LABEL = "workspace.ghippo.io/id"
 MODE_LABEL = "spacegate.io/mode"
@@ -141,6 +145,11 @@ class Config:
     namespaces: Mapping[str, str] = field(default_factory=dict)
     pull_secrets: PullSecrets = field(default_factory=PullSecrets)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    # ``bindings.source``; None: the default (objects count where their CRD is served).
+    binding_source: BindingSource | None = None
+    # ``bindings.requireAcknowledgement``: deny a binding object's change or deletion that
+    # would refuse running workloads, unless the object acknowledges it (an annotation).
+    require_acknowledgement: bool = False
 
     def registry(self, name: str) -> Registry | None:
         """The registry declared under ``name``, if any."""

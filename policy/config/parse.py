@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import NoReturn, cast
 from urllib.parse import urlsplit
@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from policy.config.model import (
+    BINDING_SOURCES,
     DEFAULT_ROTATE_EVERY,
     DEFAULT_WORKSPACE_LABEL,
     MODES,
@@ -30,6 +31,7 @@ from policy.config.model import (
     UNKNOWN_ACTIONS,
     AuditSettings,
     Binding,
+    BindingSource,
     Config,
     ConfigError,
     Credentials,
@@ -55,30 +57,17 @@ from policy.hosts import (
     server_identity,
     split_host,
 )
+from policy.names import check_registry_name, check_space_name, check_workspace_id, describe
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _describe(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)
-
-
 def _mapping(value: object, path: str) -> Mapping[str, object]:
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{path}: expected a mapping, got {_describe(value)}")
+        raise ConfigError(f"{path}: expected a mapping, got {describe(value)}")
     for key in value:
         if not isinstance(key, str):
-            raise ConfigError(f"{path}: keys must be strings, got {_describe(key)}")
+            raise ConfigError(f"{path}: keys must be strings, got {describe(key)}")
     return cast(Mapping[str, object], value)
 
 
@@ -94,7 +83,7 @@ def _str(value: object, path: str, *, allow_empty: bool = False) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        raise ConfigError(f"{path}: expected a string, got {_describe(value)}")
+        raise ConfigError(f"{path}: expected a string, got {describe(value)}")
     if not allow_empty and not value.strip():
         raise ConfigError(f"{path}: must not be empty")
     return value
@@ -102,20 +91,20 @@ def _str(value: object, path: str, *, allow_empty: bool = False) -> str:
 
 def _bool(value: object, path: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{path}: expected true or false, got {_describe(value)}")
+        raise ConfigError(f"{path}: expected true or false, got {describe(value)}")
     return value
 
 
 def _choice(value: object, path: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         expected = " or ".join(choices) if len(choices) == 2 else ", ".join(choices)
-        raise ConfigError(f"{path}: expected {expected}, got {_describe(value)}")
+        raise ConfigError(f"{path}: expected {expected}, got {describe(value)}")
     return str(value)
 
 
 def _list(value: object, path: str) -> list[object]:
     if not isinstance(value, list):
-        raise ConfigError(f"{path}: expected a list, got {_describe(value)}")
+        raise ConfigError(f"{path}: expected a list, got {describe(value)}")
     return value
 
 
@@ -206,7 +195,7 @@ def _parse_namespace_guard(value: object, path: str) -> NamespaceGuard:
         if not _SERVICE_ACCOUNT.fullmatch(account):
             raise ConfigError(
                 f"{path}.serviceAccounts: expected namespace/name such as "
-                f"ghippo-system/ghippo-apiserver, got {_describe(account)}"
+                f"ghippo-system/ghippo-apiserver, got {describe(account)}"
             )
     users = _strings(data, "users", path)
     groups = _strings(data, "groups", path)
@@ -260,13 +249,13 @@ def _parse_registry(value: object, path: str) -> Registry:
     for required in ("name", "type", "url"):
         if required not in data:
             raise ConfigError(f"{path}.{required}: required")
-    name = _str(data["name"], f"{path}.name")
+    name = _checked(_str(data["name"], f"{path}.name"), f"{path}.name", check_registry_name)
     rtype = cast(RegistryType, _choice(data["type"], f"{path}.type", REGISTRY_TYPES))
     url = _str(data["url"], f"{path}.url").rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(
-            f"{path}.url: expected an http:// or https:// URL with a host, got {_describe(url)}"
+            f"{path}.url: expected an http:// or https:// URL with a host, got {describe(url)}"
         )
     if "@" in parts.netloc:
         raise ConfigError(
@@ -306,7 +295,13 @@ def _parse_registry(value: object, path: str) -> Registry:
         type=rtype,
         url=url,
         hosts=host_tuple,
-        workspace=None if workspace is None else _str(workspace, f"{path}.workspace"),
+        workspace=(
+            None
+            if workspace is None
+            else _checked(
+                _str(workspace, f"{path}.workspace"), f"{path}.workspace", check_workspace_id
+            )
+        ),
         anonymous_pull=_bool(data.get("anonymousPull", True), f"{path}.anonymousPull"),
         credentials=(
             None if credentials is None else _parse_credentials(credentials, f"{path}.credentials")
@@ -326,7 +321,16 @@ def _parse_registry(value: object, path: str) -> Registry:
     )
 
 
+def _checked(value: str, path: str, check: Callable[[str], str | None]) -> str:
+    """``value`` when ``check`` finds nothing wrong with it (``policy.names``)."""
+    why = check(value)
+    if why:
+        raise ConfigError(f"{path}: {why}")
+    return value
+
+
 def _parse_binding(value: object, path: str) -> Binding:
+    """One binding; its names follow ``policy.names``, as the RegistrySpaceBinding CRD's do."""
     data = _mapping(value, path)
     _check_keys(data, path, ("registry", "space", "workspaces"))
     for required in ("registry", "space", "workspaces"):
@@ -334,10 +338,48 @@ def _parse_binding(value: object, path: str) -> Binding:
             raise ConfigError(f"{path}.{required}: required")
     items = _list(data["workspaces"], f"{path}.workspaces")
     return Binding(
-        registry=_str(data["registry"], f"{path}.registry"),
-        space=_str(data["space"], f"{path}.space"),
-        workspaces=tuple(_str(item, f"{path}.workspaces[{i}]") for i, item in enumerate(items)),
+        registry=_checked(
+            _str(data["registry"], f"{path}.registry"), f"{path}.registry", check_registry_name
+        ),
+        space=_checked(_str(data["space"], f"{path}.space"), f"{path}.space", check_space_name),
+        workspaces=tuple(
+            _checked(
+                _str(item, f"{path}.workspaces[{i}]"), f"{path}.workspaces[{i}]", check_workspace_id
+            )
+            for i, item in enumerate(items)
+        ),
     )
+
+
+_BINDINGS_KEYS = ("source", "requireAcknowledgement", "items")
+
+
+def _parse_bindings(value: object) -> tuple[tuple[Binding, ...], BindingSource | None, bool, str]:
+    """``bindings``: a list (the short form), or ``{source, requireAcknowledgement, items}``.
+
+    Returns the bindings, the source (None: unset), whether removals need an
+    acknowledgement, and the key path of the list (for later error messages).
+    """
+    if value is None:
+        return (), None, False, "bindings"
+    if isinstance(value, list):
+        items, path, source, acknowledge = value, "bindings", None, False
+    else:
+        data = _mapping(value, "bindings")
+        _check_keys(data, "bindings", _BINDINGS_KEYS)
+        raw_source = data.get("source")
+        source = (
+            None
+            if raw_source is None
+            else cast(BindingSource, _choice(raw_source, "bindings.source", BINDING_SOURCES))
+        )
+        acknowledge = _bool(
+            data.get("requireAcknowledgement", False), "bindings.requireAcknowledgement"
+        )
+        path = "bindings.items"
+        items = _list(data.get("items") or [], path)
+    bindings = tuple(_parse_binding(item, f"{path}[{i}]") for i, item in enumerate(items))
+    return bindings, source, acknowledge, path
 
 
 def _config_host(text: str, where: str, *, from_url: bool = False) -> Host:
@@ -351,32 +393,32 @@ def _config_host(text: str, where: str, *, from_url: bool = False) -> Host:
     if not HOST_PORT.fullmatch(text):
         if from_url:
             raise ConfigError(
-                f"{where}: the host {_describe(text)} cannot be an image domain; "
+                f"{where}: the host {describe(text)} cannot be an image domain; "
                 "list the domains images use under hosts"
             )
         raise ConfigError(
             f"{where}: expected an image domain such as "
-            f"harbor.example.com or 10.0.0.5:5000, got {_describe(text)}"
+            f"harbor.example.com or 10.0.0.5:5000, got {describe(text)}"
         )
     try:
         host = canonical_host(text)
     except HostError as exc:  # pragma: no cover - HOST_PORT admits numeric ports only
         raise ConfigError(f"{where}: {exc}") from None
     if host.port is not None and not 0 < host.port < 65536:
-        raise ConfigError(f"{where}: port {host.port} of {_describe(text)} is not 1-65535")
+        raise ConfigError(f"{where}: port {host.port} of {describe(text)} is not 1-65535")
     name, _ = split_host(text)
     if name.startswith("["):
         try:
             ipaddress.IPv6Address(name[1:-1])
         except ValueError:
-            raise ConfigError(f"{where}: {_describe(text)} is not an IPv6 address") from None
+            raise ConfigError(f"{where}: {describe(text)} is not an IPv6 address") from None
         return host
     name = name.lower().removesuffix(".")
     address = inet_aton(name)
     if address is not None and str(address) != name:
         port = "" if host.port is None else f":{host.port}"
         raise ConfigError(
-            f"{where}: {_describe(text)} is read by a node's resolver as the IPv4 address "
+            f"{where}: {describe(text)} is read by a node's resolver as the IPv4 address "
             f"{address}; write {address}{port}"
         )
     return host
@@ -480,8 +522,7 @@ def _parse_pull_secrets(value: object) -> PullSecrets:
         namespace = _str(namespace, f"{path}.credentialsNamespace")
         if len(namespace) > 63 or not _NAMESPACE_NAME.fullmatch(namespace):
             raise ConfigError(
-                f"{path}.credentialsNamespace: expected a namespace name, "
-                f"got {_describe(namespace)}"
+                f"{path}.credentialsNamespace: expected a namespace name, got {describe(namespace)}"
             )
     return PullSecrets(
         provision=_bool(data.get("provision", False), f"{path}.provision"),
@@ -513,15 +554,12 @@ def parse_config(data: object) -> Config:
             )
         names[registry.name] = i
     registries = _claim_hosts(registries)
-    bindings = tuple(
-        _parse_binding(item, f"bindings[{i}]")
-        for i, item in enumerate(_list(top.get("bindings") or [], "bindings"))
-    )
+    bindings, binding_source, acknowledge, bindings_path = _parse_bindings(top.get("bindings"))
     for i, binding in enumerate(bindings):
         if binding.registry not in names:
             declared = ", ".join(sorted(names)) or "none"
             raise ConfigError(
-                f"bindings[{i}].registry: registry {binding.registry!r} is not declared "
+                f"{bindings_path}[{i}].registry: registry {binding.registry!r} is not declared "
                 f"under registries (declared: {declared})"
             )
     namespaces_raw = top.get("namespaces") or {}
@@ -541,6 +579,8 @@ def parse_config(data: object) -> Config:
             else PullSecrets()
         ),
         audit=_parse_audit(top["audit"]) if top.get("audit") is not None else AuditSettings(),
+        binding_source=binding_source,
+        require_acknowledgement=acknowledge,
     )
     _check_provisioning_is_guarded(config)
     return config

@@ -78,11 +78,12 @@ class Rendered:
         """A webhook entry of the Validating/MutatingWebhookConfiguration.
 
         By ``name``; without one, the pod and workload webhook (``validate.``/``mutate.``),
-        the only entry besides the optional namespace guard.
+        the only entry besides the optional namespace guard and binding entry.
         """
         hooks = self.one(kind)["webhooks"]
         if name is None:
-            (hook,) = [h for h in hooks if h["name"] != "namespaces.spacegate.io"]
+            others = ("namespaces.spacegate.io", "bindings.spacegate.io")
+            (hook,) = [h for h in hooks if h["name"] not in others]
         else:
             (hook,) = [h for h in hooks if h["name"] == name]
         return dict(hook)

@@ -99,7 +99,20 @@ def _bound(rendered: Rendered, kind: str, role: dict[str, Any]) -> None:
 def test_audit_is_off_by_default_and_adds_no_permission(default: Rendered) -> None:
     assert "audit" not in default.config
     assert default.find("ClusterRole", f"{FULLNAME}-audit") is None
-    assert default.all("Role") == []
+    # The Lease (binding statuses) and reading the impact index; nothing of the audit's.
+    assert {r["metadata"]["name"] for r in default.all("Role")} == {
+        f"{FULLNAME}-leader",
+        f"{FULLNAME}-impact-index",
+    }
+    index = default.one("Role", f"{FULLNAME}-impact-index")
+    assert index["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": ["spacegate-binding-impact"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
     assert default.all("CustomResourceDefinition") == []
 
 

@@ -173,7 +173,7 @@ def test_the_namespace_guard_webhook_is_rendered_only_when_the_guard_is_enabled(
     names = [h["name"] for h in default.one(VALIDATING)["webhooks"]]
     hook = guarded.webhook(VALIDATING, GUARD)
 
-    assert names == ["validate.spacegate.io"]
+    assert GUARD not in names
     # every way a namespace's labels change: the object and both subresources that persist
     # metadata (issue 15 finding 2)
     assert _covered(hook) == {
@@ -190,6 +190,33 @@ def test_the_namespace_guard_webhook_is_rendered_only_when_the_guard_is_enabled(
     guard = guarded.config["policy"]["namespaceGuard"]
     assert guard["serviceAccounts"] == ["ghippo-system/ghippo-apiserver"]
     assert guard["groups"] == ["system:masters"]
+
+
+BINDINGS = "bindings.spacegate.io"
+
+
+def test_binding_changes_reach_the_webhook_unless_bindings_come_from_the_config_only(
+    default: Rendered, render: Any
+) -> None:
+    """Every create, update and delete of a RegistrySpaceBinding, cluster-scoped, fail-open
+    by default: binding changes must stay possible while spacegate is down."""
+    hook = default.webhook(VALIDATING, BINDINGS)
+    config_only = render({"config": {"bindings": {"source": "config"}}})
+    failing = render({"webhook": {"bindings": {"failurePolicy": "Fail"}}})
+
+    assert _covered(hook) == {
+        ("spacegate.io", "registryspacebindings", operation)
+        for operation in ("CREATE", "UPDATE", "DELETE")
+    }
+    assert hook["rules"][0]["scope"] == "Cluster"
+    assert hook["rules"][0]["apiVersions"] == ["v1alpha1"]
+    assert "namespaceSelector" not in hook  # a cluster-scoped object has no namespace
+    assert hook["clientConfig"]["service"]["path"] == "/validate"
+    assert hook["failurePolicy"] == "Ignore"
+    assert hook["sideEffects"] == "None"
+    assert failing.webhook(VALIDATING, BINDINGS)["failurePolicy"] == "Fail"
+    names = [h["name"] for h in config_only.one(VALIDATING)["webhooks"]]
+    assert names == ["validate.spacegate.io"]
 
 
 @pytest.mark.parametrize("kind", BOTH)

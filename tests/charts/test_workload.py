@@ -160,11 +160,35 @@ def test_only_the_webhook_pod_gets_an_api_token(default: Rendered) -> None:
     )
 
 
-def test_rbac_grants_read_access_to_namespaces_and_nothing_else(default: Rendered) -> None:
+def test_rbac_reads_namespaces_bindings_and_workloads_and_writes_only_binding_status(
+    default: Rendered,
+) -> None:
     # The token and access reviews of /metrics and the selector are their own ClusterRole
     # (tests/charts/test_access_chart.py).
     assert default.one("ClusterRole", FULLNAME)["rules"] == [
-        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+        {
+            "apiGroups": ["spacegate.io"],
+            "resources": ["registryspacebindings"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {
+            "apiGroups": ["spacegate.io"],
+            "resources": ["registryspacebindings/status"],
+            "verbs": ["update", "patch"],
+        },
+        # reading (never watching) what a binding change would strand
+        {
+            "apiGroups": [""],
+            "resources": ["pods", "replicationcontrollers", "podtemplates"],
+            "verbs": ["get", "list"],
+        },
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"],
+            "verbs": ["get", "list"],
+        },
+        {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["get", "list"]},
     ]
     binding = default.one("ClusterRoleBinding", FULLNAME)
     assert binding["roleRef"]["name"] == FULLNAME
@@ -175,7 +199,16 @@ def test_rbac_grants_read_access_to_namespaces_and_nothing_else(default: Rendere
             "namespace": NAMESPACE,
         }
     ]
-    assert default.all("Role") == [] and default.all("RoleBinding") == []
+
+
+def test_with_bindings_from_the_config_only_rbac_is_reading_namespaces_and_nothing_else(
+    render: Any,
+) -> None:
+    rendered = render({"config": {"bindings": {"source": "config", "items": []}}})
+    assert rendered.one("ClusterRole")["rules"] == [
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}
+    ]
+    assert rendered.all("Role") == [] and rendered.all("RoleBinding") == []
 
 
 # ------------------------------------------------------------------------- availability
@@ -320,7 +353,8 @@ def test_provisioning_adds_rbac_for_the_pull_secret_by_name_and_for_the_lease(
     default = render({})
     provisioning = render(PROVISIONING)
 
-    assert not [o for o in default.objects if o["kind"] == "Role"]
+    assert default.find("Role", f"{FULLNAME}-provisioner") is None
+    assert default.find("ClusterRole", f"{FULLNAME}-pull-secrets") is None
     cluster = provisioning.one("ClusterRole", f"{FULLNAME}-pull-secrets")
     by_verbs = {tuple(rule["verbs"]): rule for rule in cluster["rules"]}
     assert "resourceNames" not in by_verbs[("create",)]

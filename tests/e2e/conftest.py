@@ -116,8 +116,10 @@ def spacegate(
 
 @pytest.fixture(scope="session")
 def webhooks(api_client: client.ApiClient, spacegate: SpacegateProcess) -> Iterator[None]:
-    """The chart's webhook configurations (failurePolicy Fail) pointing at ``spacegate``."""
-    apply_webhooks(api_client, chart_webhooks(spacegate.url, spacegate.ca_pem))
+    """The chart's webhook configurations (failurePolicy Fail) pointing at ``spacegate``, as
+    the chart renders them for its config (bindings from the config only: no binding entry)."""
+    values = {"config": {"bindings": {"source": "config"}}}
+    apply_webhooks(api_client, chart_webhooks(spacegate.url, spacegate.ca_pem, values=values))
     probe = create_namespace(api_client, {WS: "101"})
     wait_until_enforced(api_client, probe)
     yield

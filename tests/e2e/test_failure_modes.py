@@ -96,8 +96,10 @@ def strict_spacegate(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Sp
 def webhooks_for(
     name: str, url: str, ca_pem: str, namespace: str, *, failure_policy: str = "Fail"
 ) -> list[dict[str, Any]]:
-    """The chart's configurations, renamed to ``name`` and called only for ``namespace``."""
-    configurations = chart_webhooks(url, ca_pem, failure_policy=failure_policy)
+    """The chart's configurations, renamed to ``name`` and called only for ``namespace`` (for
+    the scenario's config, whose bindings come from the config only: no binding entry)."""
+    values = {"config": {"bindings": {"source": "config"}}}
+    configurations = chart_webhooks(url, ca_pem, failure_policy=failure_policy, values=values)
     for obj in configurations:
         obj["metadata"]["name"] = name
         for hook in obj["webhooks"]:

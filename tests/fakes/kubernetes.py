@@ -42,16 +42,21 @@ What it models:
   patch, both applied as RFC 7386 merge patches)/``DELETE`` of namespaces. The immutable
   ``kubernetes.io/metadata.name`` label is maintained as the API server does.
 - Namespaced objects of the kinds spacegate reads or writes (:data:`BUILTIN_RESOURCES`:
-  Secrets, Leases, Pods and the workload kinds) and of custom resources a test serves
-  (:meth:`serve_resource`, e.g. PolicyReports): ``POST`` (409 when the name is taken, 404
-  when the namespace is missing), ``GET``, ``PUT`` (409 on a stale
-  ``metadata.resourceVersion``, unconditional without one), ``DELETE``; lists per namespace
-  and across namespaces with ``labelSelector``, ``fieldSelector`` (``metadata.name`` and
-  ``metadata.namespace``, ``=``/``==``/``!=``) and ``limit`` + ``continue``; discovery of a
-  group version (``GET /apis/{group}/{version}``: 404 until something is served there).
-  Deleting a namespace deletes its objects. A ``DELETE`` whose ``DeleteOptions`` body carries
-  ``preconditions`` (``uid``, ``resourceVersion``) that the object no longer matches is
-  refused with 409 ``Conflict``, as the apiserver does.
+  Secrets, ConfigMaps, Leases, Pods and the workload kinds) and of custom resources a test
+  serves (:meth:`serve_resource`, e.g. PolicyReports), and cluster-scoped custom resources
+  (RegistrySpaceBindings: ``metadata.generation``, bumped when ``spec`` changes, and a
+  ``status`` subresource that main-resource writes leave alone): ``POST`` (409 when the
+  name is taken, 404 when the namespace is missing), ``GET``, ``PUT`` (409 on a stale
+  ``metadata.resourceVersion``, unconditional without one), merge ``PATCH`` (of the object
+  or its ``/status``; a ``metadata.resourceVersion`` in the patch is a precondition),
+  ``DELETE``; lists per namespace and across namespaces with ``labelSelector``,
+  ``fieldSelector`` (``metadata.name`` and ``metadata.namespace``, ``=``/``==``/``!=``) and
+  ``limit`` + ``continue``, and watches of them with the same selectors (ADDED, MODIFIED,
+  DELETED, bookmarks, 410 after compaction, as for namespaces); discovery of a group
+  version (``GET /apis/{group}/{version}``: 404 until something is served there). Deleting
+  a namespace deletes its objects (without events). A ``DELETE`` whose ``DeleteOptions``
+  body carries ``preconditions`` (``uid``, ``resourceVersion``) that the object no longer
+  matches is refused with 409 ``Conflict``, as the apiserver does.
 - Faults: :meth:`drop_watches` cuts open watch connections mid-stream (no clean end of the
   chunked body, as a network failure looks), :meth:`fail_next` answers the next N requests
   with an error Status, :meth:`interleave` runs a test's action just before the next request
@@ -63,8 +68,8 @@ What it does not model: authentication and authorization, TLS, API discovery bey
 group version (``/api``, ``/apis``), field selectors on anything but a name or namespace,
 server-side apply, JSON patch, ``dryRun``, ``generateName``, schemas and validation of
 objects (a Lease or Secret is stored as sent), admission, owner references and garbage
-collection, finalizers and the ``Terminating`` phase (a delete is immediate), watches of
-anything but namespaces, ``PATCH`` of anything but namespaces, ``resourceVersionMatch``/``sendInitialEvents``, a watch from a
+collection, finalizers and the ``Terminating`` phase (a delete is immediate), strategic
+merge or JSON patches of objects, ``resourceVersionMatch``/``sendInitialEvents``, a watch from a
 resourceVersion in the future (served as if current), protobuf and Table output, rate limits
 and ``Retry-After``, and optimistic concurrency beyond a ``PUT`` carrying a stale
 ``metadata.resourceVersion`` (409).
@@ -104,6 +109,7 @@ NAME_LABEL = "kubernetes.io/metadata.name"
 # (API prefix, plural) -> kind of the built-in namespaced resources the fake serves.
 BUILTIN_RESOURCES: Mapping[tuple[str, str], str] = {
     ("/api/v1", "secrets"): "Secret",
+    ("/api/v1", "configmaps"): "ConfigMap",
     ("/api/v1", "pods"): "Pod",
     ("/api/v1", "replicationcontrollers"): "ReplicationController",
     ("/api/v1", "podtemplates"): "PodTemplate",
@@ -140,12 +146,17 @@ class RecordedRequest:
         return self.method == "GET" and self.path == "/api/v1/namespaces" and not self.is_watch
 
 
+NAMESPACES = ("/api/v1", "namespaces")
+
+
 @dataclass(frozen=True)
 class _Event:
     rv: int
     type: str  # ADDED, MODIFIED, DELETED
     old: JSON | None
     new: JSON
+    resource: tuple[str, str] = NAMESPACES  # (api prefix, plural)
+    namespace: str = ""
 
 
 @dataclass(eq=False)
@@ -154,6 +165,15 @@ class _Watcher:
     queue: asyncio.Queue[tuple[str, Any]]
     selector: Predicate
     bookmarks: bool
+    resource: tuple[str, str] = NAMESPACES
+    namespace: str | None = None  # None: every namespace (and cluster-scoped objects)
+    fields: Callable[[Mapping[str, Any]], bool] = lambda meta: True
+    kind: str = "Namespace"
+    api_version: str = "v1"
+
+    def sees(self, event: _Event) -> bool:
+        """Whether the event is about this watch's resource and namespace."""
+        return event.resource == self.resource and self.namespace in (None, event.namespace)
 
     def put(self, item: tuple[str, Any]) -> None:
         with contextlib.suppress(RuntimeError):  # the server loop is already closed
@@ -605,9 +625,23 @@ class FakeKubernetes:
         self._rv += 1
         return self._rv
 
-    def _record_event(self, kind: str, old: JSON | None, new: JSON) -> None:
+    def _record_event(
+        self,
+        kind: str,
+        old: JSON | None,
+        new: JSON,
+        resource: tuple[str, str] = NAMESPACES,
+        namespace: str = "",
+    ) -> None:
         """Append to history and fan out; caller holds the lock."""
-        event = _Event(int(new["metadata"]["resourceVersion"]), kind, old, copy.deepcopy(new))
+        event = _Event(
+            int(new["metadata"]["resourceVersion"]),
+            kind,
+            old,
+            copy.deepcopy(new),
+            resource,
+            namespace,
+        )
         self._history.append(event)
         if self.history_limit is not None and len(self._history) > self.history_limit:
             dropped = self._history[: len(self._history) - self.history_limit]
@@ -711,7 +745,7 @@ class FakeKubernetes:
             kind = self._kind(prefix, plural)
             if not isinstance(name, str) or not name:
                 raise ApiError(422, "Invalid", f"{kind} is invalid: metadata.name: Required value")
-            if namespace not in self._namespaces:
+            if namespace and namespace not in self._namespaces:
                 raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found')
             key = (prefix, plural, namespace, name)
             if key in self._objects:
@@ -736,10 +770,16 @@ class FakeKubernetes:
                 obj["data"] = dict(body.get("data") or {})
                 for k, value in (obj.pop("stringData", None) or {}).items():
                     obj["data"][k] = base64.b64encode(str(value).encode()).decode()
+            if not namespace:
+                del obj["metadata"]["namespace"]
+                obj["metadata"]["generation"] = 1
             self._objects[key] = obj
+            self._record_event("ADDED", None, obj, (prefix, plural), namespace)
             return copy.deepcopy(obj)
 
-    def _replace_object(self, prefix: str, plural: str, namespace: str, body: JSON) -> JSON:
+    def _replace_object(
+        self, prefix: str, plural: str, namespace: str, body: JSON, *, status_only: bool = False
+    ) -> JSON:
         meta = body.get("metadata") or {}
         name = meta.get("name")
         with self._lock:
@@ -766,12 +806,43 @@ class FakeKubernetes:
                     if k in ("labels", "annotations", "ownerReferences")
                 },
                 **{
-                    k: old["metadata"][k] for k in ("name", "namespace", "uid", "creationTimestamp")
+                    k: old["metadata"][k]
+                    for k in ("name", "namespace", "uid", "creationTimestamp", "generation")
+                    if k in old["metadata"]
                 },
-                "resourceVersion": str(self._next_rv()),
             }
+            if status_only:
+                obj = {**copy.deepcopy(old), "status": copy.deepcopy(body.get("status"))}
+            elif "generation" in old["metadata"]:
+                obj["status"] = copy.deepcopy(old.get("status"))
+                if obj.get("spec") != old.get("spec"):
+                    obj["metadata"]["generation"] = old["metadata"]["generation"] + 1
+            obj["metadata"]["resourceVersion"] = str(self._next_rv())
             self._objects[key] = obj
+            self._record_event("MODIFIED", old, obj, (prefix, plural), namespace)
             return copy.deepcopy(obj)
+
+    def _patch_object(
+        self,
+        prefix: str,
+        plural: str,
+        namespace: str,
+        name: str,
+        patch: JSON,
+        status_only: bool,
+    ) -> JSON:
+        """A merge patch (RFC 7386); a ``metadata.resourceVersion`` in it is a precondition."""
+        with self._lock:
+            self._kind(prefix, plural)
+            old = self._objects.get((prefix, plural, namespace, name))
+            if old is None:
+                raise ApiError(404, "NotFound", f'{plural} "{name}" not found')
+            merged = merge_patch(copy.deepcopy(old), patch)
+            merged.setdefault("metadata", {})["name"] = name
+            wanted = (patch.get("metadata") or {}).get("resourceVersion")
+            if not wanted:
+                merged["metadata"].pop("resourceVersion", None)
+            return self._replace_object(prefix, plural, namespace, merged, status_only=status_only)
 
     def _delete_object(
         self, prefix: str, plural: str, namespace: str, name: str, options: JSON | None = None
@@ -795,7 +866,9 @@ class FakeKubernetes:
                         f"{meta[stored]}",
                     )
             del self._objects[key]
-            self._next_rv()
+            gone = copy.deepcopy(obj)
+            gone["metadata"]["resourceVersion"] = str(self._next_rv())
+            self._record_event("DELETED", obj, gone, (prefix, plural), namespace)
             return obj
 
     def _list_objects(self, prefix: str, plural: str, namespace: str | None, params: Any) -> JSON:
@@ -867,7 +940,9 @@ class FakeKubernetes:
                 ),
                 Route("/apis/{group}/{version}", self._discovery_endpoint, methods=["GET"]),
                 Route(
-                    "/apis/{group}/{version}/{plural}", self._collection_endpoint, methods=["GET"]
+                    "/apis/{group}/{version}/{plural}",
+                    self._collection_endpoint,
+                    methods=["GET", "POST"],
                 ),
                 Route(
                     "/apis/{group}/{version}/namespaces/{ns}/{plural}",
@@ -877,7 +952,18 @@ class FakeKubernetes:
                 Route(
                     "/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}",
                     self._object_endpoint,
-                    methods=["GET", "PUT", "DELETE"],
+                    methods=["GET", "PUT", "PATCH", "DELETE"],
+                ),
+                # Cluster-scoped custom resources (serve_resource): object and status.
+                Route(
+                    "/apis/{group}/{version}/{plural}/{name}",
+                    self._object_endpoint,
+                    methods=["GET", "PUT", "PATCH", "DELETE"],
+                ),
+                Route(
+                    "/apis/{group}/{version}/{plural}/{name}/status",
+                    self._object_endpoint,
+                    methods=["PUT", "PATCH"],
                 ),
             ]
         )
@@ -950,21 +1036,86 @@ class FakeKubernetes:
         return {"kind": "NamespaceList", "apiVersion": "v1", **page}
 
     def _watch(self, rv_text: str, selector: Predicate, params: Any) -> Response:
+        """A watch of namespaces."""
+
+        def current() -> list[JSON]:
+            return [
+                self._namespaces[name]
+                for name in sorted(self._namespaces)
+                if selector(_labels(self._namespaces[name]))
+            ]
+
+        return self._watch_stream(rv_text, params, current, selector=selector)
+
+    def _watch_objects(
+        self, prefix: str, plural: str, namespace: str | None, params: Any
+    ) -> Response:
+        """A watch of one resource (in one namespace, or all), with label and field
+        selectors on ``metadata.name``/``metadata.namespace``."""
+        try:
+            selector = parse_label_selector(params.get("labelSelector", ""))
+            fields = _field_selector(params.get("fieldSelector", ""))
+        except ValueError as exc:
+            raise ApiError(400, "BadRequest", str(exc)) from None
+        kind = self._kind(prefix, plural)
+
+        def current() -> list[JSON]:
+            return [
+                obj
+                for (p, r, ns, _), obj in sorted(self._objects.items())
+                if p == prefix
+                and r == plural
+                and namespace in (None, ns)
+                and selector(_labels(obj))
+                and fields(obj["metadata"])
+            ]
+
+        return self._watch_stream(
+            rv_text=params.get("resourceVersion", ""),
+            params=params,
+            current=current,
+            selector=selector,
+            resource=(prefix, plural),
+            namespace=namespace,
+            fields=fields,
+            kind=kind,
+            api_version=prefix.removeprefix("/api/").removeprefix("/apis/"),
+        )
+
+    def _watch_stream(
+        self,
+        rv_text: str,
+        params: Any,
+        current: Callable[[], list[JSON]],
+        *,
+        selector: Predicate,
+        resource: tuple[str, str] = NAMESPACES,
+        namespace: str | None = None,
+        fields: Callable[[Mapping[str, Any]], bool] = lambda meta: True,
+        kind: str = "Namespace",
+        api_version: str = "v1",
+    ) -> Response:
         bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
         timeout_text = params.get("timeoutSeconds")
         timeout = float(timeout_text) if timeout_text else None
         loop = asyncio.get_running_loop()
-        watcher = _Watcher(loop, asyncio.Queue(), selector, bookmarks)
+        watcher = _Watcher(
+            loop,
+            asyncio.Queue(),
+            selector,
+            bookmarks,
+            resource,
+            namespace,
+            fields,
+            kind,
+            api_version,
+        )
         backlog: list[bytes] = []
         with self._lock:
             if self._closing:
                 raise ApiError(503, "ServiceUnavailable", "the API server is shutting down")
             if rv_text in ("", "0"):
-                backlog = [
-                    _line({"type": "ADDED", "object": self._namespaces[name]})
-                    for name in sorted(self._namespaces)
-                    if selector(_labels(self._namespaces[name]))
-                ]
+                backlog = [_line({"type": "ADDED", "object": obj}) for obj in current()]
             else:
                 try:
                     start = int(rv_text)
@@ -980,7 +1131,7 @@ class FakeKubernetes:
                     expired = _line({"type": "ERROR", "object": error})
                     return StreamingResponse(_once(expired), media_type="application/json")
                 for event in self._history:
-                    if event.rv > start and (line := _event_line(event, selector)):
+                    if event.rv > start and (line := _event_line(event, watcher)):
                         backlog.append(line)
             self._watchers.add(watcher)
         return StreamingResponse(
@@ -1021,13 +1172,13 @@ class FakeKubernetes:
                         {
                             "type": "BOOKMARK",
                             "object": {
-                                "kind": "Namespace",
-                                "apiVersion": "v1",
+                                "kind": watcher.kind,
+                                "apiVersion": watcher.api_version,
                                 "metadata": {"resourceVersion": str(payload)},
                             },
                         }
                     )
-                elif event_line := _event_line(payload, watcher.selector):
+                elif event_line := _event_line(payload, watcher):
                     yield event_line
         finally:
             with self._lock:
@@ -1093,9 +1244,10 @@ class FakeKubernetes:
         namespace = request.path_params.get("ns")
         try:
             if request.method == "POST":
-                assert namespace is not None
                 body = await _body(request)
-                return _json(self._create_object(prefix, plural, namespace, body), 201)
+                return _json(self._create_object(prefix, plural, namespace or "", body), 201)
+            if request.query_params.get("watch") in ("true", "1"):
+                return self._watch_objects(prefix, plural, namespace, request.query_params)
             listed = self._list_objects(prefix, plural, namespace, request.query_params)
             listed["apiVersion"] = prefix.removeprefix("/api/").removeprefix("/apis/")
             return _json(listed)
@@ -1104,18 +1256,33 @@ class FakeKubernetes:
 
     async def _object_endpoint(self, request: Request) -> Response:
         prefix, plural = self._prefix(request), request.path_params["plural"]
-        namespace, name = request.path_params["ns"], request.path_params["name"]
+        namespace, name = request.path_params.get("ns", ""), request.path_params["name"]
+        status_only = request.url.path.endswith("/status")
         try:
             if request.method == "DELETE":
                 options = await _body(request)
                 return _json(self._delete_object(prefix, plural, namespace, name, options))
+            if request.method == "PATCH":
+                content_type = request.headers.get("content-type", "").split(";")[0].strip()
+                if content_type != "application/merge-patch+json":
+                    raise ApiError(
+                        415,
+                        "UnsupportedMediaType",
+                        f"the fake patches objects with merge patches only, not {content_type}",
+                    )
+                patch = await _body(request)
+                return _json(
+                    self._patch_object(prefix, plural, namespace, name, patch, status_only)
+                )
             if request.method == "PUT":
                 body = await _body(request)
                 if (body.get("metadata") or {}).get("name") != name:
                     raise ApiError(
                         400, "BadRequest", "the name of the object does not match the URL"
                     )
-                return _json(self._replace_object(prefix, plural, namespace, body))
+                return _json(
+                    self._replace_object(prefix, plural, namespace, body, status_only=status_only)
+                )
             with self._lock:
                 self._kind(prefix, plural)
                 obj = copy.deepcopy(self._objects.get((prefix, plural, namespace, name)))
@@ -1142,10 +1309,16 @@ def _field_selector(text: str) -> Callable[[Mapping[str, Any]], bool]:
     return lambda meta: all((meta.get(f) == v) != n for f, v, n in terms)
 
 
-def _event_line(event: _Event, selector: Predicate) -> bytes | None:
-    """The event as a watcher with this selector sees it, or None when it sees nothing."""
-    was = event.old is not None and selector(_labels(event.old))
-    now = selector(_labels(event.new))
+def _event_line(event: _Event, watcher: _Watcher) -> bytes | None:
+    """The event as this watcher sees it, or None when it sees nothing."""
+    if not watcher.sees(event):
+        return None
+
+    def selected(obj: JSON) -> bool:
+        return watcher.selector(_labels(obj)) and watcher.fields(obj.get("metadata") or {})
+
+    was = event.old is not None and selected(event.old)
+    now = selected(event.new)
     if event.type == "DELETED":
         kind = "DELETED" if was else None
     elif event.type == "ADDED":

@@ -14,6 +14,7 @@ import helm_python as helm
 
 from tests.charts.chartlib import CHART_DIR, parse_manifests
 from tests.support.controlplane.plane import ControlPlane
+from tests.support.waiting import eventually
 
 # The kubernetes client's typed API wants model objects; the e2e tests send manifests as plain
 # dicts, as kubectl does, which the client accepts at run time.
@@ -96,3 +97,20 @@ def delete_manifests(plane: ControlPlane, objects: list[dict[str, Any]]) -> None
         for obj in objects:
             response = http.delete(object_path(obj))
             assert response.status_code in (200, 202, 404), (obj["kind"], response.text)
+
+
+def install_crd(plane: ControlPlane, crd: dict[str, Any], served_path: str) -> None:
+    """Apply a CRD and wait until it is established and ``served_path`` (a list of its
+    objects) answers."""
+    apply_manifests(plane, [crd])
+
+    def served() -> bool:
+        with plane.http_client() as http:
+            stored = http.get(object_path(crd)).json()
+            conditions = {
+                c["type"]: c["status"] for c in (stored.get("status") or {}).get("conditions") or []
+            }
+            listed = http.get(served_path)
+        return conditions.get("Established") == "True" and listed.status_code == 200
+
+    eventually(served, f"the CRD {crd['metadata']['name']} to be established and served")

@@ -7,8 +7,7 @@ import time
 from typing import Any
 
 from tests.support.controlplane.plane import ControlPlane
-from tests.support.manifests import apply_manifests, chart_objects, object_path
-from tests.support.waiting import eventually
+from tests.support.manifests import chart_objects, install_crd
 
 POLICY_REPORTS = "/apis/wgpolicyk8s.io/v1alpha2"
 
@@ -21,18 +20,7 @@ def install_policy_report_crd(plane: ControlPlane) -> dict[str, Any]:
         namespace="spacegate-system",
         kinds=("CustomResourceDefinition",),
     )
-    apply_manifests(plane, [crd])
-
-    def served() -> bool:
-        with plane.http_client() as http:
-            stored = http.get(object_path(crd)).json()
-            conditions = {
-                c["type"]: c["status"] for c in (stored.get("status") or {}).get("conditions") or []
-            }
-            discovery = http.get(POLICY_REPORTS)
-        return conditions.get("Established") == "True" and discovery.status_code == 200
-
-    eventually(served, "the PolicyReport CRD to be established and served")
+    install_crd(plane, crd, POLICY_REPORTS)
     policy_reports(plane, "default")  # its storage has initialized
     return crd
 

@@ -5,6 +5,11 @@ A namespace labelled ``workspace.ghippo.io/id: "101"`` may therefore use :data:`
 :data:`PUBLIC` but not :data:`TEAM_B`. Unknown registries are allowed and unknown spaces
 refused (``unknownRegistry: allow``, ``unknownSpace: deny``), and allowed private images get
 the pull secret ``registry-secret``.
+
+Bindings come from this config only (``bindings.source: config``): the e2e tests of
+RegistrySpaceBinding objects (``tests/e2e/test_bindings.py``) run their own spacegate, and a
+second installation reading the same objects would write their statuses too. The entries
+keep the short form's lines, so tests can drop one with ``CONFIG.replace(line, "")``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ registries:
       - {name: team-a, public: false}
       - {name: team-b, public: false}
 bindings:
+  source: config
+  items:
   - {registry: harbor, space: team-a, workspaces: ["101"]}
   - {registry: harbor, space: team-b, workspaces: ["102"]}
 """

@@ -276,6 +276,7 @@ _GROUPS = {
     "Deployment": ("apps", "v1", "deployments"),
     "CronJob": ("batch", "v1", "cronjobs"),
     "ConfigMap": ("", "v1", "configmaps"),
+    "RegistrySpaceBinding": ("spacegate.io", "v1alpha1", "registryspacebindings"),
 }
 
 

@@ -9,6 +9,9 @@
   its reply for each endpoint, and the per-decision reply memo.
 - ``review`` — the AdmissionReview codec: decode and check requests, encode replies the
   apiserver accepts.
+- ``bindings`` — RegistrySpaceBinding reviews: warnings about the running workloads a
+  change would strand (from the snapshot's impact index, else an injected probe under a
+  time budget); only with ``bindings.requireAcknowledgement`` a refusal.
 - ``server`` and ``_batching`` — uvicorn over reloading TLS, one write per reply;
   ``connections`` and ``_http`` — every connection held to head and body deadlines, a
   bounded head and a capped, evicting connection table.

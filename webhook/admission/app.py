@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from policy.snapshot import Snapshot
+from webhook.admission.bindings import BindingReviewer, ImpactProbe
 from webhook.admission.bodies import (
     BODY_BUDGET_BYTES,
     BODY_TIMEOUT_SECONDS,
@@ -94,6 +95,10 @@ class AppSettings:
     log_sink: LogSink | None = None
     # Who may read /metrics (None: anyone who reaches the port).
     metrics_guard: MetricsGuard | None = None
+    # Computes, for a RegistrySpaceBinding review, which running workloads a removal would
+    # strand when the impact index cannot say (``spacegate serve`` injects one in live mode;
+    # None: the index only). Never called for a Pod.
+    binding_probe: ImpactProbe | None = None
 
 
 def static_state(snapshot: Snapshot) -> StateOpener:
@@ -194,6 +199,7 @@ def create_app(settings: AppSettings) -> AdmissionApp:
     large_bodies = LargeBodies(settings.large_body_bytes)
     bodies = RequestBodies(settings.body_timeout, settings.body_budget_bytes)
     decisions = DecisionLog(settings.log_sink)
+    bindings = BindingReviewer(settings.binding_probe)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[LifespanState]:
@@ -213,6 +219,7 @@ def create_app(settings: AppSettings) -> AdmissionApp:
             large_bodies=large_bodies,
             bodies=bodies,
             decisions=decisions,
+            bindings=bindings,
         )
         for mutating in (False, True)
     )

@@ -26,6 +26,7 @@ from typing import Any, Final
 from starlette.types import Receive, Scope, Send
 
 from policy.snapshot import Snapshot
+from webhook.admission.bindings import BindingReviewer
 from webhook.admission.bodies import (
     Disconnected,
     LargeBodies,
@@ -105,6 +106,7 @@ class AdmissionEndpoint:
         large_bodies: LargeBodies,
         bodies: RequestBodies,
         decisions: DecisionLog,
+        bindings: BindingReviewer | None = None,
     ) -> None:
         self.mutating = mutating
         self.name = "mutate" if mutating else "validate"
@@ -114,13 +116,20 @@ class AdmissionEndpoint:
         self.bodies = bodies
         self.decisions = decisions
         self.outcomes = Outcomes(mutating=mutating)
+        self.bindings = bindings or BindingReviewer()
 
-    def _answer(self, body: bytes, snapshot: Snapshot) -> tuple[ReviewRequest, Outcome]:
-        """Decode and decide one body. Raises MalformedReview; a failed decision is answered."""
+    def _answer(self, body: bytes, snapshot: Snapshot) -> tuple[ReviewRequest, Outcome | None]:
+        """Decode and decide one body. Raises MalformedReview; a failed decision is answered.
+
+        None instead of an outcome: a RegistrySpaceBinding review, answered by
+        :meth:`_answer_binding` on the event loop (it may compute an impact).
+        """
         review = parse_review(body)
         try:
             if review.is_namespace:
                 return review, guarded(review, snapshot, mutating=self.mutating)
+            if review.is_binding:
+                return review, None
             return review, self.outcomes.get(decide_review(review, snapshot), snapshot)
         except MalformedReview:
             raise
@@ -140,11 +149,17 @@ class AdmissionEndpoint:
             _check_content_type(content_type)
             state: SnapshotState = scope["state"]["snapshots"]
             body = await read_body(receive, content_length, self.max_body_bytes, bodies, request)
+            answered: Outcome | None
             if len(body) > self.large_bodies.threshold:
-                review, outcome = await self._answer_large(body, state, request)
+                review, answered = await self._answer_large(body, state, request)
             else:
                 bodies.end(request)
-                review, outcome = self._answer(body, state.snapshot)
+                review, answered = self._answer(body, state.snapshot)
+            outcome = (
+                answered
+                if answered is not None
+                else await self._answer_binding(review, state.snapshot)
+            )
         except MalformedReview as error:
             bodies.end(request)
             await self._malformed(send, error, started)
@@ -194,7 +209,7 @@ class AdmissionEndpoint:
 
     async def _answer_large(
         self, body: bytes, state: SnapshotState, request: PendingRequest
-    ) -> tuple[ReviewRequest, Outcome]:
+    ) -> tuple[ReviewRequest, Outcome | None]:
         """Decode and decide a large body in a worker thread, once a slot is free."""
         permits = await self.large_bodies.slot(self.bodies, request)
         try:
@@ -202,6 +217,20 @@ class AdmissionEndpoint:
         finally:
             permits.release()
             self.bodies.end(request)
+
+    async def _answer_binding(self, review: ReviewRequest, snapshot: Snapshot) -> Outcome:
+        """A RegistrySpaceBinding review: warnings on ``/validate``; ``/mutate`` admits."""
+        if self.mutating:
+            return self.outcomes.undecided
+        try:
+            return await self.bindings.answer(review, snapshot)
+        except Exception:
+            _log.exception(
+                "binding review failed",
+                extra={"fields": {"uid": review.uid, "endpoint": self.name}},
+            )
+            # Never blocks by default: a failure to assess a binding change admits it.
+            return self.outcomes.undecided
 
     def _failed(self, review: ReviewRequest) -> Outcome:
         """When spacegate itself failed: deny on validate, admit without a patch on mutate."""

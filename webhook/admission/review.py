@@ -29,6 +29,8 @@ from typing import Any, Final, Literal, NamedTuple, NotRequired, TypedDict
 
 import orjson
 
+from policy.bindings import GROUP as BINDING_GROUP
+from policy.bindings import KIND as BINDING_KIND
 from policy.decision import Decision
 from policy.messages import single_line
 from policy.workload import is_workload, object_name, object_namespace
@@ -154,7 +156,8 @@ class ReviewRequest(NamedTuple):
     sub_resource: str = ""
     dry_run: bool = False
     object: Mapping[str, Any] | None = None
-    old_object: Mapping[str, Any] | None = None  # UPDATE only: the object before the update
+    # UPDATE: the object before the update; DELETE: the object deleted (binding reviews)
+    old_object: Mapping[str, Any] | None = None
     user: str = ""  # request.userInfo.username: who made the request
     groups: tuple[str, ...] = ()  # request.userInfo.groups
 
@@ -162,6 +165,11 @@ class ReviewRequest(NamedTuple):
     def is_namespace(self) -> bool:
         """A core Namespace: what the namespace guard judges."""
         return self.kind == "Namespace" and self.group == ""
+
+    @property
+    def is_binding(self) -> bool:
+        """A RegistrySpaceBinding: what ``webhook.admission.bindings`` answers."""
+        return self.kind == BINDING_KIND and self.group == BINDING_GROUP
 
     @property
     def is_workload(self) -> bool:
@@ -258,7 +266,7 @@ def parse_review(body: bytes) -> ReviewRequest:
     if not isinstance(name, str) or not name:
         name = object_name(obj) if obj is not None else ""
     sub_resource = request.get("subResource")
-    old_obj = request.get("oldObject") if operation == "UPDATE" else None
+    old_obj = request.get("oldObject") if operation in ("UPDATE", "DELETE") else None
     if not isinstance(old_obj, dict):
         old_obj = None
     user, groups = _user_info(request.get("userInfo"))

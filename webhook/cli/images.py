@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Mapping
 from typing import Any, TextIO
 
+from policy.bindings import BindingObject
 from policy.config import Config
 from policy.reference import InvalidReference, parse_reference
 from policy.snapshot import Snapshot
@@ -40,14 +42,21 @@ def run(
     repositories: bool = False,
     tags: str | None = None,
     output: str = "table",
+    bindings: list[str] | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
+    """List; the exit code. ``bindings`` are files of RegistrySpaceBinding objects judged
+    beside the config (``--bindings``; a bad object raises ``BindingFileError``)."""
+    from webhook.cli.bindings import load_binding_objects, source_warnings
     from webhook.settings import read_config
 
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     config = read_config(config_path)
+    objects = load_binding_objects(bindings) if bindings else None
+    for warning in source_warnings(config, objects):
+        print(f"spacegate: warning: {warning}", file=err)
     if (repositories or tags) and config_path is None:
         print(
             f"{PROG}: the embedded demo lists its static spaces offline (without --repositories "
@@ -57,10 +66,10 @@ def run(
         )
         return exits.USAGE
     if config_path is None or not any(r.spaces is None for r in config.registries):
-        snapshot = Snapshot.from_config(config)
+        snapshot = Snapshot.from_config(config, objects)
     else:
         try:
-            snapshot = asyncio.run(_live_snapshot(config))
+            snapshot = asyncio.run(_live_snapshot(config, objects))
         except SourceError as exc:
             print(f"{PROG}: {exc}", file=err)
             return exits.REFUSED
@@ -91,8 +100,9 @@ def run(
     return exits.OK
 
 
-async def _live_snapshot(config: Config) -> Snapshot:
-    """Registries listed once; namespaces from the cluster when there is one."""
+async def _live_snapshot(config: Config, objects: Mapping[str, BindingObject] | None) -> Snapshot:
+    """Registries listed once; namespaces from the cluster when there is one; the binding
+    objects given on the command line."""
     from webhook.cli.snapshot import _default_namespace_lister, sync
     from webhook.clients.kube import kube_configured
     from webhook.live.sources.factory import make_source
@@ -105,7 +115,7 @@ async def _live_snapshot(config: Config) -> Snapshot:
         detail = "; ".join(f"{name}: {error}" for name, error in sorted(failures.items()))
         raise SourceError(f"could not sync: {detail}")
     spaces = {name: s.spaces for name, s in synced.registries.items() if s.synced}
-    return Snapshot.build(config, spaces=spaces, namespaces=namespaces)
+    return Snapshot.build(config, spaces=spaces, namespaces=namespaces, binding_objects=objects)
 
 
 async def _every_page(fetch: Any) -> dict[str, Any]:

@@ -69,16 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--namespace", "-n", help="namespace for objects that name none")
     check.add_argument("--config", help="config file (default: the embedded demo config)")
+    _bindings_option(check)
     check.add_argument("--output", "-o", choices=("table", "json"), default="table")
 
     explain = sub.add_parser("explain", help="explain the decision for one image")
     explain.add_argument("image")
     explain.add_argument("--namespace", "-n", required=True)
     explain.add_argument("--config")
+    _bindings_option(explain)
 
     images = sub.add_parser("images", help="list what a namespace may use")
     images.add_argument("--namespace", "-n", required=True)
     images.add_argument("--config")
+    _bindings_option(images)
     images.add_argument("--output", "-o", choices=("table", "json"), default="table")
     images.add_argument("--space", help="only this space")
     listing = images.add_mutually_exclusive_group()
@@ -125,9 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("-o", "--output", choices=("table", "json"), default="table")
     audit.add_argument(
         "--what-if",
-        metavar="NEW_CONFIG",
-        help="list what NEW_CONFIG would refuse that is admitted today",
+        metavar="FILE",
+        help="list what a new config, or RegistrySpaceBinding manifests applied, would refuse "
+        "that is admitted today",
     )
+    audit.add_argument(
+        "--what-if-delete",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="list what deleting this RegistrySpaceBinding would refuse (repeatable)",
+    )
+
+    bindings = sub.add_parser("bindings", help="RegistrySpaceBinding objects: export, the CRD")
+    bindings_sub = bindings.add_subparsers(dest="bindings_command", required=True)
+    export = bindings_sub.add_parser("export", help="write the config's bindings as objects")
+    export.add_argument("--config", help="config file (default: the embedded demo config)")
+    export.add_argument("-o", "--output", help="output file (default: stdout)")
+    crd = bindings_sub.add_parser("crd", help="print the RegistrySpaceBinding CRD")
+    crd.add_argument("-o", "--output", help="output file (default: stdout)")
 
     provision = sub.add_parser(
         "provision", help="one pull-secret provisioning pass (or its plan with --dry-run)"
@@ -140,17 +159,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _snapshot(config_path: str | None) -> Snapshot:
+def _bindings_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bindings",
+        action="append",
+        metavar="FILE_OR_DIR",
+        help="RegistrySpaceBinding objects to judge with (files, directories or -; "
+        "repeatable); they count as bindings.source says",
+    )
+
+
+def _snapshot(config_path: str | None, bindings: list[str] | None = None) -> Snapshot:
+    """The offline snapshot: the config, and the binding objects given (warnings on stderr;
+    a bad object raises ``BindingFileError``)."""
     from webhook.settings import read_config
 
-    return Snapshot.from_config(read_config(config_path))
+    config = read_config(config_path)
+    if not bindings:
+        objects = None
+    else:
+        from webhook.cli.bindings import load_binding_objects
+
+        objects = load_binding_objects(bindings)
+    from webhook.cli.bindings import source_warnings
+
+    for warning in source_warnings(config, objects):
+        print(f"spacegate: warning: {warning}", file=sys.stderr)
+    return Snapshot.from_config(config, objects)
 
 
 def _check(args: argparse.Namespace) -> int:
     from webhook.cli.check import check_manifests, to_json, to_table
     from webhook.cli.manifests import ManifestError, load_manifests
 
-    snapshot = _snapshot(args.config)
+    snapshot = _snapshot(args.config, args.bindings)
     try:
         manifests = list(load_manifests(args.filename))
     except ManifestError as exc:
@@ -170,7 +212,7 @@ def _check(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from webhook.cli.explain import explain
 
-    allowed, text = explain(_snapshot(args.config), args.image, args.namespace)
+    allowed, text = explain(_snapshot(args.config, args.bindings), args.image, args.namespace)
     print(text)
     return exits.OK if allowed else exits.REFUSED
 
@@ -185,6 +227,7 @@ def _images(args: argparse.Namespace) -> int:
         repositories=args.repositories,
         tags=args.tags,
         output=args.output,
+        bindings=args.bindings,
     )
 
 
@@ -235,12 +278,22 @@ def _audit(args: argparse.Namespace) -> int:
         namespace=None if args.all_namespaces else args.namespace,
         output=args.output,
         what_if=args.what_if,
+        what_if_delete=args.what_if_delete,
         kubeconfig=args.kubeconfig,
         context=args.context,
     )
 
 
+def _bindings(args: argparse.Namespace) -> int:
+    from webhook.cli.bindings import crd, export
+
+    if args.bindings_command == "crd":
+        return crd(args.output)
+    return export(args.config, args.output)
+
+
 COMMANDS = {
+    "bindings": _bindings,
     "audit": _audit,
     "provision": _provision,
     "check": _check,
@@ -258,6 +311,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
         print(f"spacegate {args.command}: config error: {exc}", file=sys.stderr)
+        return exits.USAGE
+    except ValueError as exc:
+        from webhook.cli.bindings import BindingFileError
+
+        if not isinstance(exc, BindingFileError):
+            raise
+        print(f"spacegate {args.command}: {exc}", file=sys.stderr)
         return exits.USAGE
     except KeyboardInterrupt:
         return exits.INTERRUPTED

@@ -24,6 +24,7 @@ from certs.reload import DEFAULT_WATCH_INTERVAL, ReloadingTLSContext
 from policy.config import Config, ConfigError
 from policy.snapshot import Snapshot
 from webhook.admission.app import AppSettings, StateOpener, create_app, static_state
+from webhook.admission.bindings import ImpactProbe
 from webhook.admission.logs import configure_logging
 from webhook.admission.server import (
     DEFAULT_HOST,
@@ -65,6 +66,7 @@ def serve(
     selector_tls_cert: str | None = None,
     selector_tls_key: str | None = None,
     token_audiences: tuple[str, ...] = (),
+    binding_probe: ImpactProbe | None = None,
 ) -> int:
     """Serve the admission webhook until SIGTERM or SIGINT; return the exit status.
 
@@ -75,8 +77,11 @@ def serve(
     ``/metrics`` (``webhook.cli.access_wiring``). ``selector_port`` is the image selector's
     listener (:func:`selector_settings`; None: 8444 in live mode with a Kubernetes API,
     otherwise off; 0: off), with the admission TLS files unless ``selector_tls_cert/key``
-    are given, accepting tokens for ``token_audiences``. Returns 0 after a requested stop, 1 when
-    the server could not start, 2 for an unusable config, TLS files or metrics setting.
+    are given, accepting tokens for ``token_audiences``. ``binding_probe`` computes a
+    binding change's impact when the impact index cannot (default in live mode with a
+    Kubernetes API: :class:`webhook.cli.impact.ClusterImpactProbe`). Returns 0 after a
+    requested stop, 1 when the server could not start, 2 for an unusable config, TLS files
+    or metrics setting.
     """
     from webhook.cli.access_wiring import MetricsAuthError, metrics_guard
 
@@ -105,6 +110,12 @@ def serve(
         # A real config: list live registries, watch namespaces when a cluster is reachable,
         # and reload the file on change. The embedded demo is static and needs none of it.
         state_factory = live_state_factory(config)
+        from webhook.clients.kube import kube_configured
+
+        if binding_probe is None and kube_configured():
+            from webhook.cli.impact import ClusterImpactProbe
+
+            binding_probe = ClusterImpactProbe()
     opener: StateOpener
     if state_factory is None:
         opener = static_state(Snapshot.from_config(cfg))
@@ -119,7 +130,13 @@ def serve(
     # A lambda, not tls.not_after.timestamp: the certificate (and its expiry) is reloaded.
     expiry = lambda: tls.not_after.timestamp()  # noqa: E731, PLW0108
     app = create_app(
-        AppSettings(state=opener, tls_not_after=expiry, log_sink=sink, metrics_guard=guard)
+        AppSettings(
+            state=opener,
+            tls_not_after=expiry,
+            log_sink=sink,
+            metrics_guard=guard,
+            binding_probe=binding_probe,
+        )
     )
     server = build_server(app, host=bind_host, port=port, tls=tls.context)
     _print_banner(bind_host, port, sockets, files, config)
@@ -219,7 +236,8 @@ def live_state_factory(
     """The ``state_factory`` of ``serve`` for a config file: live mode
     (``webhook.live.mode.open_live_state``, which ``config_path``, ``kube``, ``api_client``
     and ``live_options`` are passed to), and beside it, when the config asks for
-    provisioning or the audit, the leader's work (``webhook.leader.parts.leader_work``) over
+    provisioning or the audit or RegistrySpaceBinding objects are read (their statuses),
+    the leader's work (``webhook.leader.parts.leader_work``) over
     the same Kubernetes API, reading each new snapshot, with its metrics on the state's.
     ``robots_for`` and ``settle`` are the leader's (tests inject fakes and shorter waits).
 
@@ -234,7 +252,7 @@ def live_state_factory(
         async with open_live_state(
             config, config_path=config_path, kube=kube, api_client=api_client, **live_options
         ) as state:
-            if not wants_leader(config):
+            if not wants_leader(config, reads_bindings=state.reads_bindings):
                 yield state
                 return
             if not state.watches_namespaces:

@@ -2,7 +2,8 @@
 
 CI pipelines and laptops run ``spacegate check`` without registry credentials or cluster
 access, yet want the verdicts the cluster would give. This command lists every registry
-without static ``spaces:`` (and the namespaces, when a Kubernetes API is configured) once,
+without static ``spaces:`` (and the namespaces and RegistrySpaceBinding objects, when a
+Kubernetes API is configured; the objects' bindings are merged into ``bindings:``) once,
 with the same sources and refresher code the webhook runs, and writes one config document
 in which every registry has static ``spaces:`` and ``namespaces:`` maps each namespace to
 its workspace. Credentials references are dropped: offline checks never call a registry,
@@ -26,6 +27,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from policy.bindings import BindingObject, uses_objects
 from policy.config import MODE_LABEL, Config, ConfigError, dump_config
 from policy.snapshot import NamespaceInfo, Snapshot
 from webhook.cli import exits
@@ -35,6 +37,7 @@ from webhook.live.refresher import DEFAULT_FETCH_TIMEOUT, Refresher, SourceFacto
 from webhook.settings import EMBEDDED_DEMO, read_config
 
 PROG = "spacegate snapshot"
+_OBJECTS = "RegistrySpaceBinding objects"
 
 
 class _Flow(dict[str, Any]):
@@ -67,7 +70,17 @@ def config_document(
         entry["spaces"] = [
             _Flow(name=name, public=public) for name, public in sorted(state.spaces.items())
         ]
-    document["bindings"] = [_Flow(binding) for binding in document["bindings"]]
+    if snapshot.binding_objects is not None:
+        # The cluster's objects merged with the config's bindings: what the cluster enforces.
+        document["bindings"] = [
+            _Flow(registry=registry, space=space, workspaces=sorted(workspaces))
+            for (registry, space), workspaces in sorted(snapshot.bindings.items())
+            if workspaces
+        ]
+    elif isinstance(document["bindings"], dict):
+        document["bindings"]["items"] = [_Flow(b) for b in document["bindings"]["items"]]
+    else:
+        document["bindings"] = [_Flow(binding) for binding in document["bindings"]]
     if namespaces is not None:
         document["namespaces"] = {
             name: info.workspace
@@ -93,6 +106,11 @@ def render(
         "# --config`); a webhook serving this file would never see new spaces.",
         "# Credentials references are left out: offline checks never call a registry.",
     ]
+    if snapshot.binding_objects is not None:
+        header.append(
+            f"# bindings: the config's and the cluster's {len(snapshot.binding_objects)} "
+            "RegistrySpaceBinding objects, merged."
+        )
     modes = sorted(
         (name, info.mode) for name, info in (namespaces or {}).items() if info.mode is not None
     )
@@ -152,6 +170,23 @@ def _default_namespace_lister(
     return lister
 
 
+def _cluster_objects(
+    config: Config, api_client: ApiClientFactory | None
+) -> Mapping[str, BindingObject] | None:
+    """The cluster's binding objects (None: their CRD is not served); SourceError."""
+    from webhook.clients.kube import load_api_client
+    from webhook.live.sources.bindings import fetch_binding_objects, not_served_hint
+
+    client = load_api_client() if api_client is None else api_client()
+    try:
+        objects = fetch_binding_objects(client)
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+    if objects is None and config.binding_source in ("objects", "both"):
+        raise SourceError(f"bindings.source is {config.binding_source} but {not_served_hint()}")
+    return objects
+
+
 def _write(text: str, output: str | None, stdout: TextIO) -> None:
     if output is None or output == "-":
         stdout.write(text)
@@ -207,12 +242,24 @@ def run(
             fetch_timeout=fetch_timeout,
         )
     )
+    objects: Mapping[str, BindingObject] | None = None
+    if use_kube and uses_objects(config) and "namespaces" not in failures:
+        try:
+            objects = _cluster_objects(config, api_client)
+        except SourceError as exc:
+            failures[_OBJECTS] = str(exc)
     if failures:
         for name, error in sorted(failures.items()):
-            what = "namespaces" if name == "namespaces" else f"registry {name!r}"
+            what = name if name in ("namespaces", _OBJECTS) else f"registry {name!r}"
             print(f"{PROG}: {what} failed: {error}", file=err)
         print(f"{PROG}: nothing written ({len(failures)} source(s) failed)", file=err)
         return exits.REFUSED
+    if objects is not None:
+        snapshot = Snapshot.build(
+            config,
+            spaces={n: st.spaces for n, st in snapshot.registries.items() if st.synced},
+            binding_objects=objects,
+        )
     text = render(
         config,
         snapshot,

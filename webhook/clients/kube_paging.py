@@ -52,8 +52,11 @@ Page = dict[str, Any]
 Query = Sequence[tuple[str, Any]]
 
 
-def get(api: client.ApiClient, path: str, query: Query = ()) -> tuple[int, bytes]:
-    """(status, body) of ``GET path`` through the client's connection and credentials."""
+def get(
+    api: client.ApiClient, path: str, query: Query = (), *, timeout: float | None = None
+) -> tuple[int, bytes]:
+    """(status, body) of ``GET path`` through the client's connection and credentials;
+    ``timeout`` bounds the connect and each read (seconds; None: the client's default)."""
     method, url, headers, body, post = api.param_serialize(
         "GET",
         path,
@@ -61,14 +64,16 @@ def get(api: client.ApiClient, path: str, query: Query = ()) -> tuple[int, bytes
         header_params={"Accept": "application/json"},
         auth_settings=["BearerToken"],
     )
-    response = api.call_api(method, url, headers, body, post)
+    response = api.call_api(method, url, headers, body, post, _request_timeout=timeout)
     data: bytes = response.read()  # type: ignore[no-untyped-call]
     return int(response.status), data
 
 
-def get_json(api: client.ApiClient, path: str, query: Query = ()) -> Page:
+def get_json(
+    api: client.ApiClient, path: str, query: Query = (), *, timeout: float | None = None
+) -> Page:
     """The JSON object ``GET path`` answers; ``ApiException`` for any status but 200."""
-    status, data = get(api, path, query)
+    status, data = get(api, path, query, timeout=timeout)
     if status != 200:
         raise _refusal(status, path, data)
     page = orjson.loads(data)
@@ -100,7 +105,9 @@ class _StreamedPage:
     it is complete; afterwards :attr:`token` is the page's ``continue`` token (None on the
     last page) and :attr:`size` its bytes."""
 
-    def __init__(self, api: client.ApiClient, path: str, query: Query) -> None:
+    def __init__(
+        self, api: client.ApiClient, path: str, query: Query, timeout: float | None = None
+    ) -> None:
         method, url, headers, body, post = api.param_serialize(
             "GET",
             path,
@@ -110,7 +117,9 @@ class _StreamedPage:
         )
         self._path = path
         # kubernetes' REST client asks urllib3 not to preload the body: it can be streamed.
-        self._response: Any = api.call_api(method, url, headers, body, post).response
+        self._response: Any = api.call_api(
+            method, url, headers, body, post, _request_timeout=timeout
+        ).response
         self.token: str | None = None
         self.size = 0
 
@@ -146,17 +155,19 @@ def list_items(
     *,
     page_size: int = PAGE_SIZE,
     page_bytes: int = PAGE_BYTES,
+    timeout: float | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every item of the list at ``path`` (``query``: selectors), about one object in memory
     at a time, pages sized to stay under ``page_bytes`` (module doc) and ``page_size``
-    items. An expired ``continue`` token (410) is the caller's to handle: a fresh list."""
+    items; ``timeout`` bounds the connect and each read of every page (None: the client's
+    default). An expired ``continue`` token (410) is the caller's to handle: a fresh list."""
     limit = max(1, min(page_size, page_bytes // LARGEST_OBJECT_BYTES))
     token: str | None = None
     while True:
         paging: list[tuple[str, Any]] = [("limit", limit)]
         if token:
             paging.append(("continue", token))
-        page = _StreamedPage(api, path, [*query, *paging])
+        page = _StreamedPage(api, path, [*query, *paging], timeout)
         count = 0
         for item in page.items():
             count += 1

@@ -1,14 +1,16 @@
 """What only the holder of the Lease does, off the admission path.
 
 Every replica serves admission; one replica at a time writes, so that two never fight
-over a robot, a Secret or a report:
+over a robot, a Secret, a report or a binding's status:
 
 - ``lease`` — the ``coordination.k8s.io`` Lease elector (client-go's protocol): who leads,
   and when that changes;
 - ``provisioning`` — pull-secret provisioning: the plan (pure), the Secrets store, the
   Harbor robot client, the writer, its metrics;
 - ``audit`` — the background audit of what already runs: findings, the pass (in a child
-  process), policy reports, metrics;
+  process), policy reports, metrics, and the impact index binding reviews read;
+- ``bindings`` — RegistrySpaceBinding statuses: what each should say (pure), and writing
+  the ones that changed through the status subresource;
 - ``jobs`` — what each job reads of a snapshot (its *view*) and which differences call for
   a pass;
 - ``loop`` — the one loop: a pass starts on gaining the Lease, on a change a job reads, or

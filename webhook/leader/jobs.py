@@ -10,40 +10,57 @@
   namespaces they run in. A namespace that comes or goes changes no decision about a
   workload already running elsewhere (a new namespace's workloads are judged by admission
   as they are created), so only a namespace whose workspace or mode label changed counts.
-  Every ``audit.interval`` otherwise.
+  Every ``audit.interval`` otherwise. Bindings count too (the config's and the objects'):
+  an unbinding is what strands running workloads. After each pass it publishes the impact
+  index (``policy.impact``) that binding reviews read.
+- :class:`BindingStatusJob` — on while RegistrySpaceBinding objects are read. It reads every
+  object's desired status (``webhook.leader.bindings.conditions``) and, with provisioning
+  on, the outcome of the last provisioning pass (its :meth:`revision` moves with it); a pass
+  writes the statuses that differ. Every minute otherwise, so a status edited by hand, or a
+  write that failed, is set right.
 
-Both read their settings from the snapshot each time (on/off, interval, report format,
+All read their settings from the snapshot each time (on/off, interval, report format,
 ``pullSecretName``, ``rotateEvery``): a reloaded config applies from the next pass on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from policy.bindings import uses_objects
 from policy.config import Config
 from policy.provisioning import DesiredState, desired_state
 from policy.snapshot import NamespaceInfo, RegistryState, Snapshot
 from webhook.leader.audit.child import ChildAuditor
+from webhook.leader.audit.impact import ImpactPublisher
 from webhook.leader.audit.metrics import AuditMetrics
+from webhook.leader.bindings.conditions import DesiredStatus, Provisioned, desired_statuses
+from webhook.leader.bindings.status import StatusWriter
 from webhook.leader.provisioning.metrics import ProvisionMetrics
 from webhook.leader.provisioning.writer import Provisioner
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "BINDING_STATUS_RESYNC_SECONDS",
     "PROVISION_RESYNC_SECONDS",
     "AuditJob",
     "AuditView",
+    "BindingStatusJob",
+    "BindingStatusView",
     "ProvisioningJob",
     "ProvisioningView",
 ]
 
 # A full provisioning pass this often even when nothing changed (a deleted Secret returns).
 PROVISION_RESYNC_SECONDS = 300.0
+# Binding statuses compared with what they should say this often (a write is rare).
+BINDING_STATUS_RESYNC_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,12 @@ class ProvisioningJob:
         self.provisioner = provisioner
         self._registry = registry
         self._resync = resync
+        #: The last pass's outcome (binding statuses report it), and a counter of passes.
+        self.outcome: Provisioned | None = None
+        self.passes = 0
+
+    def revision(self) -> int:
+        return 0
 
     def wanted(self, snapshot: Snapshot) -> bool:
         return snapshot.config.pull_secrets.provision
@@ -87,7 +110,19 @@ class ProvisioningJob:
         if self.provisioner.metrics is None and self._registry is not None:
             self.provisioner.metrics = ProvisionMetrics(self._registry)
         desired = view.desired if isinstance(view, ProvisioningView) else None
-        result = await self.provisioner.run_pass(snapshot, desired=desired)
+        try:
+            result = await self.provisioner.run_pass(snapshot, desired=desired)
+        except BaseException:
+            self.outcome = None  # nothing known about what the pass did
+            self.passes += 1
+            raise
+        self.outcome = Provisioned(
+            result.desired,
+            frozenset(result.failed_namespaces),
+            frozenset(result.plan.conflicts),
+            frozenset(result.failed_robots),
+        )
+        self.passes += 1
         if result.failures:
             log.warning("provisioning pass finished with %d failures", len(result.failures))
 
@@ -99,6 +134,7 @@ class AuditView:
     config: Config
     registries: Mapping[str, RegistryState]
     namespaces: Mapping[str, NamespaceInfo]
+    bindings: Mapping[tuple[str, str], frozenset[str]]
 
 
 class AuditJob:
@@ -112,10 +148,15 @@ class AuditJob:
         is_leader: Callable[[], bool],
         *,
         registry: CollectorRegistry | None = None,
+        publisher: ImpactPublisher | None = None,
     ) -> None:
         self.auditor = auditor
         self._is_leader = is_leader
         self._registry = registry
+        self._publisher = publisher
+
+    def revision(self) -> int:
+        return 0
 
     def wanted(self, snapshot: Snapshot) -> bool:
         return snapshot.config.audit.enabled
@@ -124,12 +165,18 @@ class AuditJob:
         return snapshot.config.audit.interval
 
     def view(self, snapshot: Snapshot) -> AuditView:
-        return AuditView(snapshot.config, dict(snapshot.registries), snapshot.namespaces)
+        return AuditView(
+            snapshot.config, dict(snapshot.registries), snapshot.namespaces, snapshot.bindings
+        )
 
     def changed(self, before: object, after: object) -> bool:
         if not isinstance(before, AuditView) or not isinstance(after, AuditView):
             return before != after
-        if before.config != after.config or before.registries != after.registries:
+        if (
+            before.config != after.config
+            or before.registries != after.registries
+            or before.bindings != after.bindings
+        ):
             return True
         # Only a namespace there before and after counts: one that came or went changes
         # no decision about a workload that was already running.
@@ -146,3 +193,67 @@ class AuditJob:
             result.refused,
             result.reports or "not written (no report CRD)",
         )
+        # Only binding reviews read the index, and there are none without binding objects.
+        if (
+            self._publisher is not None
+            and result.impact is not None
+            and uses_objects(snapshot.config)
+        ):
+            await asyncio.to_thread(self._publisher.publish, result.impact)
+
+
+@dataclass(frozen=True)
+class BindingStatusView:
+    """What binding statuses are computed from: each object's desired status."""
+
+    desired: Mapping[str, DesiredStatus]
+
+
+class BindingStatusJob:
+    """RegistrySpaceBinding statuses (while objects are read), written only when changed.
+
+    ``provisioning`` is the provisioning job whose outcome ``CredentialsProvisioned``
+    reports.
+    """
+
+    name = "binding-status"
+
+    def __init__(
+        self,
+        writer: StatusWriter,
+        provisioning: ProvisioningJob | None = None,
+        *,
+        resync: float = BINDING_STATUS_RESYNC_SECONDS,
+    ) -> None:
+        self.writer = writer
+        self._provisioning = provisioning
+        self._resync = resync
+
+    def revision(self) -> int:
+        return 0 if self._provisioning is None else self._provisioning.passes
+
+    def wanted(self, snapshot: Snapshot) -> bool:
+        return bool(snapshot.binding_objects)
+
+    def interval(self, snapshot: Snapshot) -> float:
+        return self._resync
+
+    def view(self, snapshot: Snapshot) -> BindingStatusView:
+        outcome = current = None
+        if snapshot.config.pull_secrets.provision and self._provisioning is not None:
+            outcome = self._provisioning.outcome
+            current = desired_state(snapshot)
+        return BindingStatusView(desired_statuses(snapshot, outcome, current))
+
+    def changed(self, before: object, after: object) -> bool:
+        return before != after
+
+    async def run(self, snapshot: Snapshot, view: object) -> None:
+        desired = view.desired if isinstance(view, BindingStatusView) else {}
+        result = await asyncio.to_thread(self.writer.write, snapshot, desired)
+        if result.failed:
+            log.warning(
+                "binding status: %d of %d statuses could not be written",
+                len(result.failed),
+                len(desired),
+            )

@@ -84,6 +84,11 @@ class Job(Protocol):
         """Whether going from view ``before`` to view ``after`` calls for a pass."""
         ...
 
+    def revision(self) -> int:
+        """A number that moves when something the view reads besides the snapshot changed
+        (another job's finished pass): the loop then computes the view again."""
+        ...
+
     async def run(self, snapshot: Snapshot, view: object) -> None:
         """One pass (may raise; the loop logs it)."""
         ...
@@ -94,7 +99,8 @@ class _JobState:
     job: Job
     task: asyncio.Task[None] | None = None
     started: float | None = None  # clock time of the last pass since leading; None: none yet
-    version: int | None = None  # the snapshot version ``view`` was computed from
+    # (snapshot version, job revision) ``view`` was computed from
+    version: tuple[int, int] | None = None
     view: object = None
     dirty: bool = False  # a relevant change since the last pass started
 
@@ -196,17 +202,18 @@ class LeaderLoop:
             if not job.wanted(snapshot):
                 continue
             due = state.started is None or now - state.started >= job.interval(snapshot)
-            if (due and state.task is None) or (settled and state.version != snapshot.version):
-                await self._look(state, snapshot)
+            key = (snapshot.version, job.revision())
+            if (due and state.task is None) or (settled and state.version != key):
+                await self._look(state, snapshot, key)
                 if not self._leadership.is_leader:
                     return  # lost while looking: the next turn stops everything
             if state.task is None and (due or state.dirty):
                 self._start(state, snapshot, "interval" if due else "change")
         await self._sleep(snapshot)
 
-    async def _look(self, state: _JobState, snapshot: Snapshot) -> None:
+    async def _look(self, state: _JobState, snapshot: Snapshot, key: tuple[int, int]) -> None:
         """Compute the job's view of ``snapshot``; a relevant difference marks it dirty."""
-        if state.version == snapshot.version:
+        if state.version == key:
             return
         job, before = state.job, state.view
 
@@ -218,9 +225,9 @@ class LeaderLoop:
             view, changed = await asyncio.to_thread(evaluate)
         except Exception as exc:  # a bug in a view must not end the leader's work
             log.error("leader: %s: cannot read snapshot %d: %s", job.name, snapshot.version, exc)
-            state.version = snapshot.version  # not again until the next snapshot
+            state.version = key  # not again until the next snapshot
             return
-        state.view, state.version = view, snapshot.version
+        state.view, state.version = view, key
         state.dirty = state.dirty or changed
 
     def _start(self, state: _JobState, snapshot: Snapshot, trigger: str) -> None:

@@ -1,7 +1,8 @@
 """The one factory of the leader's objects, for ``spacegate serve`` and ``spacegate provision``.
 
-:func:`build_parts` makes the Lease elector, the Secrets store, the provisioner and the
-audit runner from a config and a Kubernetes client, the same way for both commands: the
+:func:`build_parts` makes the Lease elector, the Secrets store, the provisioner, the
+audit runner, the impact index publisher and the binding status writer from a config and a
+Kubernetes client, the same way for both commands: the
 Lease and the robot credentials live in spacegate's own namespace
 (``pullSecrets.credentialsNamespace``, else the pod's), and every write is guarded by the
 elector. What a pass reads of the config (the pull Secret's name, ``rotateEvery``, the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,7 +28,9 @@ from prometheus_client import CollectorRegistry
 from policy.config import Config
 from webhook.clients.kube import ApiClientFactory, load_api_client, own_namespace
 from webhook.leader.audit.child import ChildAuditor
-from webhook.leader.jobs import AuditJob, ProvisioningJob
+from webhook.leader.audit.impact import ImpactPublisher
+from webhook.leader.bindings.status import StatusWriter
+from webhook.leader.jobs import AuditJob, BindingStatusJob, ProvisioningJob
 from webhook.leader.lease import LeaseElector
 from webhook.leader.loop import DEFAULT_SETTLE, Job, LeaderLoop
 from webhook.leader.provisioning.secrets import SecretStore
@@ -38,9 +42,10 @@ log = logging.getLogger(__name__)
 __all__ = ["LeaderParts", "build_parts", "leader_work", "wants_leader"]
 
 
-def wants_leader(config: Config) -> bool:
-    """Whether this config has work only the leader does (provisioning or the audit)."""
-    return config.pull_secrets.provision or config.audit.enabled
+def wants_leader(config: Config, *, reads_bindings: bool = False) -> bool:
+    """Whether there is work only the leader does: provisioning, the audit, or (when
+    RegistrySpaceBinding objects are read) their statuses."""
+    return config.pull_secrets.provision or config.audit.enabled or reads_bindings
 
 
 def _harbor_robots() -> RobotAPIFactory:
@@ -59,6 +64,8 @@ class LeaderParts:
     store: SecretStore
     provisioner: Provisioner
     auditor: ChildAuditor
+    publisher: ImpactPublisher
+    statuses: StatusWriter
 
     async def aclose(self) -> None:
         """Close the Harbor clients (the API client is its opener's)."""
@@ -80,7 +87,9 @@ def build_parts(
     elector = LeaseElector(api, home, identity=identity)
     store = SecretStore(api, home=home)
     provisioner = Provisioner(store, robots_for or _harbor_robots(), guard=elector.check)
-    return LeaderParts(api, home, elector, store, provisioner, ChildAuditor())
+    publisher = ImpactPublisher(api, home, guard=elector.check)
+    statuses = StatusWriter(api, guard=elector.check, clock=time.time)
+    return LeaderParts(api, home, elector, store, provisioner, ChildAuditor(), publisher, statuses)
 
 
 @asynccontextmanager
@@ -93,15 +102,23 @@ async def leader_work(
     robots_for: RobotAPIFactory | None = None,
     settle: float = DEFAULT_SETTLE,
 ) -> AsyncIterator[LeaderParts]:
-    """Campaign for the Lease and, while leader, provision and audit as the snapshots of
-    ``feed`` say (on or off, and everything else, per snapshot). Every replica keeps
-    serving admission either way. Metrics go to ``registry``."""
+    """Campaign for the Lease and, while leader, provision, audit and write binding
+    statuses as the snapshots of ``feed`` say (on or off, and everything else, per
+    snapshot). Every replica keeps serving admission either way. Metrics go to
+    ``registry``."""
     api = load_api_client() if api_client is None else api_client()
     parts = build_parts(config, api, robots_for=robots_for)
     elector = parts.elector
+    provisioning = ProvisioningJob(parts.provisioner, registry=registry)
     jobs: list[Job] = [
-        ProvisioningJob(parts.provisioner, registry=registry),
-        AuditJob(parts.auditor, lambda: elector.is_leader, registry=registry),
+        provisioning,
+        AuditJob(
+            parts.auditor,
+            lambda: elector.is_leader,
+            registry=registry,
+            publisher=parts.publisher,
+        ),
+        BindingStatusJob(parts.statuses, provisioning),
     ]
     loop = LeaderLoop(elector, feed, jobs, settle=settle, registry=registry)
     log.info(

@@ -7,6 +7,11 @@
 - mirrors namespace labels from the Kubernetes API when there is one to talk to (in a
   cluster, or with a kubeconfig), and otherwise uses the config's static ``namespaces:``
   map, with a warning, since namespaces created later would have no workspace;
+- mirrors the RegistrySpaceBinding objects too, through the same API
+  (``webhook.live.sources.bindings``), unless ``bindings.source`` is ``config``: unset, they
+  count where their CRD is served; ``objects`` or ``both`` require it (readiness waits);
+- mirrors the leader's impact index (``webhook.live.sources.impact``), which binding reviews
+  read to warn about what a change would refuse;
 - watches the config file and applies a valid change without a restart
   (``webhook.live.config_watch``): unchanged registries keep their spaces, a changed
   ``workspaceLabel`` starts a new namespace watch and swaps it in once it has listed.
@@ -25,14 +30,18 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from prometheus_client import CollectorRegistry
 
+from policy.bindings import uses_objects
 from policy.config import Config
 from webhook.clients.errors import SourceError
-from webhook.clients.kube import ApiClientFactory, kube_configured
+from webhook.clients.kube import ApiClientFactory, kube_configured, own_namespace
+from webhook.live.binding_map import BindingMap
 from webhook.live.config_watch import DEFAULT_POLL_INTERVAL, ConfigWatcher
 from webhook.live.namespace_map import NamespaceMap
 from webhook.live.readiness import is_listed
 from webhook.live.refresh_metrics import RefreshMetrics
 from webhook.live.refresher import DEFAULT_FETCH_TIMEOUT, Refresher, SourceFactory
+from webhook.live.sources.bindings import BindingReflector
+from webhook.live.sources.impact import ImpactHolder, ImpactReflector
 from webhook.live.sources.namespaces import NamespaceReflector
 
 log = logging.getLogger(__name__)
@@ -85,6 +94,58 @@ class _NamespaceWatch:
         await self.reflector.stop()
 
 
+def _requires_crd(config: Config) -> bool:
+    """``bindings.source`` names objects explicitly: their CRD must be served."""
+    return config.binding_source in ("objects", "both")
+
+
+class _BindingWatch:
+    """A binding map and the reflector that fills it, started and stopped together."""
+
+    def __init__(
+        self,
+        config: Config,
+        refresher: Refresher,
+        api_client: ApiClientFactory | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.map = BindingMap(clock=clock)
+        self.reflector = BindingReflector(
+            self.map,
+            required=_requires_crd(config),
+            api_client=None if api_client is None else api_client(),
+            on_change=refresher.bindings_changed,
+            watch_timeout=_watch_timeout(config),
+        )
+
+    async def start(self, refresher: Refresher) -> None:
+        await self.reflector.start()
+        refresher.set_bindings(self.map, lambda: self.reflector.problem)
+
+    async def stop(self) -> None:
+        await self.reflector.stop()
+
+
+class _ImpactWatch:
+    """The leader's impact index, in spacegate's own namespace (the Lease's)."""
+
+    def __init__(
+        self, config: Config, refresher: Refresher, api_client: ApiClientFactory | None
+    ) -> None:
+        self.holder = ImpactHolder()
+        self.reflector = ImpactReflector(
+            self.holder,
+            own_namespace(config.pull_secrets.credentials_namespace),
+            api_client=None if api_client is None else api_client(),
+            on_change=refresher.bindings_changed,
+            watch_timeout=_watch_timeout(config),
+        )
+
+    async def start(self, refresher: Refresher) -> None:
+        await self.reflector.start()
+        refresher.set_impact(self.holder)
+
+
 class _LiveState:
     """The pieces of one live state and how a config reload flows through them."""
 
@@ -94,9 +155,14 @@ class _LiveState:
         namespaces: _NamespaceWatch | None,
         api_client: ApiClientFactory | None,
         clock: Callable[[], float],
+        *,
+        bindings: _BindingWatch | None = None,
+        impact: _ImpactWatch | None = None,
     ) -> None:
         self.refresher = refresher
         self.namespaces = namespaces
+        self.bindings = bindings
+        self.impact = impact
         self._api_client = api_client
         self._clock = clock
 
@@ -107,6 +173,24 @@ class _LiveState:
         await self.refresher.apply_config(config)
         if self.namespaces is not None and config.workspace_label != old.workspace_label:
             await self._swap_namespace_watch(config)
+        await self._follow_binding_source(config)
+
+    async def _follow_binding_source(self, config: Config) -> None:
+        """Start or stop reading binding objects as a reloaded ``bindings.source`` says."""
+        if self.namespaces is None:  # no Kubernetes API: nothing to read objects from
+            return
+        wanted = uses_objects(config)
+        if wanted and self.bindings is None:
+            self.bindings = _BindingWatch(config, self.refresher, self._api_client, self._clock)
+            await self.bindings.start(self.refresher)
+            log.info("bindings.source %s: reading RegistrySpaceBinding objects", _source(config))
+        elif not wanted and self.bindings is not None:
+            old, self.bindings = self.bindings, None
+            self.refresher.set_bindings(None)
+            await old.stop()
+            log.info("bindings.source config: RegistrySpaceBinding objects no longer count")
+        elif self.bindings is not None:
+            self.bindings.reflector.required = _requires_crd(config)
 
     async def _swap_namespace_watch(self, config: Config) -> None:
         """Watch with the new label; switch once it has listed, so decisions never see an
@@ -129,8 +213,16 @@ class _LiveState:
         log.info("namespaces now read from label %s", config.workspace_label)
 
     async def stop(self) -> None:
+        if self.impact is not None:
+            await self.impact.reflector.stop()
+        if self.bindings is not None:
+            await self.bindings.stop()
         if self.namespaces is not None:
             await self.namespaces.stop()
+
+
+def _source(config: Config) -> str:
+    return config.binding_source or "unset (objects count where their CRD is served)"
 
 
 @asynccontextmanager
@@ -197,12 +289,28 @@ async def open_live_state(
             why,
             len(config.namespaces),
         )
+    bindings: _BindingWatch | None = None
+    impact: _ImpactWatch | None = None
+    if watch is not None and uses_objects(config):
+        bindings = _BindingWatch(config, refresher, api_client, clock)
+        await bindings.start(refresher)
+        impact = _ImpactWatch(config, refresher, api_client)
+        await impact.start(refresher)
+    elif _requires_crd(config):
+        log.error(
+            "bindings.source is %s but there is no Kubernetes API to read "
+            "RegistrySpaceBinding objects from; only the config's bindings count",
+            config.binding_source,
+        )
     listed = [r.name for r in config.registries if is_listed(r)]
     log.info(
-        "live mode: listing spaces of %s",
+        "live mode: listing spaces of %s; bindings from %s",
         ", ".join(listed) if listed else "no registry (all spaces are static)",
+        "the config file"
+        if bindings is None or not uses_objects(config)
+        else f"RegistrySpaceBinding objects and the config (bindings.source: {_source(config)})",
     )
-    live = _LiveState(refresher, watch, api_client, clock)
+    live = _LiveState(refresher, watch, api_client, clock, bindings=bindings, impact=impact)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(live.stop)
         await stack.enter_async_context(refresher)

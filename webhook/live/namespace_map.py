@@ -11,13 +11,12 @@ immutable copy that is rebuilt only after a change.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
 
 from policy.config import MODE_LABEL, MODES
 from policy.snapshot import NamespaceInfo
+from webhook.live.synced_map import SyncedMap
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ def namespace_info(
     return NamespaceInfo(workspace=workspace), raw_mode
 
 
-class NamespaceMap:
+class NamespaceMap(SyncedMap[NamespaceInfo]):
     """``namespace -> NamespaceInfo`` for one workspace label, with its sync state.
 
     ``last_sync_time`` is read with the refresher's clock, so both must use the same one
@@ -49,42 +48,16 @@ class NamespaceMap:
     def __init__(
         self, workspace_label: str, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        super().__init__(clock=clock)
         self.workspace_label = workspace_label
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._data: dict[str, NamespaceInfo] = {}
-        self._version = 0
-        self._published: Mapping[str, NamespaceInfo] = MappingProxyType({})
-        self._published_version = 0
         self._warned_modes: dict[str, str] = {}
-        self._synced = threading.Event()
-        self._last_sync_time: float | None = None
 
     # ------------------------------------------------------------------ what readers see
 
     @property
     def namespaces(self) -> Mapping[str, NamespaceInfo]:
         """The current map: an immutable copy, rebuilt only after a change."""
-        with self._lock:
-            if self._published_version != self._version:
-                self._published = MappingProxyType(dict(self._data))
-                self._published_version = self._version
-            return self._published
-
-    @property
-    def has_synced(self) -> bool:
-        """A full list has arrived at least once (stays True while later failures are retried)."""
-        return self._synced.is_set()
-
-    @property
-    def last_sync_time(self) -> float | None:
-        """Clock time the map was last known to be in sync: a list completed, a watch opened,
-        delivered an event or bookmark, or ended normally. None before the first list."""
-        return self._last_sync_time
-
-    def wait_synced(self, timeout: float) -> bool:
-        """Block until the first full list; False when ``timeout`` passes first."""
-        return self._synced.wait(timeout)
+        return self._current()
 
     # ------------------------------------------------------------------ what the reflector writes
 
@@ -98,8 +71,7 @@ class NamespaceMap:
                 self._version += 1
             for name in set(self._warned_modes) - set(fresh):
                 del self._warned_modes[name]
-        self.touch()
-        self._synced.set()
+        self._listed()
         return changed
 
     def apply(self, name: str, labels: Mapping[str, str] | None) -> bool:
@@ -120,10 +92,6 @@ class NamespaceMap:
                 self._data[name] = info
             self._version += 1
             return True
-
-    def touch(self) -> None:
-        """The reflector knows the map is in sync now (an event, a bookmark, a renewed watch)."""
-        self._last_sync_time = self._clock()
 
     def _info(self, name: str, labels: Mapping[str, str]) -> NamespaceInfo:
         info, invalid_mode = namespace_info(labels, self.workspace_label)

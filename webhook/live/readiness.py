@@ -3,8 +3,10 @@
 Readiness answers a different question than "what do we decide": it is false until every
 Harbor without static spaces has been listed once (and the namespace list has arrived, when
 namespaces are watched), and false again once such a registry's data, or the namespace list,
-is older than ``policy.maxStaleness``. Decisions keep using the last-known-good data either
-way; readiness only tells Kubernetes (and the operator) that the data may be wrong.
+is older than ``policy.maxStaleness``. RegistrySpaceBinding objects gate it like namespaces
+when they are read (``bindings.source`` other than ``config``, and a Kubernetes API).
+Decisions keep using the last-known-good data either way; readiness only tells Kubernetes
+(and the operator) that the data may be wrong.
 
 A Docker Registry's catalog never gates readiness: every Docker Registry space is public
 (decision rule 3 in ``docs/architecture.md``), so its catalog cannot change a decision and an
@@ -56,11 +58,25 @@ class NamespaceStatus:
     age_seconds: float | None  # since the list was last known in sync; None: never
 
 
-def data_age(registries: Sequence[RegistryStatus], namespaces: NamespaceStatus | None) -> float:
+@dataclass(frozen=True, slots=True)
+class BindingListStatus:
+    """How the RegistrySpaceBinding list is doing (None in :func:`readiness`: not read)."""
+
+    listed: bool  # the current snapshot holds the objects (or knows the CRD is not served)
+    age_seconds: float | None  # since the list was last known in sync; None: never
+    problem: str | None = None  # why the first list has not arrived
+
+
+def data_age(
+    registries: Sequence[RegistryStatus],
+    namespaces: NamespaceStatus | None,
+    bindings: BindingListStatus | None = None,
+) -> float:
     """Age of the oldest data that gates readiness (time since start when never listed)."""
     ages = [s.age_seconds for s in registries if s.gating]
-    if namespaces is not None and namespaces.age_seconds is not None:
-        ages.append(namespaces.age_seconds)
+    for listing in (namespaces, bindings):
+        if listing is not None and listing.age_seconds is not None:
+            ages.append(listing.age_seconds)
     return max(ages, default=0.0)
 
 
@@ -71,6 +87,7 @@ def readiness(
     max_staleness: float,
     version: int,
     staleness: bool = True,
+    bindings: BindingListStatus | None = None,
 ) -> tuple[bool, str]:
     """(ready, a one-line reason) for ``/readyz`` (see the module docstring)."""
     gating = [s for s in registries if s.gating]
@@ -83,7 +100,10 @@ def readiness(
         return False, "waiting for the first listing of registry " + ", ".join(parts)
     if namespaces is not None and not namespaces.listed:
         return False, "waiting for the first namespace list from the Kubernetes API"
-    age = data_age(registries, namespaces)
+    if bindings is not None and not bindings.listed:
+        why = f" ({bindings.problem})" if bindings.problem else ""
+        return False, f"waiting for the first list of RegistrySpaceBinding objects{why}"
+    age = data_age(registries, namespaces, bindings)
     if not staleness:
         return True, (
             f"snapshot version {version} loaded (data {int(age)}s old; staleness not checked)"
@@ -100,6 +120,14 @@ def readiness(
         and namespaces.age_seconds > max_staleness
     ):
         stale.append(f"the namespace list is {format_duration(int(namespaces.age_seconds))} old")
+    if (
+        bindings is not None
+        and bindings.age_seconds is not None
+        and bindings.age_seconds > max_staleness
+    ):
+        stale.append(
+            f"the RegistrySpaceBinding list is {format_duration(int(bindings.age_seconds))} old"
+        )
     if stale:
         return False, (
             "stale data: "

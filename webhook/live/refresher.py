@@ -7,13 +7,15 @@ the parts that each do one job:
 - a :class:`~webhook.live.poller.RegistryPoller` per listed registry (its own interval,
   backoff, last-known-good spaces);
 - the :class:`~webhook.live.namespace_map.NamespaceMap` the namespace reflector fills, when
-  namespaces are watched;
+  namespaces are watched, and the :class:`~webhook.live.binding_map.BindingMap` the binding
+  reflector fills, when RegistrySpaceBinding objects are read;
 - the pure :func:`~webhook.live.readiness.readiness` for ``/readyz``;
 - the pure :func:`~webhook.live.reload.plan_reload` for config reloads.
 
-A namespace change rebuilds the snapshot on the next loop turn: :meth:`namespaces_changed` is
-the one place where bursts are coalesced (the initial list of 10,000 namespaces is one
-rebuild, not 10,000), and it may be called from any thread. Every new snapshot is announced
+A namespace or binding change rebuilds the snapshot on the next loop turn:
+:meth:`namespaces_changed` (and :meth:`bindings_changed`) is the one place where bursts are
+coalesced (the initial list of 10,000 namespaces is one rebuild, not 10,000), and it may be
+called from any thread. Every new snapshot is announced
 to the listeners (:meth:`add_listener`; the leader's loop is one): the refresher is a
 :class:`webhook.state.SnapshotFeed`.
 """
@@ -30,11 +32,14 @@ from types import TracebackType
 
 from prometheus_client import CollectorRegistry
 
+from policy.bindings import BindingObject, uses_objects
 from policy.config import Config, Registry
 from policy.snapshot import NamespaceInfo, Snapshot
+from webhook.live.binding_map import BindingMap
 from webhook.live.namespace_map import NamespaceMap
 from webhook.live.poller import RegistryPoller, SourceFactory
 from webhook.live.readiness import (
+    BindingListStatus,
     NamespaceStatus,
     RegistryStatus,
     data_age,
@@ -43,6 +48,7 @@ from webhook.live.readiness import (
 )
 from webhook.live.refresh_metrics import RefreshMetrics
 from webhook.live.reload import plan_reload
+from webhook.live.sources.impact import ImpactHolder
 
 __all__ = ["DEFAULT_FETCH_TIMEOUT", "Refresher", "SourceFactory"]
 
@@ -93,6 +99,10 @@ class Refresher:
         self._rebuild_pending = False
         self._version = 0
         self._namespaces_listed = False  # the current snapshot holds the watched namespaces
+        self._bindings: BindingMap | None = None
+        self._binding_problem: Callable[[], str | None] = lambda: None
+        self._bindings_listed = False  # the current snapshot holds the read binding objects
+        self._impact: ImpactHolder | None = None
         self._listeners: list[Callable[[], None]] = []
         self._snapshot = self._build()
 
@@ -149,11 +159,12 @@ class Refresher:
             max_staleness=self._config.policy.max_staleness,
             version=self._snapshot.version,
             staleness=staleness,
+            bindings=self._binding_status(),
         )
 
     def age_seconds(self) -> float:
         """Age of the oldest data that gates readiness (time since start when never listed)."""
-        return data_age(self.status(), self._namespace_status())
+        return data_age(self.status(), self._namespace_status(), self._binding_status())
 
     def status(self) -> list[RegistryStatus]:
         """Per listed registry: synced, age, failures, last error."""
@@ -166,6 +177,21 @@ class Refresher:
         last = self._namespaces.last_sync_time
         age = None if last is None else max(0.0, self._clock() - last)
         return NamespaceStatus(listed=self._namespaces_listed, age_seconds=age)
+
+    @property
+    def reads_bindings(self) -> bool:
+        """RegistrySpaceBinding objects are read from the cluster (a binding map is set)."""
+        return self._bindings is not None
+
+    def _binding_status(self) -> BindingListStatus | None:
+        """The binding list, when it gates readiness: read, and counting for decisions."""
+        if self._bindings is None or not uses_objects(self._config):
+            return None
+        last = self._bindings.last_sync_time
+        age = None if last is None else max(0.0, self._clock() - last)
+        return BindingListStatus(
+            listed=self._bindings_listed, age_seconds=age, problem=self._binding_problem()
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -226,6 +252,10 @@ class Refresher:
             except Exception:
                 log.exception("snapshot listener failed")
 
+    def bindings_changed(self) -> None:
+        """The binding map changed: rebuild on the next loop turn (any thread; coalesced)."""
+        self.namespaces_changed()
+
     def namespaces_changed(self) -> None:
         """The namespace map changed: rebuild on the next loop turn.
 
@@ -269,11 +299,22 @@ class Refresher:
         listed = self._namespaces is not None and self._namespaces.has_synced
         if listed and self._namespaces is not None:
             namespaces = self._namespaces.namespaces
+        # Objects count once listed, and only where their CRD is served.
+        objects: Mapping[str, BindingObject] | None = None
+        bindings_listed = self._bindings is not None and self._bindings.has_synced
+        if bindings_listed and self._bindings is not None and self._bindings.served:
+            objects = self._bindings.objects
         self._version += 1
         snapshot = Snapshot.build(
-            self._config, spaces=spaces, namespaces=namespaces, version=self._version
+            self._config,
+            spaces=spaces,
+            namespaces=namespaces,
+            binding_objects=objects,
+            impact=None if self._impact is None else self._impact.index,
+            version=self._version,
         )
         self._namespaces_listed = listed
+        self._bindings_listed = bindings_listed
         if self._metrics is not None:
             self._metrics.namespaces.set(len(snapshot.namespaces))
             for name, state in snapshot.registries.items():
@@ -323,4 +364,18 @@ class Refresher:
     def set_namespaces(self, namespaces: NamespaceMap | None) -> None:
         """Read another namespace map (a new workspace label after a reload) and rebuild."""
         self._namespaces = namespaces
+        self.rebuild()
+
+    def set_bindings(
+        self, bindings: BindingMap | None, problem: Callable[[], str | None] | None = None
+    ) -> None:
+        """Read this binding map (None: no objects read) and rebuild; ``problem`` says why
+        the first list has not arrived, for readiness."""
+        self._bindings = bindings
+        self._binding_problem = problem or (lambda: None)
+        self.rebuild()
+
+    def set_impact(self, impact: ImpactHolder | None) -> None:
+        """Put this holder's impact index into every snapshot, and rebuild."""
+        self._impact = impact
         self.rebuild()

@@ -30,6 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Final
 
+from policy.bindings import BindingObject
 from policy.config import Config
 from policy.snapshot import NamespaceInfo, Snapshot
 from webhook.state import SnapshotState
@@ -60,15 +61,23 @@ class _SnapshotData:
     spaces: dict[str, dict[str, bool]]
     namespaces: dict[str, NamespaceInfo]
     version: int
+    # The RegistrySpaceBinding objects the serving process read: the selector must offer
+    # what they bind exactly as admission admits it.
+    binding_objects: dict[str, BindingObject] | None = None
 
     @classmethod
     def of(cls, snapshot: Snapshot) -> _SnapshotData:
         spaces = {n: dict(s.spaces) for n, s in snapshot.registries.items() if s.synced}
-        return cls(snapshot.config, spaces, dict(snapshot.namespaces), snapshot.version)
+        objects = None if snapshot.binding_objects is None else dict(snapshot.binding_objects)
+        return cls(snapshot.config, spaces, dict(snapshot.namespaces), snapshot.version, objects)
 
     def build(self) -> Snapshot:
         return Snapshot.build(
-            self.config, spaces=self.spaces, namespaces=self.namespaces, version=self.version
+            self.config,
+            spaces=self.spaces,
+            namespaces=self.namespaces,
+            binding_objects=self.binding_objects,
+            version=self.version,
         )
 
 

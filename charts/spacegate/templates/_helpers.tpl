@@ -161,3 +161,23 @@ service:
   port: {{ $root.Values.service.port }}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Whether RegistrySpaceBinding objects are read (config.bindings.source is not "config"): the
+servers list and watch them, the leader writes their statuses, and the webhook sees their
+changes. config.bindings is a list (source unset) or {source, requireAcknowledgement, items}.
+Usage: {{ if eq (include "spacegate.bindingObjects" .) "true" }}
+*/}}
+{{- define "spacegate.bindingObjects" -}}
+{{- $bindings := .Values.config.bindings -}}
+{{- $source := "" -}}
+{{- if kindIs "map" $bindings -}}{{- $source = $bindings.source | default "" -}}{{- end -}}
+{{- ne $source "config" -}}
+{{- end -}}
+
+{{/*
+spacegate's own namespace: the Lease, the robot credentials and the impact index live there.
+*/}}
+{{- define "spacegate.home" -}}
+{{- (.Values.config.pullSecrets).credentialsNamespace | default .Release.Namespace -}}
+{{- end -}}

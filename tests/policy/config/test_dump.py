@@ -9,6 +9,15 @@ from hypothesis import strategies as st
 from policy.config import dump_config, load_config, parse_config
 from tests.policy.config.conftest import MINIMAL
 
+WITH_SOURCE = """
+registries:
+  - {name: harbor, type: harbor, url: https://harbor.example.com}
+bindings:
+  source: both
+  requireAcknowledgement: true
+  items: [{registry: harbor, space: a, workspaces: ["1"]}]
+"""
+
 FULL = """
 workspaceLabel: tenant
 policy:
@@ -47,11 +56,18 @@ namespaces: {team: "1"}
         "{}",
         FULL + "pullSecrets: {provision: true, credentialsNamespace: ops, rotateEvery: 12h}\n",
         FULL + "audit: {enabled: true, reports: openreports, interval: 1h}\n",
+        WITH_SOURCE,
     ],
 )
 def test_dump_config_is_the_inverse_of_the_parser(text: str) -> None:
     config = load_config(text)
     assert parse_config(dump_config(config)) == config
+
+
+def test_bindings_are_written_in_the_short_form_unless_their_settings_are_set() -> None:
+    assert isinstance(dump_config(load_config(FULL))["bindings"], list)
+    written = dump_config(load_config(WITH_SOURCE))["bindings"]
+    assert written["source"] == "both" and written["requireAcknowledgement"] is True
 
 
 def test_dump_config_can_leave_credential_references_out() -> None:

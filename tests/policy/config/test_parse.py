@@ -395,3 +395,34 @@ def test_the_background_audit_is_off_by_default_and_its_report_format_is_checked
     assert load_config("audit: {enabled: true}\n").audit.reports == "wgpolicyk8s"
     with pytest.raises(ConfigError, match=r"audit\.reports: expected wgpolicyk8s, openreports"):
         load_config("audit: {reports: kyverno}\n")
+
+
+def test_bindings_as_a_list_leave_the_source_to_the_default() -> None:
+    config = load_config(
+        "registries: [{name: h, type: harbor, url: https://h}]\n"
+        "bindings: [{registry: h, space: a, workspaces: ['1']}]\n"
+    )
+    assert config.binding_source is None
+    assert not config.require_acknowledgement
+    assert [b.space for b in config.bindings] == ["a"]
+
+
+def test_bindings_as_a_mapping_set_the_source_and_the_acknowledgement() -> None:
+    config = load_config(
+        "registries: [{name: h, type: harbor, url: https://h}]\n"
+        "bindings:\n"
+        "  source: objects\n"
+        "  requireAcknowledgement: true\n"
+        "  items: [{registry: h, space: a, workspaces: ['1']}]\n"
+    )
+    assert config.binding_source == "objects"
+    assert config.require_acknowledgement
+    assert [b.space for b in config.bindings] == ["a"]
+    assert load_config("bindings: {source: both}\n").bindings == ()
+
+
+def test_a_binding_in_the_mapping_form_is_named_by_its_items_path() -> None:
+    with pytest.raises(ConfigError, match=r"bindings\.items\[0\]\.registry: registry 'x' is not"):
+        load_config("bindings: {items: [{registry: x, space: a, workspaces: ['1']}]}\n")
+    with pytest.raises(ConfigError, match=r"bindings\.requireAcknowledgement: expected true or"):
+        load_config("bindings: {requireAcknowledgement: 'yes'}\n")

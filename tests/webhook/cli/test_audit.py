@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.fakes.kubernetes import FakeKubernetes
+from tests.support.bindings import binding
 from webhook.cli.audit import run
 from webhook.cli.main import main
 
@@ -362,3 +364,65 @@ def test_the_command_line_reaches_the_same_audit(
     assert [e["name"] for e in json.loads(capsys.readouterr().out)] == ["debug"]
     assert main([*argv, "-A"]) == 1
     assert "3 workloads checked" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- what-if, binding objects
+
+BINDINGS = "/apis/spacegate.io/v1alpha1/registryspacebindings"
+
+
+@pytest.fixture
+def bound_by_object(workloads: FakeKubernetes) -> FakeKubernetes:
+    """team-a bound to 101 by a RegistrySpaceBinding, not by the config."""
+    workloads.serve_resource(
+        "spacegate.io/v1alpha1", "registryspacebindings", "RegistrySpaceBinding"
+    )
+    workloads.create_object(BINDINGS, "", binding("harbor-team-a", ["101"]))
+    return workloads
+
+
+def test_the_audit_judges_with_the_clusters_binding_objects(
+    bound_by_object: FakeKubernetes, kubeconfig: Path, tmp_path: Path
+) -> None:
+    code, out, err = audit(config_file(tmp_path, UNBOUND), kubeconfig)
+    assert code == 1, err
+    assert ("team-a-dev", "Deployment/web", "allowed") in rows(out)  # bound by the object
+
+
+def test_what_if_a_binding_manifest_is_applied_lists_what_it_would_strand(
+    bound_by_object: FakeKubernetes, kubeconfig: Path, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "harbor-team-a.yaml"
+    manifest.write_text(yaml.safe_dump(binding("harbor-team-a", ["102"])))
+
+    code, out, _ = audit(config_file(tmp_path, UNBOUND), kubeconfig, what_if=str(manifest))
+
+    assert code == 1
+    assert rows(out) == [("team-a-dev", "Deployment/web", "denied")]  # 101 removed
+    # ...and the CronJob of 102 that the manifest would admit is not a refusal: not listed.
+
+
+def test_what_if_a_binding_is_deleted_lists_what_it_would_strand(
+    bound_by_object: FakeKubernetes, kubeconfig: Path, tmp_path: Path
+) -> None:
+    code, out, _ = audit(
+        config_file(tmp_path, UNBOUND), kubeconfig, what_if_delete=["harbor-team-a"]
+    )
+    assert code == 1
+    assert rows(out) == [("team-a-dev", "Deployment/web", "denied")]
+
+    code, _, err = audit(config_file(tmp_path, UNBOUND), kubeconfig, what_if_delete=["nope"])
+    assert code == 2
+    assert "no RegistrySpaceBinding named nope in the cluster" in err
+
+
+def test_a_bad_binding_manifest_is_usage_error_naming_the_field(
+    bound_by_object: FakeKubernetes, kubeconfig: Path, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(yaml.safe_dump(binding("harbor-team-a", ["101", "101"])))
+
+    code, out, err = audit(config_file(tmp_path, UNBOUND), kubeconfig, what_if=str(manifest))
+
+    assert (code, out) == (2, "")
+    assert "bad.yaml (document 1): RegistrySpaceBinding: spec.workspaces[1]: duplicate" in err

@@ -110,13 +110,14 @@ def test_without_a_kubernetes_api_the_leaders_work_does_not_run_and_says_so(
     assert "pullSecrets.provision or audit.enabled is on but there is no Kubernetes" in caplog.text
 
 
-def test_without_provisioning_or_the_audit_no_lease_is_taken(
+def test_without_provisioning_the_audit_or_binding_objects_no_lease_is_taken(
     kube: FakeKubernetes, tmp_path: Path
 ) -> None:
     factory = live_state_factory(None, kube=True, api_client=kube.api_client, settle=0.05)
+    text = config_text(tmp_path, provision=False) + "bindings: {source: config}\n"
 
     async def scenario() -> None:
-        async with factory(load_config(config_text(tmp_path, provision=False))) as state:
+        async with factory(load_config(text)) as state:
             await until(lambda: state.readiness()[0])
             await asyncio.sleep(0.3)
 
@@ -157,3 +158,19 @@ def test_the_selector_runs_by_default_only_in_live_mode_with_a_kubernetes_api(
         9444, live=True, **{**options, "cert": "s.crt", "key": "s.key", "audiences": ("sg",)}
     )
     assert own is not None and (own.port, str(own.cert), own.audiences) == (9444, "s.crt", ("sg",))
+
+
+def test_binding_objects_are_read_by_default_and_their_statuses_need_a_leader(
+    kube: FakeKubernetes, tmp_path: Path
+) -> None:
+    """With ``bindings.source`` unset the objects are read (here their CRD is not served:
+    an answer, not a failure), so a replica campaigns for the Lease to write statuses."""
+    factory = live_state_factory(None, kube=True, api_client=kube.api_client, settle=0.05)
+
+    async def scenario() -> None:
+        async with factory(load_config(config_text(tmp_path, provision=False))) as state:
+            await until(lambda: state.readiness()[0])
+            await until(lambda: kube.objects(LEASES) != [])
+            assert state.snapshot.binding_objects is None  # not served: none read
+
+    asyncio.run(scenario())

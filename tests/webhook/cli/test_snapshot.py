@@ -14,6 +14,7 @@ from policy.config import Registry, load_config
 from policy.snapshot import Snapshot
 from tests.fakes.harbor import ADMIN_PASSWORD, HarborFake
 from tests.fakes.kubernetes import FakeKubernetes
+from tests.support.bindings import BINDINGS, binding
 from tests.webhook.cli.conftest import admin_credentials
 from webhook.cli.main import main as cli_main
 from webhook.cli.snapshot import run
@@ -114,6 +115,31 @@ def test_the_snapshot_is_an_offline_config_that_check_uses_without_credentials(
     denied = pod_manifest(tmp_path, "team-b-dev", "harbor.example.com/team-a/app:1")
     assert cli_main(["check", "-f", str(allowed), "--config", str(out)]) == 0
     assert cli_main(["check", "-f", str(denied), "--config", str(out)]) == 1
+
+
+def test_the_clusters_binding_objects_are_merged_into_the_offline_bindings(
+    harbor: HarborFake, kube: FakeKubernetes, tmp_path: Path
+) -> None:
+    """An offline check must judge as the cluster does: bindings made by objects too."""
+    kube.serve_resource("spacegate.io/v1alpha1", "registryspacebindings", "RegistrySpaceBinding")
+    kube.create_object(BINDINGS, "", binding("team-a-102", ["102"]))
+    out = tmp_path / "offline.yaml"
+
+    code = run(
+        str(live_config(tmp_path, harbor.url)),
+        str(out),
+        kube=True,
+        source_factory=quick_sources,
+        api_client=kube.api_client,
+    )
+
+    assert code == 0
+    text = out.read_text()
+    assert "the config's and the cluster's 1 RegistrySpaceBinding objects, merged" in text
+    offline = load_config(text)
+    assert [(b.space, b.workspaces) for b in offline.bindings] == [("team-a", ("101", "102"))]
+    allowed = pod_manifest(tmp_path, "team-b-dev", "harbor.example.com/team-a/app:1")
+    assert cli_main(["check", "-f", str(allowed), "--config", str(out)]) == 0
 
 
 def test_without_an_output_file_the_snapshot_goes_to_stdout(

@@ -9,10 +9,20 @@ from __future__ import annotations
 
 from kubernetes import client
 
+from policy.bindings import BindingObject
 from policy.config import load_config
+from policy.provisioning import desired_state
 from policy.snapshot import NamespaceInfo, Snapshot
 from webhook.leader.audit.child import ChildAuditor
-from webhook.leader.jobs import PROVISION_RESYNC_SECONDS, AuditJob, ProvisioningJob
+from webhook.leader.bindings.conditions import Provisioned
+from webhook.leader.bindings.status import StatusWriter
+from webhook.leader.jobs import (
+    BINDING_STATUS_RESYNC_SECONDS,
+    PROVISION_RESYNC_SECONDS,
+    AuditJob,
+    BindingStatusJob,
+    ProvisioningJob,
+)
 from webhook.leader.provisioning.robots import HarborRobots
 from webhook.leader.provisioning.secrets import SecretStore
 from webhook.leader.provisioning.writer import Provisioner
@@ -37,12 +47,14 @@ def snapshot(
     *,
     spaces: dict[str, dict[str, bool]] | None = None,
     namespaces: dict[str, NamespaceInfo] | None = None,
+    objects: dict[str, BindingObject] | None = None,
     version: int = 1,
 ) -> Snapshot:
     return Snapshot.build(
         load_config(config),
         spaces=SPACES if spaces is None else spaces,
         namespaces=NAMESPACES if namespaces is None else namespaces,
+        binding_objects=objects,
         version=version,
     )
 
@@ -56,7 +68,14 @@ def audit() -> AuditJob:
     return AuditJob(ChildAuditor(), lambda: True)
 
 
-def changes(job: ProvisioningJob | AuditJob, before: Snapshot, after: Snapshot) -> bool:
+def statuses(provisioning_job: ProvisioningJob | None = None) -> BindingStatusJob:
+    writer = StatusWriter(client.ApiClient(), clock=lambda: 0.0)  # never called here
+    return BindingStatusJob(writer, provisioning_job)
+
+
+def changes(
+    job: ProvisioningJob | AuditJob | BindingStatusJob, before: Snapshot, after: Snapshot
+) -> bool:
     return job.changed(job.view(before), job.view(after))
 
 
@@ -121,3 +140,47 @@ def test_each_job_follows_its_switch_and_interval_in_the_snapshot() -> None:
     assert audit().wanted(on) and not audit().wanted(off)
     assert audit().interval(on) == 420.0
     assert provisioning().interval(on) == PROVISION_RESYNC_SECONDS
+
+
+# --------------------------------------------------------------------------- binding objects
+
+B = BindingObject("b", "harbor", "team-b", ("102",))
+
+
+def test_a_binding_object_is_a_change_for_provisioning_and_the_audit() -> None:
+    """An object binding team-b to 102: b-dev needs a Secret, and its workloads are judged
+    differently, exactly as for the same binding written in the config."""
+    with_object = snapshot(objects={"b": B}, version=2)
+    assert changes(provisioning(), snapshot(objects={}), with_object)
+    assert changes(audit(), snapshot(objects={}), with_object)
+
+
+def test_a_status_write_read_back_is_no_change_for_any_job() -> None:
+    written = BindingObject(
+        "b", "harbor", "team-b", ("102",), resource_version="9", observed_generation=1
+    )
+    before, after = snapshot(objects={"b": B}), snapshot(objects={"b": written}, version=2)
+    assert not changes(provisioning(), before, after)
+    assert not changes(audit(), before, after)
+    assert not changes(statuses(), before, after)
+
+
+def test_binding_statuses_change_with_what_they_report() -> None:
+    job = statuses()
+    assert job.wanted(snapshot(objects={"b": B}))
+    assert not job.wanted(snapshot()) and not job.wanted(snapshot(objects={}))
+    assert job.interval(snapshot()) == BINDING_STATUS_RESYNC_SECONDS
+    unlisted = snapshot(spaces={"harbor": {"library": True}}, objects={"b": B}, version=2)
+    assert changes(job, snapshot(objects={"b": B}), unlisted)  # SpaceFound goes False
+
+
+def test_a_finished_provisioning_pass_moves_the_status_jobs_revision_and_view() -> None:
+    provisioning_job = provisioning()
+    job = statuses(provisioning_job)
+    current = snapshot(objects={"b": B})
+    before = job.view(current)
+    provisioning_job.outcome = Provisioned(desired_state(current))
+    provisioning_job.passes += 1
+
+    assert job.revision() == 1
+    assert job.changed(before, job.view(current))  # Pending -> Provisioned

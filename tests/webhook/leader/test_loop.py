@@ -92,6 +92,11 @@ class Job:
     fail: bool = False
     started: list[int] = field(default_factory=list)
     cancelled: int = 0
+    rev: int = 0  # what else the view reads (another job's passes)
+    extra: object = None  # ... and its value, part of the view
+
+    def revision(self) -> int:
+        return self.rev
 
     def wanted(self, snapshot: Snapshot) -> bool:
         return True
@@ -100,7 +105,8 @@ class Job:
         return self.every
 
     def view(self, snapshot: Snapshot) -> object:
-        return sorted(n for n, info in snapshot.namespaces.items() if info.workspace == "101")
+        names = sorted(n for n, info in snapshot.namespaces.items() if info.workspace == "101")
+        return (names, self.extra)
 
     def changed(self, before: object, after: object) -> bool:
         return before != after
@@ -317,6 +323,28 @@ def test_jobs_run_side_by_side_so_a_long_pass_delays_no_other_job() -> None:
             feed.publish(**{"a-dev": "101"})
             await until(lambda: len(quick.started) == 2)
             assert len(slow.started) == 1  # still in its first pass
+
+    asyncio.run(scenario())
+
+
+def test_another_jobs_finished_pass_makes_a_job_look_again_without_a_new_snapshot() -> None:
+    """Binding statuses report what the last provisioning pass did: when that pass ends,
+    the status job's revision moves and its view is computed again, although no snapshot
+    came; a pass starts only if the view changed."""
+    job = Job()
+
+    async def scenario() -> None:
+        async with running(job) as (_, feed, loop):
+            await until(lambda: len(job.started) == 1)
+            job.rev += 1  # the other job finished a pass that changed nothing we read
+            loop._wake.set()
+            await asyncio.sleep(QUIET)
+            assert job.started == [1]
+            job.extra, job.rev = "3 of 3 Secrets", job.rev + 1  # ...and one that did
+            loop._wake.set()
+            await until(lambda: len(job.started) == 2, timeout=1.0)
+            assert job.started == [1, 1]  # the same snapshot, looked at again
+            assert feed.version == 1
 
     asyncio.run(scenario())
 

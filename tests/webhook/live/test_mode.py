@@ -614,3 +614,112 @@ def test_wrong_docker_registry_credentials_are_logged_without_the_password(
     assert "'dr'" in failures[0]
     assert "401" in failures[0]
     assert wrong not in caplog.text
+
+
+# --------------------------------------------------------------------------- binding objects
+
+BINDINGS = "/apis/spacegate.io/v1alpha1/registryspacebindings"
+
+
+def binding(name: str, *workspaces: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "spacegate.io/v1alpha1",
+        "kind": "RegistrySpaceBinding",
+        "metadata": {"name": name},
+        "spec": {"registry": "harbor", "space": "team-a", "workspaces": list(workspaces)},
+    }
+
+
+def serve_bindings(kube: FakeKubernetes) -> None:
+    kube.serve_resource("spacegate.io/v1alpha1", "registryspacebindings", "RegistrySpaceBinding")
+
+
+def test_binding_objects_from_the_cluster_decide_and_changes_apply_at_once(
+    kube: FakeKubernetes,
+) -> None:
+    image = "harbor.example.com/team-a/app"
+    serve_bindings(kube)
+    kube.label_namespace("sandbox", {WS: "102"})
+
+    async def scenario() -> None:
+        async with open_live_state(static_harbor(), kube=True, api_client=kube.api_client) as state:
+            await until(lambda: state.readiness()[0], what="ready")
+            assert not admitted(state, "sandbox", image)  # only the config's 101 so far
+
+            kube.create_object(BINDINGS, "", binding("harbor-team-a", "102"))
+            await until(lambda: admitted(state, "sandbox", image), what="bound by an object")
+            assert admitted(state, "team-a-dev", image)  # the config's binding still counts
+
+            kube.delete_object(BINDINGS, "", "harbor-team-a")
+            await until(lambda: not admitted(state, "sandbox", image), what="unbound")
+
+    asyncio.run(scenario())
+
+
+def test_readiness_waits_for_the_first_list_of_binding_objects(kube: FakeKubernetes) -> None:
+    serve_bindings(kube)
+    kube.fail_next(3, status=503, path_prefix=BINDINGS)
+
+    async def scenario() -> None:
+        reasons: list[str] = []
+
+        def ready() -> bool:
+            ok, reason = state.readiness()
+            reasons.append(reason)
+            return ok
+
+        async with open_live_state(static_harbor(), kube=True, api_client=kube.api_client) as state:
+            await until(ready, timeout=10, what="listed after the failures")
+            assert state.snapshot.binding_objects == {}
+        waited = [r for r in reasons if "RegistrySpaceBinding" in r]
+        assert waited, reasons
+        assert "waiting for the first list of RegistrySpaceBinding objects (HTTP 503" in waited[-1]
+
+    asyncio.run(scenario())
+
+
+def test_without_the_crd_the_default_source_is_ready_with_the_config_s_bindings(
+    kube: FakeKubernetes,
+) -> None:
+    async def scenario() -> None:
+        async with open_live_state(static_harbor(), kube=True, api_client=kube.api_client) as state:
+            await until(lambda: state.readiness()[0], what="ready")
+            assert state.snapshot.binding_objects is None
+            assert admitted(state, "team-a-dev", "harbor.example.com/team-a/app")
+
+    asyncio.run(scenario())
+
+
+def test_a_source_that_names_objects_is_not_ready_without_their_crd_and_says_why(
+    kube: FakeKubernetes,
+) -> None:
+    config = load_config(
+        "registries: [{name: harbor, type: harbor, url: https://harbor.example.com,"
+        " spaces: [{name: team-a, public: false}]}]\nbindings: {source: objects}\n"
+    )
+
+    async def scenario() -> None:
+        async with open_live_state(config, kube=True, api_client=kube.api_client) as state:
+            await until(lambda: "not served" in state.readiness()[1], what="the reason")
+            assert not state.readiness()[0]
+            serve_bindings(kube)
+            await until(lambda: state.readiness()[0], timeout=40, what="ready once served")
+
+    asyncio.run(scenario())
+
+
+def test_with_bindings_from_the_config_only_no_object_is_read(kube: FakeKubernetes) -> None:
+    serve_bindings(kube)
+    kube.create_object(BINDINGS, "", binding("x", "102"))
+    config = load_config(
+        "registries: [{name: harbor, type: harbor, url: https://harbor.example.com,"
+        " spaces: [{name: team-a, public: false}]}]\nbindings: {source: config}\n"
+    )
+
+    async def scenario() -> None:
+        async with open_live_state(config, kube=True, api_client=kube.api_client) as state:
+            await until(lambda: state.readiness()[0], what="ready")
+            assert state.snapshot.binding_objects is None
+            assert not any(r.path.startswith(BINDINGS) for r in kube.requests)
+
+    asyncio.run(scenario())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from policy.config import Registry, load_config
 from webhook.live.readiness import (
+    BindingListStatus,
     NamespaceStatus,
     RegistryStatus,
     data_age,
@@ -97,6 +98,34 @@ def test_not_ready_until_the_namespace_list_has_arrived_when_namespaces_are_watc
     assert not readiness(
         [status("harbor")], waiting, max_staleness=TEN_MINUTES, version=1, staleness=False
     )[0]
+
+
+def test_not_ready_until_the_binding_objects_were_listed_naming_why_they_were_not() -> None:
+    listed = NamespaceStatus(listed=True, age_seconds=1.0)
+    waiting = BindingListStatus(listed=False, age_seconds=None, problem="HTTP 503")
+
+    ready, reason = readiness(
+        [status("harbor")], listed, max_staleness=TEN_MINUTES, version=1, bindings=waiting
+    )
+
+    assert not ready
+    assert reason == "waiting for the first list of RegistrySpaceBinding objects (HTTP 503)"
+    done = BindingListStatus(listed=True, age_seconds=2.0)
+    assert readiness(
+        [status("harbor")], listed, max_staleness=TEN_MINUTES, version=1, bindings=done
+    )[0]
+
+
+def test_a_binding_list_older_than_the_limit_is_stale_like_the_namespace_list() -> None:
+    ready, reason = readiness(
+        [status("harbor")],
+        NamespaceStatus(listed=True, age_seconds=1.0),
+        max_staleness=TEN_MINUTES,
+        version=3,
+        bindings=BindingListStatus(listed=True, age_seconds=3600.0),
+    )
+    assert not ready
+    assert "the RegistrySpaceBinding list is 1h old" in reason
 
 
 def test_stale_data_makes_it_unready_naming_every_stale_source_and_the_limit() -> None:

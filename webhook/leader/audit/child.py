@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from policy.bindings import BindingObject
 from policy.config import Config
 from policy.report import ReportFormat
 from policy.snapshot import NamespaceInfo, Snapshot
@@ -49,12 +50,17 @@ class _PassJob:
     namespaces: dict[str, NamespaceInfo]
     version: int
     report_format: ReportFormat | None
+    binding_objects: dict[str, BindingObject] | None = None
 
 
 def _pass_in_child(job: _PassJob, results: Any) -> None:
     """A background pass in a child process (its own interpreter, its own API client)."""
     snapshot = Snapshot.build(
-        job.config, spaces=job.spaces, namespaces=job.namespaces, version=job.version
+        job.config,
+        spaces=job.spaces,
+        namespaces=job.namespaces,
+        binding_objects=job.binding_objects,
+        version=job.version,
     )
     api = load_api_client()
     try:
@@ -82,6 +88,7 @@ class ChildAuditor:
             dict(snapshot.namespaces),
             snapshot.version,
             report_format_of(snapshot.config),
+            None if snapshot.binding_objects is None else dict(snapshot.binding_objects),
         )
         child = context.Process(
             target=_pass_in_child, args=(job, results), name="spacegate-audit", daemon=True

@@ -71,13 +71,17 @@ class Finding:
 
 
 def list_objects(
-    api: client.ApiClient, namespace: str | None = None, page_size: int = PAGE_SIZE
+    api: client.ApiClient,
+    namespace: str | None = None,
+    page_size: int = PAGE_SIZE,
+    *,
+    timeout: float | None = None,
 ) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(kind, apiVersion, object) for every workload and Pod, owners first, one page in
-    memory at a time."""
+    memory at a time (``timeout``: per request, seconds)."""
     for prefix, plural, kind, api_version in KINDS:
         path = f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
-        for item in list_items(api, path, page_size=page_size):
+        for item in list_items(api, path, page_size=page_size, timeout=timeout):
             yield kind, api_version, item
 
 

@@ -6,7 +6,9 @@ pass over 10,000 objects never shares an interpreter with admission. Every resou
 audit judges (``webhook.leader.audit.findings``) gets one report (``policy.report``), and
 refused images are counted by (namespace, registry, space) for
 ``spacegate_audit_violations`` from the findings themselves: nothing a report says, and no
-report a tenant writes, reaches the metrics.
+report a tenant writes, reaches the metrics. Workloads admitted only because a space is bound
+are counted by (registry, space, workspace) into the impact index (``policy.impact``) binding
+reviews read.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from kubernetes import client
 
+from policy.impact import ImpactIndex, IndexBuilder
 from policy.report import ReportFormat, build_report
 from policy.snapshot import Snapshot
 from webhook.leader.audit.findings import audit, list_objects, refused
@@ -37,6 +41,8 @@ class AuditPass:
     # (namespace, registry, space) -> refused images of running workloads
     violations: dict[tuple[str, str, str], int] = field(default_factory=dict)
     seconds: float = 0.0
+    # Which running workloads depend on which binding (policy.impact), for binding reviews.
+    impact: ImpactIndex | None = None
 
     def publish(self, metrics: AuditMetrics, now: float) -> None:
         replaced = (self.reports or {}).get("replaced", 0)
@@ -69,11 +75,14 @@ class Auditor:
             writer.load()
             result.reports = reports
         now = int(self._clock())
+        uses = IndexBuilder()
         for finding in audit(snapshot, list_objects(self.api)):
             result.audited += 1
             decision = finding.decision
             if decision is None:
                 continue
+            resource = finding.resource
+            uses.add(snapshot, decision, f"{resource.namespace}/{resource.kind}/{resource.name}")
             if refused(finding):
                 result.refused += 1
                 for verdict in decision.containers:
@@ -91,6 +100,11 @@ class Auditor:
             guard()
             reports["deleted"] = writer.delete_stale()
         result.seconds = time.perf_counter() - started
+        result.impact = uses.build(
+            datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            float(now),
+            snapshot.config.audit.interval,
+        )
         if self.metrics is not None:
             result.publish(self.metrics, self._clock())
         return result

@@ -109,6 +109,10 @@ class PassResult:
     desired: DesiredState
     failures: list[str] = field(default_factory=list)
     applied: bool = False
+    # What could not be made true (binding statuses count them): namespaces whose Secret
+    # write failed, and robots that could not be created.
+    failed_namespaces: set[str] = field(default_factory=set)
+    failed_robots: set[tuple[str, str | None]] = field(default_factory=set)
 
 
 class Provisioner:
@@ -196,8 +200,11 @@ class Provisioner:
                 rotate_every=snapshot.config.pull_secrets.rotate_every,
             )
             failures: list[str] = []
+            failed_robots: set[tuple[str, str | None]] = set()
             if apply:
-                credentials, failed = await self._create_robots(snapshot, observed, changes)
+                credentials, failed = await self._create_robots(
+                    snapshot, observed, changes, failed_robots
+                )
                 failures.extend(failed)
             else:
                 credentials = {**observed.credentials, **placeholders(changes, now)}
@@ -210,7 +217,7 @@ class Provisioner:
                 hosts_of=hosts_of,
                 create_robots=changes,
             )
-            result = PassResult(the_plan, desired, failures)
+            result = PassResult(the_plan, desired, failures, failed_robots=failed_robots)
             if apply:
                 await self._apply(
                     snapshot,
@@ -232,9 +239,14 @@ class Provisioner:
         return result
 
     async def _create_robots(
-        self, snapshot: Snapshot, observed: Observed, changes: list[RobotChange]
+        self,
+        snapshot: Snapshot,
+        observed: Observed,
+        changes: list[RobotChange],
+        failed_robots: set[tuple[str, str | None]],
     ) -> tuple[dict[CredentialKey, RobotCredential], list[str]]:
-        """Step 1 carried out: the credentials afterwards, and what failed."""
+        """Step 1 carried out: the credentials afterwards, and what failed (the keys of
+        robots not created are added to ``failed_robots``)."""
         credentials = dict(observed.credentials)
         failures: list[str] = []
         for change in changes:
@@ -246,6 +258,7 @@ class Provisioner:
                 )
             except (SourceError, WriteConflict) as exc:
                 failures.append(str(exc))
+                failed_robots.add(change.spec.key)
                 log.error("provisioning: %s", exc)
         return credentials, failures
 
@@ -266,9 +279,11 @@ class Provisioner:
         for write in the_plan.write_secrets:
             if unrecorded.intersection(write.unrecorded):
                 unwritten.append(write.namespace)  # never given a credential unrecorded
+                result.failed_namespaces.add(write.namespace)
                 continue
             if not await self._write_secret(name, write, result):
                 unwritten.append(write.namespace)
+                result.failed_namespaces.add(write.namespace)
 
         for namespace in the_plan.delete_secrets:
             version = observed.pull_secrets[namespace].version

@@ -1,4 +1,4 @@
-"""Live sources of registry spaces and namespace workspaces.
+"""Live sources of registry spaces, namespace workspaces, binding objects and the impact index.
 
 Each registry source lists the spaces of one registry (name -> public) on demand; the
 refresher in ``webhook.live.refresher`` calls it on the registry's own interval and keeps the

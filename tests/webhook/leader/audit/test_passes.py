@@ -15,6 +15,9 @@ import pytest
 from kubernetes import client
 from prometheus_client import CollectorRegistry
 
+from policy.bindings import BindingObject
+from policy.impact import WorkspaceUse
+from policy.snapshot import Snapshot
 from tests.fakes.kubernetes import FakeKubernetes
 from tests.webhook.leader.audit.conftest import (
     ALLOWED,
@@ -144,3 +147,38 @@ def test_losing_the_lease_during_a_pass_stops_it_and_its_child(cluster: FakeKube
 
     assert time.monotonic() - started < 5
     assert multiprocessing.active_children() == []
+
+
+# --------------------------------------------------------------------------- the impact index
+
+
+def test_a_pass_records_which_workloads_depend_on_each_binding(
+    cluster: FakeKubernetes, api: client.ApiClient
+) -> None:
+    result = Auditor(api, report_format=None).run_pass(SNAPSHOT)
+
+    assert result.impact is not None and result.impact.complete
+    use = result.impact.use("harbor", "team-a", "101")
+    assert use is not None
+    assert (use.count, use.examples) == (1, ("a-dev/Deployment/api",))
+    assert result.impact.use("harbor", "team-a", "102") == WorkspaceUse(0)  # refused there
+    assert result.impact.interval == SNAPSHOT.config.audit.interval
+
+
+@pytest.mark.usefixtures("kubeconfig")
+def test_a_pass_in_a_child_decides_with_the_binding_objects_of_its_snapshot(
+    cluster: FakeKubernetes,
+) -> None:
+    """team-a bound to 102 by an object only: the child must see it, or it would count
+    b-dev's workloads as refused."""
+    with_object = Snapshot.build(
+        SNAPSHOT.config,
+        namespaces=SNAPSHOT.namespaces,
+        binding_objects={"b": BindingObject("b", "harbor", "team-a", ("102",))},
+    )
+    result = asyncio.run(ChildAuditor().run_pass(with_object, lambda: True))
+
+    assert (result.audited, result.refused) == (3, 0)
+    assert result.impact is not None
+    use = result.impact.use("harbor", "team-a", "102")
+    assert use is not None and use.count == 2

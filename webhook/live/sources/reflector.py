@@ -1,0 +1,451 @@
+"""A reflector: keeps an in-memory mirror of one kind of API object current by list + watch.
+
+Decisions need cluster state (namespace labels, binding objects) without calling the API
+server on the admission path, so a reflector mirrors what it needs into memory the way
+client-go's does. The namespace reflector (``webhook.live.sources.namespaces``) and the
+binding reflector (``webhook.live.sources.bindings``) are this one loop with a different
+request and a different mirror:
+
+- **List, then watch from the list's resourceVersion.** The watch resumes from the last
+  resourceVersion it saw (BOOKMARK events included, which keep that version fresh when
+  nothing changes), so a dropped connection costs one request, not a full relist.
+- **Relist on 410 Gone**, whether it arrives as an HTTP 410 or as an ERROR event in the
+  stream: the API server has compacted the history we would resume from, so only a fresh
+  list can tell what changed meanwhile (an object deleted during the gap disappears). A
+  watch refused with 404 (a custom resource whose CRD went away) relists too.
+- **Exponential backoff with jitter** on every failure, so that many webhook replicas do not
+  hammer a recovering API server in lockstep.
+- **Changes take effect at once**: the mirror changes per event and ``on_change`` (called on
+  the reflector's thread) lets the refresher rebuild the snapshot without waiting for its
+  next tick; the refresher coalesces bursts of calls into one rebuild.
+- **A resource that is not served** (:meth:`Reflector._absent`: a list refused with 404 that
+  the subclass expects, such as a CRD not installed) empties the mirror, counts as listed,
+  and is asked again every ``absent_retry`` seconds.
+
+The official client is synchronous (urllib3), and a watch is a long blocking read, so the
+loop runs in a dedicated daemon thread. :meth:`Reflector.stop_sync` interrupts a blocked
+read by shutting the socket down, so stopping takes milliseconds rather than a watch
+timeout. Responses are parsed as plain JSON rather than client models: only a few fields
+matter, and large clusters list thousands of objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, cast
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes.client.exceptions import ApiException
+
+from webhook.clients.backoff import Backoff
+from webhook.clients.errors import SourceError, describe_api_error
+from webhook.clients.kube import load_api_client
+from webhook.clients.kube_paging import Page, pages
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Mirror", "OnChange", "Reflector"]
+
+OnChange = Callable[[], None]
+_GONE = 410
+_NOT_FOUND = 404
+
+
+class Mirror(Protocol):
+    """Where a reflector writes what it lists and watches (and the only writer)."""
+
+    @property
+    def has_synced(self) -> bool:
+        """A full list (or the resource's absence) has been recorded at least once."""
+        ...
+
+    def replace_items(self, items: list[dict[str, Any]]) -> bool:
+        """A full list replaces everything; True when anything the readers see changed."""
+        ...
+
+    def apply_event(self, kind: str, obj: dict[str, Any]) -> bool:
+        """One ADDED, MODIFIED or DELETED object; True when the readers' view changed."""
+        ...
+
+    def touch(self) -> None:
+        """The mirror is known to be in sync now (an event, a bookmark, a renewed watch)."""
+        ...
+
+
+class _Expired(Exception):
+    """The resourceVersion we hold is too old (410): only a relist can recover."""
+
+
+class _Stopped(Exception):
+    """stop() was called while a request was being made."""
+
+
+class _Absent(Exception):
+    """The list was refused the way the subclass expects when the resource is not served."""
+
+
+def _resource_version_of(obj: Any) -> str | None:
+    rv = obj.get("metadata", {}).get("resourceVersion") if isinstance(obj, dict) else None
+    return rv if isinstance(rv, str) and rv else None
+
+
+def _lines(response: urllib3.HTTPResponse) -> Iterator[bytes]:
+    """Newline-delimited records of a chunked watch body, as they arrive."""
+    buffer = b""
+    for chunk in response.stream(amt=None, decode_content=True):
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        yield from (line for line in complete if line.strip())
+    if buffer.strip():
+        yield buffer
+
+
+class Reflector:
+    """Mirrors one kind of object into a :class:`Mirror` through list + watch.
+
+    Subclasses say what to request (:meth:`_request`) and, optionally, which refusal means
+    "not served" (:meth:`_absent`). ``what`` names the objects in logs ("namespace").
+
+    Thread model: one daemon thread owns the API connection and is the mirror's only
+    writer. ``on_change`` is called on that thread after the first successful list and
+    after every change the mirror reports; it must be cheap and thread-safe
+    (:meth:`webhook.live.refresher.Refresher.namespaces_changed` is both, and coalesces).
+
+    Timing knobs are parameters so tests can shrink them: ``watch_timeout`` (seconds the API
+    server keeps one watch open; keep it below the snapshot staleness bound, since a quiet
+    watch refreshes the mirror's sync time only when it is renewed), ``connect_timeout``
+    and ``read_timeout`` (per request; a watch's read timeout is ``watch_timeout +
+    read_timeout``), ``backoff_initial``/``backoff_max``/``backoff_factor`` and ``jitter``
+    (that fraction of each delay random, as in :mod:`webhook.clients.backoff`),
+    ``stop_timeout`` (how long :meth:`stop_sync` waits for the thread), ``absent_retry``
+    (seconds between lists of a resource that is not served). ``page_size`` pages the list
+    (``limit``).
+    """
+
+    what = "object"
+
+    def __init__(
+        self,
+        mirror: Mirror,
+        *,
+        api_client: k8s_client.ApiClient | None = None,
+        on_change: OnChange | None = None,
+        page_size: int = 500,
+        watch_timeout: int = 300,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        backoff_factor: float = 2.0,
+        jitter: float = 0.5,
+        stop_timeout: float = 2.0,
+        absent_retry: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.mirror = mirror
+        self._api_client = api_client
+        self._on_change = on_change
+        self._clock = time.monotonic
+        self._page_size = page_size
+        self._watch_timeout = watch_timeout
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._backoff = Backoff(backoff_initial, backoff_max, backoff_factor, jitter)
+        self._stop_timeout = stop_timeout
+        self._absent_retry = absent_retry
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._response: urllib3.HTTPResponse | None = None
+        self._progress = False  # the current watch has delivered an event or bookmark
+        self._resource_version: str | None = None
+
+        #: Full lists made after the first successful one (410 Gone, expired continue).
+        self.relists = 0
+        #: Attempts to reopen a watch after the previous one failed or was cut.
+        self.reconnects = 0
+        #: Failed requests and streams (connection errors, HTTP errors, ERROR events).
+        self.errors = 0
+        #: Watch events applied (BOOKMARKs excluded).
+        self.events = 0
+        #: A short description of the most recent failure, for logs and status pages.
+        self.last_error: str | None = None
+
+    # ------------------------------------------------------------------ what subclasses say
+
+    def _request(self, api: k8s_client.ApiClient, **kwargs: Any) -> urllib3.HTTPResponse:
+        """One list or watch request (``_preload_content=False``) with ``kwargs``."""
+        raise NotImplementedError
+
+    def _absent(self, exc: ApiException) -> bool:
+        """Whether this refused list means the resource is not served (expected)."""
+        return False
+
+    def _recorded_absent(self) -> None:
+        """The resource is not served: the subclass records it in its mirror."""
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def resource_version(self) -> str | None:
+        """The resourceVersion the next watch resumes from (None: the next step is a list)."""
+        return self._resource_version
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start watching in a background thread; returns at once.
+
+        Use the mirror's ``has_synced`` or the subclass's ``wait_synced`` to know when it is
+        complete. Raises :class:`SourceError` when no API configuration can be loaded.
+        """
+        self.start_sync()
+
+    async def stop(self) -> None:
+        """Stop the thread without blocking the event loop (at most ``stop_timeout``)."""
+        await asyncio.to_thread(self.stop_sync)
+
+    def start_sync(self) -> None:
+        """Start the thread."""
+        if self._thread is not None:
+            raise RuntimeError(f"the {self.what} reflector is already started")
+        if self._api_client is None:
+            self._api_client = load_api_client()
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"spacegate-{self.what.replace(' ', '-')}s", daemon=True
+        )
+        self._thread.start()
+
+    def stop_sync(self) -> bool:
+        """Stop the thread: interrupt any blocked read, wait up to ``stop_timeout``.
+
+        Returns True when the thread has ended. A thread still stuck in a connect attempt
+        is left behind (it is a daemon, and exits as soon as that attempt returns).
+        """
+        thread = self._thread
+        if thread is None:
+            return True
+        self._stopping.set()
+        with self._lock:
+            response = self._response
+        if response is not None:
+            self._interrupt(response)
+        thread.join(self._stop_timeout)
+        if thread.is_alive():
+            log.warning("%s watcher did not stop within %.1fs", self.what, self._stop_timeout)
+            return False
+        self._thread = None
+        return True
+
+    @staticmethod
+    def _interrupt(response: urllib3.HTTPResponse) -> None:
+        # shutdown() wakes a read blocked in recv() from another thread; close() alone does
+        # not, and can deadlock on TLS sockets (see kubernetes.watch.Watch.stop).
+        with contextlib.suppress(Exception):
+            response.shutdown()
+
+    # ------------------------------------------------------------------ the loop
+
+    def _run(self) -> None:
+        failures = 0  # consecutive failures: the exponent of the backoff
+        expiries = 0  # consecutive 410s without progress in between
+        while not self._stopping.is_set():
+            self._progress = False
+            try:
+                if self._resource_version is None:
+                    self._list()
+                    failures = 0
+                if self._watch(self._resource_version or ""):
+                    failures = expiries = 0
+                    continue
+                # A clean end that came too early to be a server timeout: back off anyway,
+                # or a misbehaving server would spin us.
+                failures += 1
+                self._note_failure("watch ended early without events")
+            except _Stopped:
+                break
+            except _Absent:
+                failures = expiries = 0
+                if self._stopping.wait(self._absent_retry):
+                    break
+                continue
+            except _Expired as exc:
+                if self._stopping.is_set():
+                    break
+                log.info("%s watch expired (%s); relisting", self.what, exc)
+                self._resource_version = None
+                if self.mirror.has_synced:
+                    self.relists += 1
+                expiries = 0 if self._progress else expiries + 1
+                if expiries <= 1:
+                    continue  # the normal case: relist at once
+                failures += 1  # 410 right after a fresh list: do not spin
+                self._note_failure(f"expired again right after a list: {exc}")
+            except Exception as exc:
+                if self._stopping.is_set():
+                    break
+                # A watch that delivered events before failing was healthy for a while:
+                # reconnect at the shortest delay.
+                failures = 1 if self._progress else failures + 1
+                self._note_failure(describe_api_error(exc))
+            delay = self._backoff.delay(failures - 1, self._rng)
+            log.debug("%s source retrying in %.2fs", self.what, delay)
+            if self._stopping.wait(delay):
+                break
+            if self._resource_version is not None:
+                self.reconnects += 1
+        with self._lock:
+            self._response = None
+
+    def _note_failure(self, description: str) -> None:
+        self.errors += 1
+        self.last_error = description
+        log.warning(
+            "%s %s failed: %s",
+            self.what,
+            "watch" if self._resource_version is not None else "list",
+            description,
+        )
+
+    def _open(self, **kwargs: Any) -> urllib3.HTTPResponse:
+        """Make a list or watch request and register its response for interruption."""
+        if self._stopping.is_set():
+            raise _Stopped
+        assert self._api_client is not None
+        watching = bool(kwargs.get("watch"))
+        try:
+            response = self._request(self._api_client, **kwargs)
+        except ApiException as exc:
+            if exc.status == _GONE or (watching and exc.status == _NOT_FOUND):
+                raise _Expired(describe_api_error(exc)) from None
+            if not watching and self._absent(exc):
+                self._resource_version = None
+                self._recorded_absent()
+                self.last_error = describe_api_error(exc)
+                self._notify()
+                raise _Absent from None
+            raise
+        with self._lock:
+            self._response = response
+            if self._stopping.is_set():
+                response.close()
+                raise _Stopped
+        return response
+
+    def _release(self, response: urllib3.HTTPResponse, *, reusable: bool = False) -> None:
+        """Forget the response; keep its connection only when the body was read whole."""
+        with self._lock:
+            self._response = None
+        if reusable:
+            response.release_conn()
+        else:
+            response.close()
+
+    def _page(self, token: str | None) -> Page:
+        """One page of the list (its response registered for interruption)."""
+        kwargs: dict[str, Any] = {"limit": self._page_size}
+        if token:
+            kwargs["_continue"] = token
+        response = self._open(
+            _request_timeout=(self._connect_timeout, self._read_timeout), **kwargs
+        )
+        try:
+            data = response.data
+        except BaseException:
+            self._release(response)
+            raise
+        self._release(response, reusable=True)
+        page = json.loads(data)
+        if not isinstance(page, dict):
+            raise ValueError(f"the {self.what} list is not a JSON object")
+        return cast(Page, page)
+
+    def _list(self) -> None:
+        """List every object (paged) and replace the mirror with the result."""
+        items: list[dict[str, Any]] = []
+        resource_version: str | None = None
+        for page in pages(self._page):
+            items.extend(item for item in page.get("items") or [] if isinstance(item, dict))
+            meta = page.get("metadata") or {}
+            resource_version = meta.get("resourceVersion") or resource_version
+        if not resource_version:
+            raise ValueError(f"the {self.what} list carries no resourceVersion")
+        first = not self.mirror.has_synced
+        changed = self.mirror.replace_items(items)
+        self._resource_version = resource_version
+        log.info("listed %d %ss at resourceVersion %s", len(items), self.what, resource_version)
+        if changed or first:
+            self._notify()
+
+    def _watch(self, resource_version: str) -> bool:
+        """Follow one watch stream; True when it ended normally (the server's timeout)."""
+        started = self._clock()
+        response = self._open(
+            watch=True,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=self._watch_timeout,
+            _request_timeout=(self._connect_timeout, self._watch_timeout + self._read_timeout),
+        )
+        self.mirror.touch()
+        try:
+            for line in _lines(response):
+                if self._stopping.is_set():
+                    raise _Stopped
+                self._handle(json.loads(line))
+        finally:
+            self._release(response)
+        if self._stopping.is_set():
+            raise _Stopped
+        self.mirror.touch()
+        return self._progress or self._clock() - started >= self._watch_timeout / 2
+
+    def _handle(self, event: Any) -> None:
+        kind = event.get("type") if isinstance(event, dict) else None
+        obj = event.get("object") if isinstance(event, dict) else None
+        if kind == "ERROR":
+            code = obj.get("code") if isinstance(obj, dict) else None
+            message = obj.get("message", "") if isinstance(obj, dict) else ""
+            if code == _GONE:
+                raise _Expired(message)
+            raise SourceError(f"watch ERROR event {code}: {message}")
+        if kind not in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK"):
+            raise SourceError(f"unexpected watch event type {kind!r}")
+        self._progress = True
+        if kind == "BOOKMARK":
+            self._resource_version = _resource_version_of(obj) or self._resource_version
+            self.mirror.touch()
+            return
+        if not isinstance(obj, dict):
+            raise SourceError(f"a {kind} event without an object")
+        changed = self.mirror.apply_event(kind, obj)
+        self.events += 1
+        self._resource_version = _resource_version_of(obj) or self._resource_version
+        self.mirror.touch()
+        if changed:
+            self._notify()
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _notify(self) -> None:
+        if self._on_change is None:
+            return
+        try:
+            self._on_change()
+        except Exception:
+            log.exception("%s on_change callback failed", self.what)
