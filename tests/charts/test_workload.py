@@ -205,7 +205,9 @@ def test_with_bindings_from_the_config_only_rbac_is_reading_namespaces_and_nothi
     render: Any,
 ) -> None:
     rendered = render({"config": {"bindings": {"source": "config", "items": []}}})
-    assert rendered.one("ClusterRole")["rules"] == [
+    # The token and access reviews of /metrics and the selector are their own ClusterRole
+    # (tests/charts/test_access_chart.py).
+    assert rendered.one("ClusterRole", FULLNAME)["rules"] == [
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}
     ]
     assert rendered.all("Role") == [] and rendered.all("RoleBinding") == []

@@ -194,11 +194,11 @@ def test_the_remedy_follows_the_refusing_rule_not_words_in_registry_names() -> N
         load_config(
             """
 registries:
-  - name: integrated by workspace 7
+  - name: integrated-by-workspace-7
     type: harbor
     url: https://one.example.com
     spaces: [{name: team, public: false}]
-  - name: private space registry
+  - name: private-space-registry
     type: harbor
     url: https://two.example.com
     spaces: [{name: x, public: true}]

@@ -97,7 +97,7 @@ def test_the_rule_follows_the_verdict_not_words_in_registry_names() -> None:
         load_config(
             """
 registries:
-  - name: integrated by workspace 7 has no space
+  - name: integrated-by-workspace-7-has-no-space
     type: harbor
     url: https://one.example.com
     spaces: [{name: team, public: false}]

@@ -117,9 +117,9 @@ class _StreamedPage:
         )
         self._path = path
         # kubernetes' REST client asks urllib3 not to preload the body: it can be streamed.
-        self._response: Any = api.call_api(
-            method, url, headers, body, post, _request_timeout=timeout
-        ).response
+        # A timeout only when asked for: the client's default otherwise (None is "no timeout").
+        options: dict[str, Any] = {} if timeout is None else {"_request_timeout": timeout}
+        self._response: Any = api.call_api(method, url, headers, body, post, **options).response
         self.token: str | None = None
         self.size = 0
 

@@ -24,6 +24,9 @@ registries:
     type: harbor
     url: https://live.example.com
 """
+# Provisioning needs the namespace guard (policy/config/parse.py).
+GUARDED_PROVISIONING = "policy: {namespaceGuard: {enabled: true}}\npullSecrets: {provision: true}\n"
+
 NAMESPACES = {
     "a-dev": NamespaceInfo("101"),
     "a-prod": NamespaceInfo("101"),
@@ -119,7 +122,7 @@ def _provisioning(
     *objects: BindingObject, outcome: str = "done"
 ) -> dict[str, tuple[str, str, str]]:
     snapshot = Snapshot.build(
-        load_config(REGISTRIES + "pullSecrets: {provision: true}\n"),
+        load_config(REGISTRIES + GUARDED_PROVISIONING),
         namespaces=NAMESPACES,
         binding_objects={o.name: o for o in objects},
     )
@@ -232,7 +235,7 @@ def test_a_new_leader_that_knows_less_keeps_what_the_object_says_instead_of_flap
         registry="live",
     )
     snapshot = Snapshot.build(
-        load_config(REGISTRIES + "pullSecrets: {provision: true}\n"),
+        load_config(REGISTRIES + GUARDED_PROVISIONING),
         namespaces=NAMESPACES,
         binding_objects={"a": written},
     )
