@@ -24,6 +24,7 @@ on. Calls block; the pass runs them in a child process.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ from policy.provisioning import MANAGED_BY, MANAGED_BY_LABEL
 from policy.report import API_VERSIONS, NAME_PREFIX, SOURCE, ReportFormat, report_digest
 from webhook.clients.errors import describe_api_error
 from webhook.clients.kube_paging import get, list_items
+from webhook.clients.kube_writes import WritePool
 
 log = logging.getLogger(__name__)
 
@@ -166,24 +168,28 @@ class ReportWriter:
         )
         return "replaced"
 
-    def delete_stale(self) -> int:
+    def delete_stale(self, pool: WritePool | None = None) -> int:
         """Delete the reports under spacegate's names this pass did not write, and its
-        reports of old names; the number deleted."""
-        deleted = 0
-        for namespace, name in sorted(self._existing.keys() | self._legacy):
-            try:
-                self._api.delete_namespaced_custom_object(
-                    self.group, self.version, namespace, self.plural, name
-                )
-                deleted += 1
-            except ApiException as exc:
-                if exc.status != 404:
-                    log.warning(
-                        "audit: could not delete report %s/%s: %s",
-                        namespace,
-                        name,
-                        describe_api_error(exc),
-                    )
+        reports of old names (on ``pool`` when given); the number deleted."""
+        stale = sorted(self._existing.keys() | self._legacy)
         self._existing.clear()
         self._legacy.clear()
-        return deleted
+        deletes = [functools.partial(self._delete, namespace, name) for namespace, name in stale]
+        done = pool.map(deletes) if pool is not None else [delete() for delete in deletes]
+        return sum(1 for deleted in done if deleted is True)
+
+    def _delete(self, namespace: str, name: str) -> bool:
+        try:
+            self._api.delete_namespaced_custom_object(
+                self.group, self.version, namespace, self.plural, name
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning(
+                    "audit: could not delete report %s/%s: %s",
+                    namespace,
+                    name,
+                    describe_api_error(exc),
+                )
+            return False
+        return True
