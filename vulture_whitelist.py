@@ -71,3 +71,6 @@ _.applied
 _.relists
 _.reconnects
 _.events
+
+# uvicorn.Server calls it once listening (webhook/admission/server.py overrides it to say https).
+_._log_started_message

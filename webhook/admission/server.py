@@ -36,6 +36,7 @@ import signal
 import socket
 import ssl
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -131,6 +132,14 @@ class AdmissionServer(uvicorn.Server):
             )
         await super().startup(sockets=sockets)
         self._sweeper = asyncio.create_task(self.table.run_sweeper(), name="connection-deadlines")
+
+    def _log_started_message(self, listeners: Sequence[socket.SocketType]) -> None:
+        """Where the server listens, as ``https``: uvicorn would say ``http``, since the TLS
+        it does not do itself (each connection starts its own) is invisible to it."""
+        for listener in listeners:
+            host, port = listener.getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            log.info("serving HTTPS on https://%s:%d", shown, port)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Stop admitting, then uvicorn's drain; the sweeper runs until the drain is over."""

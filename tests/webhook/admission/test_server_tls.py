@@ -340,6 +340,10 @@ def test_serve_with_defaults_creates_dev_certificates_and_prints_the_ca(tmp_path
     assert code == 0
     decisions = [json.loads(line) for line in err.splitlines() if "spacegate.decision" in line]
     assert [d["uid"] for d in decisions] == [DENIED["request"]["uid"]]
+    # The server's own start line says what it serves: HTTPS, never uvicorn's "http://".
+    started = [json.loads(line)["message"] for line in err.splitlines() if "serving HTTPS" in line]
+    assert started == [f"serving HTTPS on https://127.0.0.1:{server.port}"]
+    assert "http://" not in err
 
 
 def test_decision_lines_reach_stderr_within_a_second_while_serving(tmp_path: Path) -> None:
