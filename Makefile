@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DEBS := docker-registry apache2-utils wrk chromium chromium-driver
+DEBS := docker-registry apache2-utils wrk chromium chromium-driver haproxy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint typecheck deadcode unit bench fuzz system-deps clean controlplane crds
