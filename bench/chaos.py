@@ -46,6 +46,7 @@ from tests.support.chaos.world import SETTLE, World  # noqa: E402
 from tests.support.controlplane.plane import ControlPlane  # noqa: E402
 
 SHORT = [
+    "kill -9 replica",
     "kill -9 leader",
     "Harbor outage > maxStaleness",
     "namespace relabel",
@@ -134,11 +135,20 @@ def main() -> int:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="spacegate-chaos-"))
     rows: list[Row] = []
+    phases: dict[str, float] = {}
+
+    def phase(name: str) -> None:
+        phases[name] = time.monotonic() - started
+
     try:
         with ControlPlane() as plane:
+            phase("control plane up")
             probes = probe_apiserver(plane, workdir)
+            phase("apiserver probed")
             with World(plane, workdir, max_staleness=max_staleness, audit_interval=60) as world:
+                phase("world up")
                 ready_s, problems = wait_converged(world, 60)
+                phase("world converged")
                 if ready_s is None:
                     print(f"chaos: the world never converged: {problems}", file=sys.stderr)
                     return 1
@@ -159,18 +169,21 @@ def main() -> int:
                         Row(f"all mixed (seed {args.seed})", began, ended, converged, problems, notes)
                     )
                 load.stop()
+                phase("faults done")
                 touched = foreign_touched(world)
                 swept = sweep(world)
                 creates = load.creates
                 late = load.late
+            phase("world stopped")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    phase("control plane stopped")
     quiet = [c for c in creates if quiet_began <= c.began < quiet_ended]
     for row in rows:
         row.creates = [c for c in creates if row.began <= c.began < row.until(args.bound)]
     elapsed = time.monotonic() - started
     report(rows, quiet, creates, probes, args, rate, hold, max_staleness, late, swept, touched)
-    print(f"\nwall time {elapsed:.0f} s")
+    print(f"\nwall time {elapsed:.0f} s (" + ", ".join(f"{k} {v:.0f}" for k, v in phases.items()) + ")")
     if args.json:
         args.json.write_text(json.dumps(figures(rows, quiet, creates), indent=2))
     failures = verdict_failures(rows, creates, touched)

@@ -15,7 +15,8 @@ for high availability has:
   admission webhooks, ``timeoutSeconds: 5``);
 - namespaces of workspace 101 (``a``, ``move`` — the one a relabel moves to 102 and back —
   and ``foreign``, whose ``registry-secret`` is someone else's), of 102 (``b``) and of none
-  (``none``), and one standing Pod in ``a``, ``move`` and ``b`` for the audit to report on.
+  (``none``), and one standing Pod in ``a``, ``move`` and ``b`` for the audit to report on (created
+before the webhooks: they are allowed ones).
 
 The replicas talk to the apiserver as the admin (not as the chart's ServiceAccount: the
 chart's RBAC has e2e tests of its own, and here it would only add another way to fail).
@@ -270,6 +271,9 @@ class World:
         }
         self._write_config()
         self._prepare_cluster()
+        # Before the replicas: the first audit pass of the first leader reports on them (a
+        # Pod created later waits for the audit's interval).
+        self._standing_pods()
         for replica in self.replicas:
             replica.start()
         for replica in self.replicas:
@@ -278,7 +282,6 @@ class World:
         self.wait_all_up(30)
         self.apply_webhooks(self.certs.bundle())
         self._wait_enforced()
-        self._standing_pods()
         return self
 
     def stop(self) -> None:
