@@ -70,7 +70,7 @@ test: lint system-deps controlplane
 # Every benchmark in bench/ (bare_app.py is the admission benchmark's ceiling server, wrk/ its
 # load scripts). apiserver, provision, audit, selector and bindings run on the e2e control plane
 # that `controlplane` builds; with SPACEGATE_SKIP_E2E=1 they are skipped, saying so.
-CONTROLPLANE_BENCHMARKS := apiserver provision audit selector bindings
+CONTROLPLANE_BENCHMARKS := apiserver provision audit selector bindings chaos
 bench: $(STAMP) system-deps controlplane
 	$(BIN)/python bench/decide.py
 	$(BIN)/python bench/refresh.py

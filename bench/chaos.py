@@ -31,6 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,7 +167,14 @@ def main() -> int:
                     converged, problems = wait_converged(world, args.bound)
                     notes = {f.name: json.dumps(f.notes) for f in done}
                     rows.append(
-                        Row(f"all mixed (seed {args.seed})", began, ended, converged, problems, notes)
+                        Row(
+                            f"all mixed (seed {args.seed})",
+                            began,
+                            ended,
+                            converged,
+                            problems,
+                            notes,
+                        )
                     )
                 load.stop()
                 phase("faults done")
@@ -183,7 +191,11 @@ def main() -> int:
         row.creates = [c for c in creates if row.began <= c.began < row.until(args.bound)]
     elapsed = time.monotonic() - started
     report(rows, quiet, creates, probes, args, rate, hold, max_staleness, late, swept, touched)
-    print(f"\nwall time {elapsed:.0f} s (" + ", ".join(f"{k} {v:.0f}" for k, v in phases.items()) + ")")
+    print(
+        f"\nwall time {elapsed:.0f} s ("
+        + ", ".join(f"{k} {v:.0f}" for k, v in phases.items())
+        + ")"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures(rows, quiet, creates), indent=2))
     failures = verdict_failures(rows, creates, touched)
@@ -206,7 +218,9 @@ def verdict_failures(rows: list[Row], creates: list[Create], touched: bool) -> l
     for verdict in ("wrongly-admitted", "wrong-patch"):
         if n := count(creates, verdict):
             failures.append(f"{n} creates {verdict}")
-    if n := sum(1 for c in creates if c.verdict == "wrongly-refused" and c.why.startswith("denied")):
+    if n := sum(
+        1 for c in creates if c.verdict == "wrongly-refused" and c.why.startswith("denied")
+    ):
         failures.append(f"{n} creates refused by the policy that the world allows")
     failures += [f"{r.name}: not converged: {r.problems}" for r in rows if r.converged_s is None]
     if touched:
@@ -218,7 +232,7 @@ def report(
     rows: list[Row],
     quiet: list[Create],
     creates: list[Create],
-    probes: list[object],
+    probes: Sequence[object],
     args: argparse.Namespace,
     rate: float,
     hold: float,

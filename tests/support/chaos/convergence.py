@@ -101,7 +101,9 @@ def _reports(world: World, http: httpx.Client) -> list[str]:
             f"/apis/wgpolicyk8s.io/v1alpha2/namespaces/{namespace}/policyreports/spacegate-{uid}"
         )
         if answer.status_code != 200:
-            found.append(f"{namespace}: no PolicyReport for the standing Pod ({answer.status_code})")
+            found.append(
+                f"{namespace}: no PolicyReport for the standing Pod ({answer.status_code})"
+            )
             continue
         results = {r.get("result") for r in answer.json().get("results") or []}
         if results != {want}:

@@ -23,8 +23,9 @@ import asyncio
 import contextlib
 import json
 import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from tests.support.controlplane.plane import LOOPBACK
 from tests.support.ports import free_port
@@ -90,9 +91,8 @@ class FaultProxy:
         error)."""
         self._call(self._switch(mode, seconds, status))
 
-    def _call(self, work: object) -> None:
-        future = asyncio.run_coroutine_threadsafe(work, self._loop)  # type: ignore[arg-type]
-        future.result(10)
+    def _call(self, work: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(work, self._loop).result(10)
 
     # ------------------------------------------------------------------ on the loop
 

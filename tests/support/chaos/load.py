@@ -22,6 +22,7 @@ why), wrong patch, or right.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -285,10 +286,9 @@ class Load:
         return Attempt(began, time.monotonic(), outcome, detail)
 
     def _delete(self, path: str) -> None:
-        try:
+        # A delete lost to a fault is swept at the end (:func:`sweep`).
+        with contextlib.suppress(httpx.TransportError):
             self._http().delete(path, params={"gracePeriodSeconds": "0"})
-        except httpx.TransportError:
-            pass  # swept at the end (:func:`sweep`)
 
 
 def sweep(world: World) -> int:

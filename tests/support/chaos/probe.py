@@ -140,9 +140,7 @@ def probe_apiserver(plane: ControlPlane, workdir: Path) -> list[ProbeResult]:
     hooks = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
     results: list[ProbeResult] = []
     with plane.http_client(timeout=30) as http:
-        http.post(
-            "/api/v1/namespaces", json={"metadata": {"name": NAME, "labels": {NAME: "1"}}}
-        )
+        http.post("/api/v1/namespaces", json={"metadata": {"name": NAME, "labels": {NAME: "1"}}})
         created = http.post(hooks, json=_configuration(breaker.port, breaker.ca.cert))
         assert created.status_code == 201, created.text
         try:
@@ -152,8 +150,9 @@ def probe_apiserver(plane: ControlPlane, workdir: Path) -> list[ProbeResult]:
                 return "probe.chaos" in http.post(pods, json=pod("warm", "x:1")).text
 
             eventually(called, "the probe webhook to be called", timeout=30)
-            for mode in ("reset", "close", "hang"):
-                breaker.mode = mode  # type: ignore[assignment]
+            modes: tuple[Mode, ...] = ("reset", "close", "hang")
+            for mode in modes:
+                breaker.mode = mode
                 breaker.calls = 0
                 began = time.monotonic()
                 answer = http.post(pods, json=pod(f"probe-{mode}", "x:1"))

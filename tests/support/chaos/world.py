@@ -57,7 +57,7 @@ __all__ = ["HARBOR_HOST", "HOME", "SETTLE", "Change", "Expected", "Truth", "Worl
 WS = "workspace.ghippo.io/id"
 HOME = "spacegate-system"
 HARBOR_HOST = "harbor.chaos.local"
-PULL_SECRET = "registry-secret"  # noqa: S105 - a Secret name
+PULL_SECRET = "registry-secret"
 LEASE = "spacegate-provisioner"
 SETTLE = 5.0
 """Seconds after a world change during which either verdict is acceptable where it applies:
@@ -117,9 +117,7 @@ class Truth:
     extra_bindings: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def bound(self, space: str) -> frozenset[str]:
-        return CONFIG_BINDINGS.get(space, frozenset()) | self.extra_bindings.get(
-            space, frozenset()
-        )
+        return CONFIG_BINDINGS.get(space, frozenset()) | self.extra_bindings.get(space, frozenset())
 
     def expect(self, namespace: str, image: Image, kind: str) -> Expected:
         """The README's rules: a platform Docker Registry is all public; a public Harbor space
@@ -378,9 +376,7 @@ class World:
     def leader(self) -> Replica | None:
         """The replica whose identity holds the Lease now (None: nobody, or a dead one)."""
         with self.plane.http_client(timeout=5) as http:
-            answer = http.get(
-                f"/apis/coordination.k8s.io/v1/namespaces/{HOME}/leases/{LEASE}"
-            )
+            answer = http.get(f"/apis/coordination.k8s.io/v1/namespaces/{HOME}/leases/{LEASE}")
         if answer.status_code != 200:
             return None
         holder = (answer.json().get("spec") or {}).get("holderIdentity") or ""
@@ -466,4 +462,3 @@ class _admin_api:
 
     def __exit__(self, *_: object) -> None:
         self._api.close()
-
