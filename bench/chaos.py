@@ -154,29 +154,17 @@ def main() -> int:
                     print(f"chaos: the world never converged: {problems}", file=sys.stderr)
                     return 1
                 load = Load(world, rate, seed=args.seed).start()
-                quiet_began = time.monotonic()
-                time.sleep(5 if args.short else 15)
-                quiet_ended = time.monotonic()
-                for name in names:
-                    rows.append(run_one(world, fault(name), hold, args.bound))
-                    time.sleep(1)
-                if not args.short:
-                    began = time.monotonic()
-                    done = mixed(world, list(FAULTS), hold, args.seed, gap=3.0)
-                    ended = time.monotonic()
-                    converged, problems = wait_converged(world, args.bound)
-                    notes = {f.name: json.dumps(f.notes) for f in done}
-                    rows.append(
-                        Row(
-                            f"all mixed (seed {args.seed})",
-                            began,
-                            ended,
-                            converged,
-                            problems,
-                            notes,
-                        )
-                    )
-                load.stop()
+                try:
+                    quiet_began = time.monotonic()
+                    time.sleep(5 if args.short else 15)
+                    quiet_ended = time.monotonic()
+                    for name in names:
+                        rows.append(run_one(world, fault(name), hold, args.bound))
+                        time.sleep(1)
+                    if not args.short:
+                        rows.append(run_mixed(world, hold, args.seed, args.bound))
+                finally:
+                    load.stop()
                 phase("faults done")
                 touched = foreign_touched(world)
                 swept = sweep(world)
@@ -213,6 +201,16 @@ def run_one(world: World, item: Fault, hold: float, bound: float) -> Row:
     return Row(item.name, began, ended, converged, problems, dict(item.notes))
 
 
+def run_mixed(world: World, hold: float, seed: int, bound: float) -> Row:
+    began = time.monotonic()
+    done = mixed(world, list(FAULTS), hold, seed, gap=3.0)
+    ended = time.monotonic()
+    converged, problems = wait_converged(world, bound)
+    print(f"  all mixed: back after {ended - began:.1f} s, converged {converged}", flush=True)
+    notes = {f.name: json.dumps(f.notes) for f in done}
+    return Row(f"all mixed (seed {seed})", began, ended, converged, problems, notes)
+
+
 def verdict_failures(rows: list[Row], creates: list[Create], touched: bool) -> list[str]:
     failures = []
     for verdict in ("wrongly-admitted", "wrong-patch"):
@@ -223,6 +221,13 @@ def verdict_failures(rows: list[Row], creates: list[Create], touched: bool) -> l
     ):
         failures.append(f"{n} creates refused by the policy that the world allows")
     failures += [f"{r.name}: not converged: {r.problems}" for r in rows if r.converged_s is None]
+    failures += [
+        f"{r.name}: the fault could not be carried out: {note}"
+        for r in rows
+        for note in r.notes.values()
+        if '"error":' in note
+    ]
+    failures += [f"{r.name}: {r.notes['error']}" for r in rows if "error" in r.notes]
     if touched:
         failures.append("the foreign registry-secret was touched")
     return failures

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -359,8 +359,16 @@ class World:
     def apply_webhooks(self, ca_bundle: str) -> None:
         """The chart's webhook configurations for HAProxy's URL, trusting ``ca_bundle``."""
         objects = chart_webhooks(self.haproxy.url, ca_bundle, values=CHART_VALUES)
-        with _admin_api(self.plane) as api:
-            apply_webhooks(api, objects)
+        deadline = time.monotonic() + 90
+        while True:  # tried again while the apiserver is away (a restart under way)
+            try:
+                with _admin_api(self.plane) as api:
+                    apply_webhooks(api, objects)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def wait_all_up(self, timeout: float) -> float:
         """Seconds until every replica is running, ready, and UP in HAProxy."""
@@ -375,8 +383,11 @@ class World:
 
     def leader(self) -> Replica | None:
         """The replica whose identity holds the Lease now (None: nobody, or a dead one)."""
-        with self.plane.http_client(timeout=5) as http:
-            answer = http.get(f"/apis/coordination.k8s.io/v1/namespaces/{HOME}/leases/{LEASE}")
+        try:
+            with self.plane.http_client(timeout=5) as http:
+                answer = http.get(f"/apis/coordination.k8s.io/v1/namespaces/{HOME}/leases/{LEASE}")
+        except httpx.HTTPError:
+            return None  # the apiserver is away: nobody is known to lead
         if answer.status_code != 200:
             return None
         holder = (answer.json().get("spec") or {}).get("holderIdentity") or ""
@@ -395,13 +406,14 @@ class World:
         with self.lock:
             self.changes.append(change)
         body = {"metadata": {"labels": {WS: workspace}}}
-        with self.plane.http_client() as http:
-            answer = http.patch(
+        self.write(
+            lambda http: http.patch(
                 f"/api/v1/namespaces/{self.names[key]}",
                 json=body,
                 headers={"Content-Type": "application/merge-patch+json"},
-            )
-        answer.raise_for_status()
+            ),
+            ok=(200,),
+        )
         with self.lock:
             self.truth.workspaces[key] = workspace
             change.ended = time.monotonic()
@@ -414,15 +426,40 @@ class World:
         with self.lock:
             self.changes.append(change)
         name = f"chaos-{space}"
-        with self.plane.http_client() as http:
-            if wanted:
-                answer = http.post(BINDINGS, json=binding(name, sorted(wanted), space=space))
-            else:
-                answer = http.delete(f"{BINDINGS}/{name}")
-        assert answer.status_code in (200, 201, 202), answer.text
+        if wanted:
+            manifest = binding(name, sorted(wanted), space=space)
+            self.write(lambda http: http.post(BINDINGS, json=manifest), ok=(201, 409))
+        else:
+            self.write(lambda http: http.delete(f"{BINDINGS}/{name}"), ok=(200, 202, 404))
         with self.lock:
             self.truth.extra_bindings[space] = wanted
             change.ended = time.monotonic()
+
+    def write(
+        self,
+        call: Callable[[httpx.Client], httpx.Response],
+        *,
+        ok: tuple[int, ...],
+        timeout: float = 90.0,
+    ) -> httpx.Response:
+        """``call`` as an operator's tool makes it: tried again while the apiserver is away
+        (down, or answering 5xx/429 while etcd is), until an ``ok`` status. A retried create
+        may meet its own earlier success (409), a retried delete its own (404)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self.plane.http_client(timeout=10) as http:
+                    answer = call(http)
+                if answer.status_code in ok:
+                    return answer
+                problem = f"{answer.status_code} {answer.text[:200]}"
+                if answer.status_code < 500 and answer.status_code != 429:
+                    raise AssertionError(problem)
+            except httpx.TransportError as exc:
+                problem = repr(exc)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the apiserver took no write in {timeout:.0f}s: {problem}")
+            time.sleep(0.5)
 
     def expectation(
         self, key: str, image: Image, kind: str, began: float, ended: float
