@@ -66,6 +66,7 @@ from tests.support.scenario import CONFIG, PUBLIC, TEAM_A, TEAM_B, WS  # noqa: E
 from tests.support.spacegate import SpacegateProcess  # noqa: E402
 from tests.support.waiting import eventually  # noqa: E402
 from webhook.clients.kube import load_api_client  # noqa: E402
+from webhook.clients.kube_writes import DEFAULT_WORKERS  # noqa: E402
 
 UNBOUND = CONFIG.replace('  - {registry: harbor, space: team-a, workspaces: ["101"]}\n', "")
 IMAGES = (TEAM_A, TEAM_B, PUBLIC)
@@ -127,7 +128,10 @@ def child(mode: str, kubeconfig: str, config_path: str, what_if: str | None) -> 
     snapshot, _ = asyncio.run(live_snapshot(config, api))
     registry = CollectorRegistry()
     auditor = Auditor(
-        api, report_format=None if mode == "pass" else "wgpolicyk8s", metrics=AuditMetrics(registry)
+        api,
+        report_format=None if mode == "pass" else "wgpolicyk8s",
+        metrics=AuditMetrics(registry),
+        workers=int(os.environ.get("BENCH_WORKERS", DEFAULT_WORKERS)),
     )
     reset_peak()
     before = proc_status_mb("VmRSS")
@@ -504,11 +508,15 @@ def main() -> int:
     parser.add_argument(
         "--reports-only", action="store_true", help="the setup and the CRD passes alone"
     )
+    parser.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help="report writes in flight"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--kubeconfig", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--what-if", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ["BENCH_WORKERS"] = str(args.workers)  # for the children
     if args.child:
         print(json.dumps(child(args.child, args.kubeconfig, args.config, args.what_if)))
         return 0

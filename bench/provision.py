@@ -77,6 +77,7 @@ from policy.snapshot import NamespaceInfo, Snapshot  # noqa: E402
 from tests.support.admission_probe import AdmissionProbe, percentile, serving_webhooks  # noqa: E402
 from tests.support.controlplane.plane import ControlPlane  # noqa: E402
 from tests.support.metrics import samples  # noqa: E402
+from webhook.clients.kube_writes import DEFAULT_WORKERS  # noqa: E402
 from webhook.leader.provisioning.robots import CreatedRobot, HarborRobots, Robot  # noqa: E402
 from webhook.leader.provisioning.secrets import RobotCredential, SecretStore, Version  # noqa: E402
 from webhook.leader.provisioning.writer import Provisioner  # noqa: E402
@@ -435,6 +436,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8, help="clients creating namespaces")
     parser.add_argument("--quiet", type=float, default=10.0, help="seconds of quiet probing")
     parser.add_argument("--no-probe", action="store_true", help="no admission probe")
+    parser.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help="apiserver writes in flight"
+    )
     args = parser.parse_args()
     workspaces, per_ws, spaces = args.workspaces, args.namespaces, args.spaces
     changed = min(7, workspaces - 1)  # the workspace whose binding changes
@@ -443,7 +447,8 @@ def main() -> int:
     namespaces = {f"ns-{w:04d}-{i}": workspace(w) for w in range(workspaces) for i in range(per_ws)}
     print(
         f"provisioning: {workspaces} workspaces x {per_ws} namespaces x {spaces} bound "
-        f"private spaces ({len(namespaces)} namespaces, {len(projects)} Harbor projects)",
+        f"private spaces ({len(namespaces)} namespaces, {len(projects)} Harbor projects); "
+        f"{args.workers} apiserver writes in flight",
         flush=True,
     )
     started = time.perf_counter()
@@ -502,12 +507,14 @@ def main() -> int:
             original = getattr(provisioner_module, attribute)
             setattr(provisioner_module, attribute, phases.timed(label, original))
         store = CountingStore(api, counts)
-        provisioner = Provisioner(store, lambda registry: CountingRobots(registry, counts))
-        # Robots are created (step 1), then Secrets written and leftovers deleted (step 2):
-        # both are "apply".
+        provisioner = Provisioner(
+            store, lambda registry: CountingRobots(registry, counts), workers=args.workers
+        )
+        # Robots are created (step 1: "robots"), then Secrets written and leftovers deleted
+        # (step 2: "apply").
         for method, label in (
             ("observe", "observe"),
-            ("_create_robots", "apply"),
+            ("_create_robots", "robots"),
             ("_apply", "apply"),
         ):
             setattr(provisioner, method, phases.timed_async(label, getattr(provisioner, method)))
@@ -569,18 +576,19 @@ def main() -> int:
         api.close()
 
     print(
-        "\n| pass | seconds | desired state | observe | apply | loop stall | "
+        "\n| pass | seconds | desired state | observe | robots | apply | loop stall | "
         "Harbor calls (HTTP) | Harbor writes | apiserver Secret writes | "
         "apiserver Secret reads |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         http = sum(n for k, n in row.harbor.items() if k.startswith("http "))
         calls = sum(n for k, n in row.harbor.items() if not k.startswith("http "))
         reads = sum(n for verb, n in row.served.items() if verb in ("LIST", "GET", "WATCH"))
         print(
             f"| {row.name} | {row.seconds:.2f} | {row.phases.get('desired state', 0):.2f} | "
-            f"{row.phases.get('observe', 0):.2f} | {row.phases.get('apply', 0):.2f} | "
+            f"{row.phases.get('observe', 0):.2f} | {row.phases.get('robots', 0):.2f} | "
+            f"{row.phases.get('apply', 0):.2f} | "
             f"{row.stall:.2f} | {calls} ({http}) | {harbor_writes(row)} | {writes(row)} | {reads} |"
         )
     change = rows[2]
