@@ -76,6 +76,7 @@ bench: $(STAMP) system-deps controlplane
 	$(BIN)/python bench/refresh.py
 	$(BIN)/python bench/admission.py
 	$(BIN)/python bench/abuse.py
+	$(BIN)/python bench/last_known_good.py
 	@if [ "$$SPACEGATE_SKIP_E2E" = 1 ]; then \
 	  echo "SPACEGATE_SKIP_E2E=1: skipping the benchmarks on the e2e control plane: $(CONTROLPLANE_BENCHMARKS)"; \
 	else \

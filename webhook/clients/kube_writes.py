@@ -38,6 +38,7 @@ from webhook.clients.backoff import Backoff
 __all__ = [
     "DEFAULT_WORKERS",
     "MAX_THROTTLED_ATTEMPTS",
+    "TOO_MANY_REQUESTS",
     "Throttle",
     "ThrottleMetrics",
     "WritePool",
@@ -53,7 +54,9 @@ DEFAULT_WORKERS: Final = 8
 MAX_THROTTLED_ATTEMPTS: Final = 8
 # The longest wait a Retry-After may impose before a retry (seconds).
 MAX_RETRY_AFTER: Final = 30.0
-_TOO_MANY_REQUESTS: Final = 429
+# The apiserver's "slow down" (priority and fairness, or max-requests-inflight): writers let
+# it through to the throttle rather than counting the write as failed.
+TOO_MANY_REQUESTS: Final = 429
 
 
 def send(
@@ -147,7 +150,7 @@ class Throttle:
                 return write()
             except ApiException as exc:
                 attempt += 1
-                if exc.status != _TOO_MANY_REQUESTS or attempt >= self._attempts:
+                if exc.status != TOO_MANY_REQUESTS or attempt >= self._attempts:
                     raise
                 wait = retry_after(exc)
                 if wait is None:

@@ -131,6 +131,8 @@ class CopyWriter:
         registries = merged(config, own, current)
         if current is not None and dict(current.registries) == registries:
             return "unchanged"
+        if not registries and current is None:
+            return "unchanged"  # nothing listed yet, and nothing to replace: no empty copy
         options = {} if self._max_bytes is None else {"max_bytes": self._max_bytes}
         try:
             data: bytes | None = encode(Copy(registries, self._clock()), **options)

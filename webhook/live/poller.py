@@ -207,7 +207,7 @@ class RegistryPoller:
         first = self.spaces is None or self.copied
         recovered_after = self.failures
         self.spaces = spaces
-        if self.copied and self._metrics is not None:
+        if self._metrics is not None:  # 0 from the first own listing on: the gauge is there
             self._metrics.copied.labels(name).set(0)
         self.copied = False
         self.copied_as_of = self.copied_from = None

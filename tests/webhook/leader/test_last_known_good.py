@@ -77,6 +77,14 @@ def test_nothing_is_written_while_the_listings_stay_the_same(
     assert version(kube) == before
 
 
+def test_a_leader_that_has_listed_nothing_writes_no_empty_copy(
+    kube: FakeKubernetes, writer: CopyWriter
+) -> None:
+    assert writer.write(CONFIG, {}) == "unchanged"
+
+    assert kube.get_object(PATH, HOME, SECRET_NAME) is None
+
+
 def test_the_secret_the_chart_made_is_filled_in_keeping_its_metadata(
     kube: FakeKubernetes, writer: CopyWriter
 ) -> None:

@@ -36,7 +36,7 @@ from policy.provisioning import MANAGED_BY, MANAGED_BY_LABEL
 from policy.report import API_VERSIONS, NAME_PREFIX, SOURCE, ReportFormat, report_digest
 from webhook.clients.errors import describe_api_error
 from webhook.clients.kube_paging import get, list_items
-from webhook.clients.kube_writes import WritePool
+from webhook.clients.kube_writes import TOO_MANY_REQUESTS, WritePool
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +111,12 @@ class ReportWriter:
 
     def write(self, report: dict[str, Any]) -> str:
         """Create or update one report: "created", "updated", "unchanged", "replaced" (what
-        stood under its name was not spacegate's) or "failed" (logged; the pass goes on)."""
+        stood under its name was not spacegate's) or "failed" (logged; the pass goes on).
+        A 429 is raised, for the pool's throttle to wait out (``webhook.clients.kube_writes``)."""
         meta = report["metadata"]
         key = (meta["namespace"], meta["name"])
-        current = self._existing.pop(key, None)
+        read = self._existing.pop(key, None)
+        current = read
         try:
             if current is None:
                 try:
@@ -131,6 +133,10 @@ class ReportWriter:
                     return "failed"
             return self._update(key, report, current)
         except ApiException as exc:
+            if exc.status == TOO_MANY_REQUESTS:  # the pool's throttle waits and tries again
+                if read is not None:
+                    self._existing[key] = read
+                raise
             log.warning(
                 "audit: could not write report %s/%s: %s",
                 key[0],
@@ -175,7 +181,11 @@ class ReportWriter:
         self._existing.clear()
         self._legacy.clear()
         deletes = [functools.partial(self._delete, namespace, name) for namespace, name in stale]
-        done = pool.map(deletes) if pool is not None else [delete() for delete in deletes]
+        if pool is not None:
+            done = pool.map(deletes)
+        else:
+            with WritePool(1) as own:  # 429s waited out as on the pass's pool
+                done = own.map(deletes)
         return sum(1 for deleted in done if deleted is True)
 
     def _delete(self, namespace: str, name: str) -> bool:
@@ -184,6 +194,8 @@ class ReportWriter:
                 self.group, self.version, namespace, self.plural, name
             )
         except ApiException as exc:
+            if exc.status == TOO_MANY_REQUESTS:
+                raise  # the pool's throttle waits and tries again
             if exc.status != 404:
                 log.warning(
                     "audit: could not delete report %s/%s: %s",

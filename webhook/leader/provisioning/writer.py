@@ -78,7 +78,14 @@ from webhook.leader.provisioning.secrets import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HARBOR_CONCURRENCY", "PassResult", "Provisioner", "RobotAPI", "RobotAPIFactory"]
+__all__ = [
+    "HARBOR_CONCURRENCY",
+    "WINDOW",
+    "PassResult",
+    "Provisioner",
+    "RobotAPI",
+    "RobotAPIFactory",
+]
 
 T = TypeVar("T")
 Item = TypeVar("Item")
@@ -86,15 +93,30 @@ Item = TypeVar("Item")
 # Harbor robot calls in flight at once (creates, deletes); apiserver writes go through a
 # bounded WritePool (``webhook.clients.kube_writes``).
 HARBOR_CONCURRENCY: Final = 8
+# Items of one step started and not finished at most: a few times what the pool and Harbor
+# take, so they never wait for work, and never ten thousand coroutines made ready in one turn
+# of the event loop that answers admission (a stall of seconds at 10,000 Secrets).
+WINDOW: Final = 64
 
 
-async def _each(work: Callable[[Item], Coroutine[Any, Any, None]], items: Iterable[Item]) -> None:
-    """``work`` on every item at once (each bounded by the pool or semaphore it uses);
-    the first unexpected exception (a lost Lease) cancels the rest."""
+async def _each(
+    work: Callable[[Item], Coroutine[Any, Any, None]], items: Iterable[Item], window: int = WINDOW
+) -> None:
+    """``work`` on every item, at most ``window`` at once (each further bounded by the pool
+    or semaphore it uses); the first unexpected exception (a lost Lease) cancels the rest."""
+    slots = asyncio.Semaphore(window)
+
+    async def one(item: Item) -> None:
+        try:
+            await work(item)
+        finally:
+            slots.release()
+
     try:
         async with asyncio.TaskGroup() as group:
             for item in items:
-                group.create_task(work(item))
+                await slots.acquire()
+                group.create_task(one(item))
     except ExceptionGroup as failed:  # the first one, as a sequential loop would raise it
         raise failed.exceptions[0] from None
 
