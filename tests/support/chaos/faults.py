@@ -17,6 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tests.support.chaos.replicas import Replica
@@ -133,17 +134,24 @@ def ca_rollover(world: World, hold: float, notes: dict[str, str]) -> None:
     world.apply_webhooks(world.certs.bundle(new))
 
 
+_KEEPER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="control-plane")
+"""Where the control plane's binaries are restarted: one thread that lives as long as the
+process. They run under ``setpriv --pdeathsig KILL``, which is tied to the *thread* that
+started them (tests/support/controlplane/plane.py), so an etcd restarted from a fault's own
+thread would be killed as soon as that thread ends."""
+
+
 def apiserver_restart(world: World, hold: float, notes: dict[str, str]) -> None:
     del hold
     began = time.monotonic()
-    world.plane.restart_apiserver()
+    _KEEPER.submit(world.plane.restart_apiserver).result()
     notes["down_s"] = f"{time.monotonic() - began:.1f}"
 
 
 def etcd_restart(world: World, hold: float, notes: dict[str, str]) -> None:
     del hold
     began = time.monotonic()
-    world.plane.restart_etcd()
+    _KEEPER.submit(world.plane.restart_etcd).result()
     notes["down_s"] = f"{time.monotonic() - began:.1f}"
 
 
