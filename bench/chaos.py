@@ -260,6 +260,14 @@ def report(
     print("\nnotes:")
     for row in rows:
         print(f"  {row.name}: {row.notes}")
+    causes: dict[str, int] = {}
+    for c in creates:
+        for attempt in c.attempts[:-1]:
+            cause = f"{attempt.outcome}: {attempt.detail[:60]}"
+            causes[cause] = causes.get(cause, 0) + 1
+    print("\nretried tries by cause:")
+    for cause, n in sorted(causes.items(), key=lambda item: -item[1]):
+        print(f"  {n}× {cause}")
     wrong = [c for c in creates if c.verdict not in ("right", "either")]
     print(f"\nall creates: {len(creates)}, wrong answers: {len(wrong)}")
     for c in wrong[:20]:
