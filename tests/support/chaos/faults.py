@@ -18,8 +18,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
+from tests.support.chaos.fault_proxy import Mode, ProxyCounts
 from tests.support.chaos.replicas import Replica
 from tests.support.chaos.world import World
 from tests.support.waiting import eventually
@@ -170,22 +171,30 @@ def harbor_outage(world: World, hold: float, notes: dict[str, str]) -> None:
     world.harbor_proxy.set_mode("pass")
 
 
+def _harbor_misbehaves(
+    world: World, hold: float, mode: Mode, *, seconds: float = 0.0, status: int = 503
+) -> ProxyCounts:
+    """Harbor in ``mode`` for ``hold`` s; what the proxy did meanwhile."""
+    proxy = world.harbor_proxy
+    assert proxy is not None
+    before = replace(proxy.counts)
+    proxy.set_mode(mode, seconds=seconds, status=status)
+    time.sleep(hold)
+    proxy.set_mode("pass")
+    after = proxy.counts
+    return ProxyCounts(
+        *(getattr(after, f.name) - getattr(before, f.name) for f in fields(ProxyCounts))
+    )
+
+
 def harbor_slow(world: World, hold: float, notes: dict[str, str]) -> None:
     """Every Harbor request waits 4 s."""
-    assert world.harbor_proxy is not None
-    world.harbor_proxy.set_mode("delay", seconds=4.0)
-    time.sleep(hold)
-    world.harbor_proxy.set_mode("pass")
-    notes["delayed"] = str(world.harbor_proxy.counts.delayed)
+    notes["delayed"] = str(_harbor_misbehaves(world, hold, "delay", seconds=4.0).delayed)
 
 
 def harbor_5xx(world: World, hold: float, notes: dict[str, str]) -> None:
     """Every Harbor request gets 503."""
-    assert world.harbor_proxy is not None
-    world.harbor_proxy.set_mode("error", status=503)
-    time.sleep(hold)
-    world.harbor_proxy.set_mode("pass")
-    notes["failed"] = str(world.harbor_proxy.counts.failed)
+    notes["failed"] = str(_harbor_misbehaves(world, hold, "error", status=503).failed)
 
 
 def relabel(world: World, hold: float, notes: dict[str, str]) -> None:
