@@ -124,6 +124,9 @@ def main() -> int:
     parser.add_argument("--hold", type=float, default=None, help="seconds each fault lasts")
     parser.add_argument("--bound", type=float, default=45.0, help="convergence bound, s")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument(
+        "--only", help="comma-separated fault names (as in the table) and/or 'mixed'"
+    )
     args = parser.parse_args()
     reason = haproxy_unavailable()
     if reason:
@@ -133,6 +136,14 @@ def main() -> int:
     hold = args.hold or (3.0 if args.short else 8.0)
     max_staleness = 5.0 if args.short else 10.0
     names = SHORT if args.short else list(FAULTS)
+    with_mixed = not args.short
+    if args.only:
+        chosen = [n.strip() for n in args.only.split(",")]
+        unknown = set(chosen) - set(FAULTS) - {"mixed"}
+        if unknown:
+            parser.error(f"--only: unknown faults {sorted(unknown)}; known: {list(FAULTS)}")
+        names = [n for n in chosen if n != "mixed"]
+        with_mixed = "mixed" in chosen
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="spacegate-chaos-"))
     rows: list[Row] = []
@@ -161,11 +172,12 @@ def main() -> int:
                     for name in names:
                         rows.append(run_one(world, fault(name), hold, args.bound))
                         time.sleep(1)
-                    if not args.short:
+                    if with_mixed:
                         rows.append(run_mixed(world, hold, args.seed, args.bound))
                 finally:
                     load.stop()
                 phase("faults done")
+                changes = [(c.what, c.began, c.ended) for c in world.changes]
                 touched = foreign_touched(world)
                 swept = sweep(world)
                 creates = load.creates
@@ -179,6 +191,16 @@ def main() -> int:
         row.creates = [c for c in creates if row.began <= c.began < row.until(args.bound)]
     elapsed = time.monotonic() - started
     report(rows, quiet, creates, probes, args, rate, hold, max_staleness, late, swept, touched)
+    wrong = [c for c in creates if c.verdict not in ("right", "either")]
+    if wrong:
+        print("\nworld changes (s since the quiet window began):")
+        for what, began, ended in changes:
+            print(f"  {what}: {began - quiet_began:.1f} -> {ended - quiet_began:.1f}")
+        print("wrong answers (s since the quiet window began):")
+        for c in wrong:
+            print(
+                f"  #{c.seq} sent {c.began - quiet_began:.1f}, answered {c.ended - quiet_began:.1f}"
+            )
     print(
         f"\nwall time {elapsed:.0f} s ("
         + ", ".join(f"{k} {v:.0f}" for k, v in phases.items())
