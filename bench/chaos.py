@@ -20,13 +20,15 @@ window vs the quiet window, and the convergence time.
 admitted create, any wrong verdict of spacegate's own, a wrong patch, a convergence past its
 bound, or a foreign Secret touched. ``make test`` runs it (``tests/e2e/test_chaos.py``).
 
-Run: ``nice -n 10 .venv/bin/python bench/chaos.py [--short] [--seed 19] [--rate 4]``
+Run: ``nice -n 10 .venv/bin/python bench/chaos.py [--short] [--seed 19] [--rate 4] [--only
+'kill -9 leader,mixed']``; ``SPACEGATE_KEEP_CHAOS=1`` keeps the replicas' and HAProxy's logs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -184,7 +186,10 @@ def main() -> int:
                 late = load.late
             phase("world stopped")
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if os.environ.get("SPACEGATE_KEEP_CHAOS") == "1":
+            print(f"chaos: logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     phase("control plane stopped")
     quiet = [c for c in creates if quiet_began <= c.began < quiet_ended]
     for row in rows:
