@@ -40,6 +40,8 @@ from webhook.clients.kube_writes import TOO_MANY_REQUESTS, WritePool
 
 log = logging.getLogger(__name__)
 
+_CONFLICT = 409  # a delete's precondition (the resourceVersion read) no longer holds
+
 __all__ = ["ReportWriter"]
 
 
@@ -80,7 +82,7 @@ class ReportWriter:
         self.group, self.version = api_version.split("/")
         self.plural = "policyreports" if report_format == "wgpolicyk8s" else "reports"
         self._existing: dict[tuple[str, str], _Stored] = {}  # (ns, name) -> what is there
-        self._legacy: set[tuple[str, str]] = set()
+        self._legacy: dict[tuple[str, str], str] = {}  # (ns, name) -> resourceVersion
 
     def installed(self) -> bool:
         """The report CRD is served (discovery of its group version)."""
@@ -102,7 +104,7 @@ class ReportWriter:
             if key[1].startswith(NAME_PREFIX):
                 self._existing[key] = self._stored(item)
             elif _legacy(item):
-                self._legacy.add(key)
+                self._legacy[key] = meta.get("resourceVersion", "")
 
     @staticmethod
     def _stored(item: dict[str, Any]) -> _Stored:
@@ -177,10 +179,16 @@ class ReportWriter:
     def delete_stale(self, pool: WritePool | None = None) -> int:
         """Delete the reports under spacegate's names this pass did not write, and its
         reports of old names (on ``pool`` when given); the number deleted."""
-        stale = sorted(self._existing.keys() | self._legacy)
+        stale = sorted(
+            {key: stored.version for key, stored in self._existing.items()}.items()
+            | self._legacy.items()
+        )
         self._existing.clear()
         self._legacy.clear()
-        deletes = [functools.partial(self._delete, namespace, name) for namespace, name in stale]
+        deletes = [
+            functools.partial(self._delete, namespace, name, version)
+            for (namespace, name), version in stale
+        ]
         if pool is not None:
             done = pool.map(deletes)
         else:
@@ -188,15 +196,20 @@ class ReportWriter:
                 done = own.map(deletes)
         return sum(1 for deleted in done if deleted is True)
 
-    def _delete(self, namespace: str, name: str) -> bool:
+    def _delete(self, namespace: str, name: str, version: str) -> bool:
+        """Delete the report as it was read (``version``): one rewritten since, by anyone,
+        is left for the next pass to judge."""
+        options = {"preconditions": {"resourceVersion": version}} if version else None
         try:
             self._api.delete_namespaced_custom_object(
-                self.group, self.version, namespace, self.plural, name
+                self.group, self.version, namespace, self.plural, name, body=options
             )
         except ApiException as exc:
             if exc.status == TOO_MANY_REQUESTS:
                 raise  # the pool's throttle waits and tries again
-            if exc.status != 404:
+            if exc.status == _CONFLICT:
+                log.info("audit: report %s/%s changed since it was read; kept", namespace, name)
+            elif exc.status != 404:
                 log.warning(
                     "audit: could not delete report %s/%s: %s",
                     namespace,
