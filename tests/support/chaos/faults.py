@@ -13,7 +13,9 @@ would take down all three: that is a different promise, a PodDisruptionBudget's)
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -66,6 +68,29 @@ def kill_replica(world: World, hold: float, notes: dict[str, str]) -> None:
     victim = _follower(world)
     victim.kill()
     time.sleep(hold)
+    _restart(victim, notes)
+
+
+def hang_then_kill(world: World, hold: float, notes: dict[str, str]) -> None:
+    """SIGSTOP of the replica holding most of the apiserver's open connections: alive but
+    silent, as a stuck process or a partitioned node. Calls on those connections time out
+    after ``timeoutSeconds`` (the client retries), and HAProxy keeps giving it new
+    connections until its checks fail (3 × 5 s, each allowed 3 s). Then SIGKILL — what is
+    in flight on it is lost — and a new pod."""
+    sessions = world.haproxy.sessions()
+    victim = max(world.replicas, key=lambda r: sessions.get(r.name, 0))
+    notes["victim_sessions"] = str(sessions.get(victim.name, 0))
+    assert victim.pid is not None
+    os.kill(victim.pid, signal.SIGSTOP)
+    began = time.monotonic()
+    eventually(
+        lambda: world.haproxy.states().get(victim.name, "").startswith("DOWN"),
+        f"HAProxy to take the silent {victim.name} out",
+        timeout=60,
+    )
+    notes["out_of_rotation_s"] = f"{time.monotonic() - began:.1f}"
+    time.sleep(max(0.0, hold - (time.monotonic() - began)))
+    victim.kill()
     _restart(victim, notes)
 
 
@@ -242,6 +267,7 @@ REPLICAS, REGISTRIES, PLANE, WORLD = "replicas", "registries", "control-plane", 
 FAULTS: dict[str, tuple[frozenset[str], Callable[[World, float, dict[str, str]], None]]] = {
     "kill -9 replica": (frozenset({REPLICAS}), kill_replica),
     "kill -9 leader": (frozenset({REPLICAS}), kill_leader),
+    "replica hung (SIGSTOP) then kill -9": (frozenset({REPLICAS}), hang_then_kill),
     "rolling restart": (frozenset({REPLICAS}), rolling_restart),
     "cert rotation (same CA)": (frozenset({REPLICAS}), cert_rotation),
     "CA rollover (both in bundle)": (frozenset({REPLICAS}), ca_rollover),

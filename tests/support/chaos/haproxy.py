@@ -152,6 +152,17 @@ class HAProxy:
         """``server`` takes new connections again once its check passes."""
         self.command(f"set server {BACKEND}/{server} state ready")
 
+    def sessions(self) -> dict[str, int]:
+        """Each server's open connections now (``scur``): the apiserver keeps its webhook
+        connections alive, so at a modest rate all its calls ride one or two of them, each
+        bound to one replica, as through a Service's kube-proxy rules."""
+        out: dict[str, int] = {}
+        for line in self.command("show stat").splitlines():
+            fields = line.split(",")
+            if len(fields) > 17 and fields[0] == BACKEND and fields[1] != "BACKEND":
+                out[fields[1]] = int(fields[4] or 0)
+        return out
+
     def states(self) -> dict[str, str]:
         """Each server's status as HAProxy sees it now (UP, DOWN, DRAIN, MAINT, ...)."""
         out: dict[str, str] = {}
