@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DEBS := docker-registry apache2-utils wrk chromium chromium-driver
+DEBS := docker-registry apache2-utils wrk chromium chromium-driver haproxy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint typecheck deadcode unit bench fuzz system-deps clean controlplane crds
@@ -70,12 +70,13 @@ test: lint system-deps controlplane
 # Every benchmark in bench/ (bare_app.py is the admission benchmark's ceiling server, wrk/ its
 # load scripts). apiserver, provision, audit, selector and bindings run on the e2e control plane
 # that `controlplane` builds; with SPACEGATE_SKIP_E2E=1 they are skipped, saying so.
-CONTROLPLANE_BENCHMARKS := apiserver provision audit selector bindings
+CONTROLPLANE_BENCHMARKS := apiserver provision audit selector bindings chaos
 bench: $(STAMP) system-deps controlplane
 	$(BIN)/python bench/decide.py
 	$(BIN)/python bench/refresh.py
 	$(BIN)/python bench/admission.py
 	$(BIN)/python bench/abuse.py
+	$(BIN)/python bench/last_known_good.py
 	@if [ "$$SPACEGATE_SKIP_E2E" = 1 ]; then \
 	  echo "SPACEGATE_SKIP_E2E=1: skipping the benchmarks on the e2e control plane: $(CONTROLPLANE_BENCHMARKS)"; \
 	else \

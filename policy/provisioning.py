@@ -19,7 +19,9 @@ pulls exactly what admission lets it use:
 
 A Harbor whose spaces are not known yet (never listed) is left out of the plan and marked
 ``unknown``: the writer must then neither create nor delete anything of it, instead of
-revoking every credential of a registry that merely has not answered yet.
+revoking every credential of a registry that merely has not answered yet. So is a Harbor
+whose spaces come from the cluster's last-known-good copy (``policy.last_known_good``): a
+leader that has not listed it itself writes nothing from borrowed data.
 
 The writing (Harbor robots, Secrets, the leader lease) lives in ``webhook.live``.
 """
@@ -120,7 +122,7 @@ def desired_state(snapshot: Snapshot) -> DesiredState:
     unknown = frozenset(
         name
         for name, state in snapshot.registries.items()
-        if state.registry.type == "harbor" and not state.synced
+        if state.registry.type == "harbor" and (not state.synced or state.copied)
     )
     bound: dict[str, dict[str, set[str]]] = {}  # workspace -> registry -> private spaces
     for (registry, space), workspaces in snapshot.bindings.items():

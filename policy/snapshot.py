@@ -43,6 +43,9 @@ class RegistryState:
     registry: Registry
     spaces: Mapping[str, bool]  # space name -> public
     synced: bool = True  # False: a live registry that has not answered yet
+    # True: the spaces are the cluster's last-known-good copy (``policy.last_known_good``),
+    # not this replica's own listing: it started while the registry was unreachable.
+    copied: bool = False
 
     @property
     def name(self) -> str:
@@ -95,11 +98,14 @@ class Snapshot:
         binding_objects: Mapping[str, BindingObject] | None = None,
         impact: ImpactIndex | None = None,
         version: int = 1,
+        copied: frozenset[str] = frozenset(),
     ) -> Snapshot:
         """Combine a config with live data.
 
         ``spaces`` maps registry name to its listed spaces; a registry absent from it keeps
         the spaces declared in the config, or is marked unsynced when it declares none.
+        ``copied`` names the registries of ``spaces`` whose spaces come from the cluster's
+        last-known-good copy rather than this replica's own listing.
         ``namespaces`` replaces the config's static namespace map when given.
         ``binding_objects`` are the RegistrySpaceBinding objects read (None: none read);
         the bindings are the config's and theirs as ``bindings.source`` says.
@@ -108,7 +114,11 @@ class Snapshot:
         states: dict[str, RegistryState] = {}
         for registry in config.registries:
             if registry.name in live:
-                state = RegistryState(registry, MappingProxyType(dict(live[registry.name])))
+                state = RegistryState(
+                    registry,
+                    MappingProxyType(dict(live[registry.name])),
+                    copied=registry.name in copied,
+                )
             elif registry.spaces is not None:
                 state = RegistryState(
                     registry, MappingProxyType({s.name: s.public for s in registry.spaces})

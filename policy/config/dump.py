@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from policy.config.model import AuditSettings, Config, Credentials, NamespaceGuard, PullSecrets
+from policy.config.model import (
+    AuditSettings,
+    Config,
+    Credentials,
+    LastKnownGoodSettings,
+    NamespaceGuard,
+    PullSecrets,
+)
 from policy.durations import format_duration
 
 
@@ -75,6 +82,8 @@ def dump_config(config: Config, *, credentials: bool = True) -> dict[str, Any]:
             "reports": config.audit.reports,
             "interval": format_duration(config.audit.interval),
         }
+    if config.last_known_good != LastKnownGoodSettings():
+        document["lastKnownGood"] = {"persist": config.last_known_good.persist}
     return document
 
 

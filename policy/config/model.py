@@ -135,6 +135,15 @@ class AuditSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LastKnownGoodSettings:
+    """``lastKnownGood``: the registries' spaces kept in the cluster by the leader (a Secret in
+    spacegate's namespace), so that a replica starting while a registry is down serves from
+    them, marked stale, instead of failing every review (on by default)."""
+
+    persist: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """A whole config document."""
 
@@ -145,6 +154,7 @@ class Config:
     namespaces: Mapping[str, str] = field(default_factory=dict)
     pull_secrets: PullSecrets = field(default_factory=PullSecrets)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    last_known_good: LastKnownGoodSettings = field(default_factory=LastKnownGoodSettings)
     # ``bindings.source``; None: the default (objects count where their CRD is served).
     binding_source: BindingSource | None = None
     # ``bindings.requireAcknowledgement``: deny a binding object's change or deletion that

@@ -35,6 +35,7 @@ from policy.config.model import (
     Config,
     ConfigError,
     Credentials,
+    LastKnownGoodSettings,
     Mode,
     NamespaceGuard,
     PolicySettings,
@@ -488,7 +489,15 @@ _TOP_KEYS = (
     "namespaces",
     "pullSecrets",
     "audit",
+    "lastKnownGood",
 )
+
+
+def _parse_last_known_good(value: object) -> LastKnownGoodSettings:
+    path = "lastKnownGood"
+    data = _mapping(value, path)
+    _check_keys(data, path, ("persist",))
+    return LastKnownGoodSettings(persist=_bool(data.get("persist", True), f"{path}.persist"))
 
 
 def _parse_audit(value: object) -> AuditSettings:
@@ -579,6 +588,11 @@ def parse_config(data: object) -> Config:
             else PullSecrets()
         ),
         audit=_parse_audit(top["audit"]) if top.get("audit") is not None else AuditSettings(),
+        last_known_good=(
+            _parse_last_known_good(top["lastKnownGood"])
+            if top.get("lastKnownGood") is not None
+            else LastKnownGoodSettings()
+        ),
         binding_source=binding_source,
         require_acknowledgement=acknowledge,
     )

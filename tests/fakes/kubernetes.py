@@ -359,7 +359,7 @@ class FakeKubernetes:
         self._resources: dict[tuple[str, str], str] = dict(BUILTIN_RESOURCES)  # -> kind
         self._watchers: set[_Watcher] = set()
         self._continues: dict[str, tuple[int, list[JSON]]] = {}
-        self._failures: list[tuple[int, str]] = []
+        self._failures: list[tuple[int, str, str | None]] = []
         self._interleaved: list[tuple[str, str, Callable[[], object]]] = []
         self._requests: list[RecordedRequest] = []
         self._closing = False  # stop() in progress: refuse new watches
@@ -599,10 +599,18 @@ class FakeKubernetes:
             watcher.put(("end", None))
         return len(watchers)
 
-    def fail_next(self, count: int = 1, status: int = 500, *, path_prefix: str = "/") -> None:
-        """Answer the next ``count`` requests under ``path_prefix`` with an error Status."""
+    def fail_next(
+        self,
+        count: int = 1,
+        status: int = 500,
+        *,
+        path_prefix: str = "/",
+        retry_after: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` requests under ``path_prefix`` with an error Status
+        (with a ``Retry-After`` header when given, as priority and fairness sends on 429)."""
         with self._lock:
-            self._failures.extend([(status, path_prefix)] * count)
+            self._failures.extend([(status, path_prefix, retry_after)] * count)
 
     def interleave(self, method: str, path: str, action: Callable[[], object]) -> None:
         """Run ``action`` once, just before the next ``method`` request to exactly ``path``
@@ -976,11 +984,12 @@ class FakeKubernetes:
         params = dict(parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True))
         method, path = scope["method"], scope["path"]
         failure: int | None = None
+        wait: str | None = None
         action: Callable[[], object] | None = None
         with self._lock:
-            for i, (status, prefix) in enumerate(self._failures):
+            for i, (status, prefix, retry_after) in enumerate(self._failures):
                 if path.startswith(prefix):
-                    failure = status
+                    failure, wait = status, retry_after
                     del self._failures[i]
                     break
             for i, (wanted_method, wanted_path, hook) in enumerate(self._interleaved):
@@ -1007,6 +1016,7 @@ class FakeKubernetes:
             app = JSONResponse(
                 status_object(failure, reason, f"injected failure ({failure})"),
                 status_code=failure,
+                headers=None if wait is None else {"Retry-After": wait},
             )
         await app(scope, receive, recording_send)
 

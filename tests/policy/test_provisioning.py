@@ -133,6 +133,18 @@ def test_a_harbor_not_listed_yet_is_left_alone_not_revoked() -> None:
     assert all(key[0] != "live" for key in desired.robots)
 
 
+def test_a_harbor_known_only_from_the_clusters_copy_is_left_alone_too() -> None:
+    snapshot = Snapshot.build(
+        load_config(CONFIG),
+        spaces={"live": {"team-l": False}},
+        namespaces={"a-dev": NamespaceInfo(workspace="101")},
+        copied=frozenset({"live"}),
+    )
+    desired = desired_state(snapshot)
+    assert desired.unknown == {"live"}  # nothing written from a copy the leader did not list
+    assert all(key[0] != "live" for key in desired.robots)
+
+
 def test_an_unbinding_shrinks_the_robot_and_removes_unneeded_secrets() -> None:
     before = state(**{"a-dev": "101", "c-dev": "103"})
     config = load_config(CONFIG.replace('workspaces: ["101", "102"]', 'workspaces: ["102"]'))

@@ -100,8 +100,9 @@ class SpacegateProcess:
         context = ssl.create_default_context(cafile=str(self.tls.ca_cert))
         return httpx.Client(base_url=self.url, verify=context, timeout=10)
 
-    def start(self) -> None:
-        """Start serving and wait until ``/readyz`` (the namespace list has arrived)."""
+    def start(self, *, ready: str = "/readyz") -> None:
+        """Start serving and wait until ``ready`` answers 200 (``/readyz``: the namespace list
+        has arrived; ``/readyz?exclude=staleness`` for one expected to serve stale data)."""
         env = dict(os.environ, KUBECONFIG=str(self.plane.kubeconfig), PYTHONPATH=str(REPO))
         env.pop("KUBERNETES_SERVICE_HOST", None)
         command = [
@@ -127,16 +128,16 @@ class SpacegateProcess:
             self._process = subprocess.Popen(
                 command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
             )
-        eventually(self._ready, "spacegate /readyz")
+        eventually(functools.partial(self._ready, ready), f"spacegate {ready}")
 
-    def _ready(self) -> bool:
+    def _ready(self, path: str = "/readyz") -> bool:
         if self._process is not None and self._process.poll() is not None:
             raise AssertionError(
                 f"spacegate exited with {self._process.returncode}:\n{self.tail()}"
             )
         try:
             with self.client() as http:
-                return http.get("/readyz").status_code == 200
+                return http.get(path).status_code == 200
         except httpx.HTTPError:
             return False
 

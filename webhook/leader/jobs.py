@@ -19,6 +19,12 @@
   writes the statuses that differ. Every minute otherwise, so a status edited by hand, or a
   write that failed, is set right.
 
+- :class:`LastKnownGoodJob` — on while a Harbor is listed live (and
+  ``lastKnownGood.persist``). It reads the leader's own listings of those registries
+  (``policy.last_known_good.own_listings``); a pass writes the copy replicas starting during
+  an outage serve from, only when what it holds changes. Every 5 minutes otherwise (a copy
+  deleted or edited by hand is put right).
+
 All read their settings from the snapshot each time (on/off, interval, report format,
 ``pullSecretName``, ``rotateEvery``): a reloaded config applies from the next pass on.
 """
@@ -34,13 +40,17 @@ from prometheus_client import CollectorRegistry
 
 from policy.bindings import uses_objects
 from policy.config import Config
+from policy.last_known_good import RegistryCopy, own_listings, persisted_registries
 from policy.provisioning import DesiredState, desired_state
 from policy.snapshot import NamespaceInfo, RegistryState, Snapshot
+from webhook.clients.kube_writes import ThrottleMetrics
 from webhook.leader.audit.child import ChildAuditor
 from webhook.leader.audit.impact import ImpactPublisher
 from webhook.leader.audit.metrics import AuditMetrics
 from webhook.leader.bindings.conditions import DesiredStatus, Provisioned, desired_statuses
 from webhook.leader.bindings.status import StatusWriter
+from webhook.leader.last_known_good import CopyMetrics, CopyWriter
+from webhook.leader.loop import IncompletePass
 from webhook.leader.provisioning.metrics import ProvisionMetrics
 from webhook.leader.provisioning.writer import Provisioner
 
@@ -53,6 +63,7 @@ __all__ = [
     "AuditView",
     "BindingStatusJob",
     "BindingStatusView",
+    "LastKnownGoodJob",
     "ProvisioningJob",
     "ProvisioningView",
 ]
@@ -61,6 +72,8 @@ __all__ = [
 PROVISION_RESYNC_SECONDS = 300.0
 # Binding statuses compared with what they should say this often (a write is rare).
 BINDING_STATUS_RESYNC_SECONDS = 60.0
+# The last-known-good copy compared with the leader's listings this often.
+LAST_KNOWN_GOOD_RESYNC_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -124,7 +137,9 @@ class ProvisioningJob:
         )
         self.passes += 1
         if result.failures:
-            log.warning("provisioning pass finished with %d failures", len(result.failures))
+            raise IncompletePass(
+                f"{len(result.failures)} failures; the first: {result.failures[0]}"
+            )
 
 
 @dataclass(frozen=True)
@@ -149,11 +164,13 @@ class AuditJob:
         *,
         registry: CollectorRegistry | None = None,
         publisher: ImpactPublisher | None = None,
+        throttled: ThrottleMetrics | None = None,
     ) -> None:
         self.auditor = auditor
         self._is_leader = is_leader
         self._registry = registry
         self._publisher = publisher
+        self._throttled = throttled
 
     def revision(self) -> int:
         return 0
@@ -187,6 +204,8 @@ class AuditJob:
         if self.auditor.metrics is None and self._registry is not None:
             self.auditor.metrics = AuditMetrics(self._registry)
         result = await self.auditor.run_pass(snapshot, self._is_leader)
+        if self._throttled is not None and result.throttled:
+            self._throttled.throttled.labels(self.name).inc(result.throttled)
         log.info(
             "audit: %d resources, %d refused by the current rules; reports %s",
             result.audited,
@@ -252,8 +271,47 @@ class BindingStatusJob:
         desired = view.desired if isinstance(view, BindingStatusView) else {}
         result = await asyncio.to_thread(self.writer.write, snapshot, desired)
         if result.failed:
-            log.warning(
-                "binding status: %d of %d statuses could not be written",
-                len(result.failed),
-                len(desired),
+            raise IncompletePass(
+                f"{len(result.failed)} of {len(desired)} statuses could not be written"
             )
+
+
+class LastKnownGoodJob:
+    """The last-known-good copy of the registries' spaces in the cluster, written only when
+    what it holds changes (``webhook.leader.last_known_good``)."""
+
+    name = "last-known-good"
+
+    def __init__(
+        self,
+        writer: CopyWriter,
+        *,
+        registry: CollectorRegistry | None = None,
+        resync: float = LAST_KNOWN_GOOD_RESYNC_SECONDS,
+    ) -> None:
+        self.writer = writer
+        self._registry = registry
+        self._resync = resync
+
+    def revision(self) -> int:
+        return 0
+
+    def wanted(self, snapshot: Snapshot) -> bool:
+        config = snapshot.config
+        return config.last_known_good.persist and bool(persisted_registries(config))
+
+    def interval(self, snapshot: Snapshot) -> float:
+        return self._resync
+
+    def view(self, snapshot: Snapshot) -> Mapping[str, RegistryCopy]:
+        return own_listings(snapshot)
+
+    def changed(self, before: object, after: object) -> bool:
+        return before != after
+
+    async def run(self, snapshot: Snapshot, view: object) -> None:
+        if self.writer.metrics is None and self._registry is not None:
+            self.writer.metrics = CopyMetrics(self._registry)
+        own = view if isinstance(view, dict) else own_listings(snapshot)
+        if await asyncio.to_thread(self.writer.write, snapshot.config, own) == "failed":
+            raise IncompletePass("the last-known-good copy could not be written")

@@ -11,7 +11,11 @@ minutes, so it starts only when it can matter:
   differences count. A snapshot is a new version whenever a registry is listed again or a
   namespace comes or goes; most versions change nothing a job reads, and start nothing;
 - **on the job's interval** otherwise (``audit.interval``; provisioning every 5 minutes, so
-  a Secret deleted by hand comes back).
+  a Secret deleted by hand comes back);
+- **sooner after a pass that failed or was incomplete** (it raised, or raised
+  :class:`IncompletePass`: a Harbor 5xx, a write refused): again after
+  :data:`RETRY_INITIAL` seconds, doubling while it keeps failing, never later than the
+  interval, so what an outage left undone is done soon after it ends.
 
 Changes are coalesced: the loop looks at the snapshot at most once per ``settle`` seconds
 after a change (a burst of namespace events is one look), computes views in a worker thread
@@ -44,12 +48,19 @@ from webhook.state import SnapshotFeed
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_SETTLE", "Job", "LeaderLoop", "Leadership"]
+__all__ = ["DEFAULT_SETTLE", "RETRY_INITIAL", "IncompletePass", "Job", "LeaderLoop", "Leadership"]
 
 # Seconds the loop waits after a snapshot change before looking: a burst is one look.
 DEFAULT_SETTLE = 1.0
 # The shortest sleep: a clock at the edge of a deadline never makes the loop spin.
 _MIN_SLEEP = 0.005
+# Seconds before a failed pass is tried again (doubling while it keeps failing).
+RETRY_INITIAL = 5.0
+
+
+class IncompletePass(Exception):
+    """A pass ran to its end but left something undone (counted failures): the loop tries
+    again soon rather than on the job's interval."""
 
 
 class Leadership(Protocol):
@@ -97,12 +108,14 @@ class Job(Protocol):
 @dataclass(eq=False)
 class _JobState:
     job: Job
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[bool] | None = None
     started: float | None = None  # clock time of the last pass since leading; None: none yet
     # (snapshot version, job revision) ``view`` was computed from
     version: tuple[int, int] | None = None
     view: object = None
     dirty: bool = False  # a relevant change since the last pass started
+    failures: int = 0  # consecutive passes that failed or were incomplete
+    retry_at: float | None = None  # clock time a failed pass is due again
 
     def forget(self) -> None:
         """Leadership lost: the next leadership starts from scratch."""
@@ -111,6 +124,8 @@ class _JobState:
         self.version = None
         self.view = None
         self.dirty = False
+        self.failures = 0
+        self.retry_at = None
 
 
 class LeaderLoop:
@@ -146,6 +161,7 @@ class LeaderLoop:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
+        self._retry_initial = RETRY_INITIAL
         self._changed_at: float | None = None  # first snapshot change not looked at yet
 
     # ------------------------------------------------------------------ running
@@ -197,11 +213,16 @@ class LeaderLoop:
         snapshot = self._feed.snapshot
         for state in self._states:
             if state.task is not None and state.task.done():
+                self._finished(state, state.task, now, snapshot)
                 state.task = None
             job = state.job
             if not job.wanted(snapshot):
                 continue
-            due = state.started is None or now - state.started >= job.interval(snapshot)
+            due = (
+                state.started is None
+                or now - state.started >= job.interval(snapshot)
+                or (state.retry_at is not None and now >= state.retry_at)
+            )
             key = (snapshot.version, job.revision())
             if (due and state.task is None) or (settled and state.version != key):
                 await self._look(state, snapshot, key)
@@ -235,19 +256,41 @@ class LeaderLoop:
         state.started = self._clock()
         state.dirty = False
         why = "first pass as leader" if first else trigger
+        if not first and state.retry_at is not None and trigger == "interval":
+            why = f"retry after {state.failures} failed"
         log.info("leader: %s pass (%s)", state.job.name, why)
         state.task = asyncio.create_task(
             self._pass(state.job, snapshot, state.view), name=f"spacegate-{state.job.name}"
         )
 
     @staticmethod
-    async def _pass(job: Job, snapshot: Snapshot, view: object) -> None:
+    async def _pass(job: Job, snapshot: Snapshot, view: object) -> bool:
+        """Run one pass; whether it completed (False: try again soon)."""
         try:
             await job.run(snapshot, view)
         except LostLeadership as exc:
             log.info("leader: %s pass stopped: %s", job.name, exc)
+        except IncompletePass as exc:
+            log.warning("leader: %s pass incomplete: %s", job.name, exc)
+            return False
         except Exception as exc:
             log.error("leader: %s pass failed: %s", job.name, exc)
+            return False
+        return True
+
+    def _finished(
+        self, state: _JobState, task: asyncio.Task[bool], now: float, snapshot: Snapshot
+    ) -> None:
+        """Record how a pass ended: a failed one is due again after a growing delay."""
+        if task.cancelled() or task.result():
+            state.failures, state.retry_at = 0, None
+            return
+        state.failures += 1
+        delay = min(
+            state.job.interval(snapshot), self._retry_initial * 2 ** min(state.failures - 1, 16)
+        )
+        state.retry_at = now + delay
+        log.info("leader: %s pass again in %.0fs", state.job.name, delay)
 
     async def _sleep(self, snapshot: Snapshot) -> None:
         """Until the Lease changes, a snapshot arrives, a pass ends or something is due."""
@@ -258,6 +301,8 @@ class LeaderLoop:
         for state in self._states:
             if state.task is None and state.started is not None and state.job.wanted(snapshot):
                 deadlines.append(state.started + state.job.interval(snapshot) - now)
+                if state.retry_at is not None:
+                    deadlines.append(state.retry_at - now)
         timeout = max(_MIN_SLEEP, min(deadlines))
         lease = asyncio.create_task(self._leadership.wait_changed())
         wake = asyncio.create_task(self._wake.wait())

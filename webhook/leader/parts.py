@@ -26,11 +26,14 @@ from kubernetes import client
 from prometheus_client import CollectorRegistry
 
 from policy.config import Config
+from policy.last_known_good import persisted_registries
 from webhook.clients.kube import ApiClientFactory, load_api_client, own_namespace
+from webhook.clients.kube_writes import ThrottleMetrics
 from webhook.leader.audit.child import ChildAuditor
 from webhook.leader.audit.impact import ImpactPublisher
 from webhook.leader.bindings.status import StatusWriter
-from webhook.leader.jobs import AuditJob, BindingStatusJob, ProvisioningJob
+from webhook.leader.jobs import AuditJob, BindingStatusJob, LastKnownGoodJob, ProvisioningJob
+from webhook.leader.last_known_good import CopyWriter
 from webhook.leader.lease import LeaseElector
 from webhook.leader.loop import DEFAULT_SETTLE, Job, LeaderLoop
 from webhook.leader.provisioning.secrets import SecretStore
@@ -43,9 +46,11 @@ __all__ = ["LeaderParts", "build_parts", "leader_work", "wants_leader"]
 
 
 def wants_leader(config: Config, *, reads_bindings: bool = False) -> bool:
-    """Whether there is work only the leader does: provisioning, the audit, or (when
-    RegistrySpaceBinding objects are read) their statuses."""
-    return config.pull_secrets.provision or config.audit.enabled or reads_bindings
+    """Whether there is work only the leader does: provisioning, the audit, (when
+    RegistrySpaceBinding objects are read) their statuses, or (with a Harbor listed live)
+    the last-known-good copy of its spaces."""
+    copy = config.last_known_good.persist and bool(persisted_registries(config))
+    return config.pull_secrets.provision or config.audit.enabled or reads_bindings or copy
 
 
 def _harbor_robots() -> RobotAPIFactory:
@@ -66,6 +71,7 @@ class LeaderParts:
     auditor: ChildAuditor
     publisher: ImpactPublisher
     statuses: StatusWriter
+    copy: CopyWriter
 
     async def aclose(self) -> None:
         """Close the Harbor clients (the API client is its opener's)."""
@@ -89,7 +95,10 @@ def build_parts(
     provisioner = Provisioner(store, robots_for or _harbor_robots(), guard=elector.check)
     publisher = ImpactPublisher(api, home, guard=elector.check)
     statuses = StatusWriter(api, guard=elector.check, clock=time.time)
-    return LeaderParts(api, home, elector, store, provisioner, ChildAuditor(), publisher, statuses)
+    copy = CopyWriter(api, home, guard=elector.check)
+    return LeaderParts(
+        api, home, elector, store, provisioner, ChildAuditor(), publisher, statuses, copy
+    )
 
 
 @asynccontextmanager
@@ -109,6 +118,8 @@ async def leader_work(
     api = load_api_client() if api_client is None else api_client()
     parts = build_parts(config, api, robots_for=robots_for)
     elector = parts.elector
+    throttled = None if registry is None else ThrottleMetrics(registry)
+    parts.provisioner.throttle.metrics = throttled
     provisioning = ProvisioningJob(parts.provisioner, registry=registry)
     jobs: list[Job] = [
         provisioning,
@@ -117,8 +128,10 @@ async def leader_work(
             lambda: elector.is_leader,
             registry=registry,
             publisher=parts.publisher,
+            throttled=throttled,
         ),
         BindingStatusJob(parts.statuses, provisioning),
+        LastKnownGoodJob(parts.copy, registry=registry),
     ]
     loop = LeaderLoop(elector, feed, jobs, settle=settle, registry=registry)
     log.info(

@@ -12,6 +12,9 @@
   count where their CRD is served; ``objects`` or ``both`` require it (readiness waits);
 - mirrors the leader's impact index (``webhook.live.sources.impact``), which binding reviews
   read to warn about what a change would refuse;
+- reads the leader's last-known-good copy of the registries' spaces
+  (``webhook.live.sources.last_known_good``) while a Harbor has not been listed by this
+  replica itself, so that one started during a registry outage serves, marked stale;
 - watches the config file and applies a valid change without a restart
   (``webhook.live.config_watch``): unchanged registries keep their spaces, a changed
   ``workspaceLabel`` starts a new namespace watch and swaps it in once it has listed.
@@ -23,17 +26,20 @@ tests run the same code against fakes. Only reading happens here: the leader's w
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from policy.bindings import uses_objects
 from policy.config import Config
 from webhook.clients.errors import SourceError
-from webhook.clients.kube import ApiClientFactory, kube_configured, own_namespace
+from webhook.clients.kube import ApiClientFactory, kube_configured, load_api_client, own_namespace
 from webhook.live.binding_map import BindingMap
 from webhook.live.config_watch import DEFAULT_POLL_INTERVAL, ConfigWatcher
 from webhook.live.namespace_map import NamespaceMap
@@ -42,6 +48,7 @@ from webhook.live.refresh_metrics import RefreshMetrics
 from webhook.live.refresher import DEFAULT_FETCH_TIMEOUT, Refresher, SourceFactory
 from webhook.live.sources.bindings import BindingReflector
 from webhook.live.sources.impact import ImpactHolder, ImpactReflector
+from webhook.live.sources.last_known_good import CopyReader
 from webhook.live.sources.namespaces import NamespaceReflector
 
 log = logging.getLogger(__name__)
@@ -221,6 +228,18 @@ class _LiveState:
             await self.namespaces.stop()
 
 
+@asynccontextmanager
+async def _running(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """``work`` as a task while the block runs; cancelled afterwards."""
+    task = asyncio.create_task(work, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def _source(config: Config) -> str:
     return config.binding_source or "unset (objects count where their CRD is served)"
 
@@ -314,6 +333,13 @@ async def open_live_state(
     async with AsyncExitStack() as stack:
         stack.push_async_callback(live.stop)
         await stack.enter_async_context(refresher)
+        if watch is not None:
+            reader = CopyReader(
+                refresher,
+                own_namespace(config.pull_secrets.credentials_namespace),
+                load_api_client() if api_client is None else api_client(),
+            )
+            await stack.enter_async_context(_running(reader.run(), "spacegate-last-known-good"))
         if config_path is not None:
             await stack.enter_async_context(
                 ConfigWatcher(

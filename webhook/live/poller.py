@@ -5,6 +5,10 @@ many replicas do not hit a Harbor in lockstep). A failed listing keeps the regis
 last-known-good spaces, is counted, is logged on one line naming the registry, and is retried
 sooner than the interval with exponential backoff (``webhook.clients.backoff``). A bug in a
 listing never ends the task.
+
+A registry never listed by this replica may be *seeded* from the cluster's last-known-good
+copy (:meth:`RegistryPoller.seed`, ``policy.last_known_good``): its spaces then stand in,
+marked as copied, until the poller's own first listing replaces them.
 """
 
 from __future__ import annotations
@@ -61,6 +65,10 @@ class RegistryPoller:
         self._jitter = jitter
         self.source: SpaceSource | None = None
         self.spaces: Mapping[str, bool] | None = None  # last-known-good
+        # The spaces are the cluster's copy, not this poller's own listing (seed()).
+        self.copied = False
+        self.copied_as_of: float | None = None  # clock time the copy's content dates from
+        self.copied_from: float | None = None  # the copy's writtenAt (Unix seconds)
         self.last_success: float | None = None
         self.since = clock()  # age reference while never listed
         self.last_error: str | None = None
@@ -77,9 +85,41 @@ class RegistryPoller:
         """Start from another poller's spaces (same endpoint, new credentials)."""
         self.spaces = previous.spaces
         self.last_success = previous.last_success
+        self.copied = previous.copied
+        self.copied_as_of = previous.copied_as_of
+        self.copied_from = previous.copied_from
+
+    def seed(self, spaces: Mapping[str, bool], written_at: float, age: float) -> bool:
+        """Stand in with the cluster's copy of the spaces (written at ``written_at``, Unix
+        seconds, ``age`` seconds ago) while this poller has never listed the registry; True
+        when taken (a newer copy replaces an older one). Never over its own data."""
+        if self.spaces is not None and not self.copied:
+            return False
+        if self.copied and self.copied_from == written_at:
+            return False
+        self.spaces = dict(spaces)
+        self.copied = True
+        self.copied_from = written_at
+        self.copied_as_of = self._clock() - max(0.0, age)
+        if self._metrics is not None:
+            self._metrics.copied.labels(self.name).set(1)
+        log.warning(
+            "registry %r: not listed yet; serving the last-known-good copy in the cluster "
+            "(%d spaces, written %s ago) until its own listing succeeds",
+            self.name,
+            len(spaces),
+            format_duration(int(max(0.0, age))),
+            extra={"fields": {"registry": self.name, "spaces": len(spaces)}},
+        )
+        return True
 
     def status(self, now: float) -> RegistryStatus:
-        reference = self.last_success if self.last_success is not None else self.since
+        if self.copied and self.copied_as_of is not None:
+            reference = self.copied_as_of
+        elif self.last_success is not None:
+            reference = self.last_success
+        else:
+            reference = self.since
         return RegistryStatus(
             name=self.name,
             gating=gates_readiness(self.registry),
@@ -88,6 +128,7 @@ class RegistryPoller:
             spaces=len(self.spaces or ()),
             failures=self.failures,
             last_error=self.last_error,
+            copied=self.copied,
         )
 
     # ------------------------------------------------------------------ the task
@@ -163,9 +204,13 @@ class RegistryPoller:
 
     def _listed(self, spaces: dict[str, bool], elapsed: float) -> None:
         name = self.name
-        first = self.spaces is None
+        first = self.spaces is None or self.copied
         recovered_after = self.failures
         self.spaces = spaces
+        if self._metrics is not None:  # 0 from the first own listing on: the gauge is there
+            self._metrics.copied.labels(name).set(0)
+        self.copied = False
+        self.copied_as_of = self.copied_from = None
         self.last_success = self._clock()
         self.last_error = None
         self.failures = 0

@@ -6,7 +6,10 @@ namespaces are watched), and false again once such a registry's data, or the nam
 is older than ``policy.maxStaleness``. RegistrySpaceBinding objects gate it like namespaces
 when they are read (``bindings.source`` other than ``config``, and a Kubernetes API).
 Decisions keep using the last-known-good data either way; readiness only tells Kubernetes
-(and the operator) that the data may be wrong.
+(and the operator) that the data may be wrong. A registry served from the cluster's
+last-known-good copy (a replica that started while it was down) is loaded, so
+``/readyz?exclude=staleness`` passes, and always stale, so plain ``/readyz`` fails until the
+replica's own listing succeeds.
 
 A Docker Registry's catalog never gates readiness: every Docker Registry space is public
 (decision rule 3 in ``docs/architecture.md``), so its catalog cannot change a decision and an
@@ -48,6 +51,8 @@ class RegistryStatus:
     spaces: int
     failures: int
     last_error: str | None
+    # The spaces are the cluster's last-known-good copy, not this replica's own listing.
+    copied: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +114,17 @@ def readiness(
             f"snapshot version {version} loaded (data {int(age)}s old; staleness not checked)"
         )
     stale = [
+        f"registry {s.name!r} is served from the last-known-good copy in the cluster "
+        f"({format_duration(int(s.age_seconds))} old) until its own listing succeeds"
+        + (f" (last error: {s.last_error})" if s.last_error else "")
+        for s in gating
+        if s.copied
+    ]
+    stale += [
         f"registry {s.name!r} is {format_duration(int(s.age_seconds))} old"
         + (f" (last error: {s.last_error})" if s.last_error else "")
         for s in gating
-        if s.age_seconds > max_staleness
+        if not s.copied and s.age_seconds > max_staleness
     ]
     if (
         namespaces is not None

@@ -48,6 +48,13 @@ class RefreshMetrics:
             ["registry"],
             registry=registry,
         )
+        self.copied = Gauge(
+            "spacegate_registry_last_known_good_copy",
+            "1 while a registry's spaces come from the cluster's last-known-good copy (this "
+            "replica has not listed it itself yet), else 0.",
+            ["registry"],
+            registry=registry,
+        )
         self.namespaces = Gauge(
             "spacegate_namespaces",
             "Namespaces known in the current snapshot.",
@@ -61,6 +68,7 @@ class RefreshMetrics:
             self.refresh_failures,
             self.last_success,
             self.spaces,
+            self.copied,
         ):
             try:
                 metric.remove(registry_name)

@@ -12,6 +12,10 @@ the parts that each do one job:
 - the pure :func:`~webhook.live.readiness.readiness` for ``/readyz``;
 - the pure :func:`~webhook.live.reload.plan_reload` for config reloads.
 
+A registry this replica cannot list when it starts is taken from the cluster's last-known-good
+copy (:meth:`Refresher.adopt`, ``policy.last_known_good``) once its first listing failed or
+:data:`COPY_GRACE` seconds passed without one, and only until its own listing succeeds.
+
 A namespace or binding change rebuilds the snapshot on the next loop turn:
 :meth:`namespaces_changed` (and :meth:`bindings_changed`) is the one place where bursts are
 coalesced (the initial list of 10,000 namespaces is one rebuild, not 10,000), and it may be
@@ -34,6 +38,7 @@ from prometheus_client import CollectorRegistry
 
 from policy.bindings import BindingObject, uses_objects
 from policy.config import Config, Registry
+from policy.last_known_good import Copy
 from policy.snapshot import NamespaceInfo, Snapshot
 from webhook.live.binding_map import BindingMap
 from webhook.live.namespace_map import NamespaceMap
@@ -43,6 +48,7 @@ from webhook.live.readiness import (
     NamespaceStatus,
     RegistryStatus,
     data_age,
+    gates_readiness,
     is_listed,
     readiness,
 )
@@ -50,13 +56,16 @@ from webhook.live.refresh_metrics import RefreshMetrics
 from webhook.live.reload import plan_reload
 from webhook.live.sources.impact import ImpactHolder
 
-__all__ = ["DEFAULT_FETCH_TIMEOUT", "Refresher", "SourceFactory"]
+__all__ = ["COPY_GRACE", "DEFAULT_FETCH_TIMEOUT", "Refresher", "SourceFactory"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FETCH_TIMEOUT = 30.0
 DEFAULT_RETRY_INITIAL = 1.0
 DEFAULT_JITTER = 0.1
+# Seconds a registry's first listing may take before the cluster's copy stands in (at once
+# when that listing fails): a slow Harbor does not keep a starting replica unready.
+COPY_GRACE = 3.0
 
 
 class Refresher:
@@ -96,6 +105,7 @@ class Refresher:
         }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
+        self._started = clock()
         self._rebuild_pending = False
         self._version = 0
         self._namespaces_listed = False  # the current snapshot holds the watched namespaces
@@ -211,6 +221,7 @@ class Refresher:
         """Start one poller per listed registry; the first listings begin at once."""
         self._loop = asyncio.get_running_loop()
         self._running = True
+        self._started = self._clock()
         for poller in self._pollers.values():
             poller.start()
 
@@ -238,6 +249,42 @@ class Refresher:
             for poller, ok in zip(pollers, results, strict=True)
             if not ok
         }
+
+    # ------------------------------------------------------------------ the cluster's copy
+
+    def needs_copy(self) -> bool:
+        """Whether a gating registry has no listing of this replica's own yet (so the
+        cluster's last-known-good copy may stand in for it; never with
+        ``lastKnownGood.persist: false``)."""
+        if not self._config.last_known_good.persist:
+            return False
+        return any(
+            gates_readiness(p.registry) and (p.spaces is None or p.copied)
+            for p in self._pollers.values()
+        )
+
+    def adopt(self, copy: Copy, now: float) -> bool:
+        """Let ``copy`` (read from the cluster at Unix time ``now``) stand in for each gating
+        registry this replica has not listed itself, once its first listing failed or took
+        longer than :data:`COPY_GRACE`, and only for the same server; True when the snapshot
+        changed. A registry's own listing always wins, and replaces the copy."""
+        if not self._config.last_known_good.persist:
+            return False
+        waited = self._clock() - self._started >= COPY_GRACE
+        age = max(0.0, now - copy.written_at)
+        taken = False
+        for name, poller in self._pollers.items():
+            entry = copy.registries.get(name)
+            if entry is None or not gates_readiness(poller.registry):
+                continue
+            if not entry.fits(poller.registry):
+                continue
+            if poller.spaces is None and not (waited or poller.failures > 0):
+                continue
+            taken = poller.seed(entry.spaces, copy.written_at, age) or taken
+        if taken:
+            self.rebuild()
+        return taken
 
     # ------------------------------------------------------------------ snapshot
 
@@ -294,6 +341,7 @@ class Refresher:
             for name, poller in self._pollers.items()
             if poller.spaces is not None
         }
+        copied = frozenset(name for name, p in self._pollers.items() if p.copied and name in spaces)
         # Until the namespace list arrives, the config's static map stands in.
         namespaces: Mapping[str, NamespaceInfo] | None = None
         listed = self._namespaces is not None and self._namespaces.has_synced
@@ -312,6 +360,7 @@ class Refresher:
             binding_objects=objects,
             impact=None if self._impact is None else self._impact.index,
             version=self._version,
+            copied=copied,
         )
         self._namespaces_listed = listed
         self._bindings_listed = bindings_listed

@@ -181,3 +181,20 @@ spacegate's own namespace: the Lease, the robot credentials and the impact index
 {{- define "spacegate.home" -}}
 {{- (.Values.config.pullSecrets).credentialsNamespace | default .Release.Namespace -}}
 {{- end -}}
+
+{{/*
+Whether the leader keeps the last-known-good copy of the registries' spaces in the cluster
+(config.lastKnownGood.persist, on unless false) and there is a Harbor listed live (one
+without static `spaces`) for it to hold: the Secret, its RBAC and the Lease are rendered.
+Usage: {{ if eq (include "spacegate.lastKnownGood" .) "true" }}
+*/}}
+{{- define "spacegate.lastKnownGood" -}}
+{{- $persist := true -}}
+{{- $settings := .Values.config.lastKnownGood -}}
+{{- if and (kindIs "map" $settings) (hasKey $settings "persist") -}}{{- $persist = $settings.persist -}}{{- end -}}
+{{- $listed := false -}}
+{{- range (.Values.config.registries | default list) -}}
+{{- if and (eq (.type | default "") "harbor") (not (hasKey . "spaces")) -}}{{- $listed = true -}}{{- end -}}
+{{- end -}}
+{{- and $persist $listed -}}
+{{- end -}}

@@ -56,6 +56,7 @@ namespaces: {team: "1"}
         "{}",
         FULL + "pullSecrets: {provision: true, credentialsNamespace: ops, rotateEvery: 12h}\n",
         FULL + "audit: {enabled: true, reports: openreports, interval: 1h}\n",
+        FULL + "lastKnownGood: {persist: false}\n",
         WITH_SOURCE,
     ],
 )

@@ -397,6 +397,15 @@ def test_the_background_audit_is_off_by_default_and_its_report_format_is_checked
         load_config("audit: {reports: kyverno}\n")
 
 
+def test_the_last_known_good_copy_is_kept_by_default_and_can_be_turned_off() -> None:
+    assert load_config("{}").last_known_good.persist is True
+    assert load_config("lastKnownGood: {persist: false}\n").last_known_good.persist is False
+    with pytest.raises(ConfigError, match=r"lastKnownGood\.persist: expected true or false"):
+        load_config("lastKnownGood: {persist: maybe}\n")
+    with pytest.raises(ConfigError, match=r"lastKnownGood\.persits: unknown key"):
+        load_config("lastKnownGood: {persits: true}\n")
+
+
 def test_bindings_as_a_list_leave_the_source_to_the_default() -> None:
     config = load_config(
         "registries: [{name: h, type: harbor, url: https://h}]\n"

@@ -187,6 +187,12 @@ class _Process:
             f"{self.name} {status}{during}.\nLast lines of {self.log}:\n{_tail(self.log)}"
         )
 
+    def kill(self) -> None:
+        """SIGKILL the process group at once (a crash); :meth:`stop` then only reaps it."""
+        if self._popen is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._popen.pid, signal.SIGKILL)
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM the process group, SIGKILL it after ``timeout``; safe to call twice."""
         popen, self._popen = self._popen, None
@@ -445,15 +451,29 @@ class ControlPlane:
         if self._workdir is not None and not self._keep:
             shutil.rmtree(self._workdir, ignore_errors=True)
 
-    def restart_apiserver(self) -> None:
-        """Stop the apiserver and start it again with the same flags, port and etcd.
+    def restart_apiserver(self, *, kill: bool = False) -> None:
+        """Stop the apiserver (SIGTERM: a graceful shutdown; SIGKILL with ``kill``) and start
+        it again with the same flags, port and etcd.
 
         The controller manager keeps running and reconnects, as it would in a cluster.
         """
         process = self._processes.pop(KUBE_APISERVER)
+        if kill:
+            process.kill()
         process.stop()
         self._launch(KUBE_APISERVER, process.argv)
         self._wait_for_apiserver()
+
+    def restart_etcd(self, *, kill: bool = False) -> None:
+        """Stop etcd (SIGTERM, or SIGKILL with ``kill``) and start it again with the same
+        flags, port and data; return once it is healthy. The apiserver keeps running and
+        reconnects by itself, as it would after an etcd member restart in a cluster."""
+        process = self._processes.pop(ETCD)
+        if kill:
+            process.kill()
+        process.stop()
+        self._launch(ETCD, process.argv)
+        self._wait_for_etcd()
 
     def compact_etcd(self) -> int:
         """Compact etcd physically up to its current revision; return that revision.
@@ -518,7 +538,7 @@ class ControlPlane:
     def _start_etcd(self, binary: Path) -> None:
         began = time.monotonic()
         client, peer = self.etcd_url, f"http://{LOOPBACK}:{self.etcd_peer_port}"
-        process = self._launch(
+        self._launch(
             ETCD,
             [
                 str(binary),
@@ -534,6 +554,12 @@ class ControlPlane:
                 "--log-level=warn",
             ],
         )
+        self._wait_for_etcd()
+        self.timings[ETCD] = time.monotonic() - began
+
+    def _wait_for_etcd(self) -> None:
+        process = self._processes[ETCD]
+        client = self.etcd_url
 
         def healthy() -> bool:
             try:
@@ -543,7 +569,6 @@ class ControlPlane:
             return response.status_code == 200 and response.json().get("health") == "true"
 
         _wait_until(process, f"etcd /health on {client}", healthy, ETCD_TIMEOUT)
-        self.timings[ETCD] = time.monotonic() - began
 
     def _start_apiserver(self, binary: Path) -> None:
         began = time.monotonic()

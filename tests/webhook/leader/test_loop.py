@@ -18,7 +18,7 @@ import pytest
 from policy.config import load_config
 from policy.snapshot import NamespaceInfo, Snapshot
 from webhook.leader.lease import LostLeadership
-from webhook.leader.loop import LeaderLoop
+from webhook.leader.loop import IncompletePass, LeaderLoop
 
 CONFIG = load_config(
     """
@@ -270,6 +270,44 @@ def test_a_failing_pass_is_logged_and_the_loop_goes_on(caplog: pytest.LogCapture
 
     asyncio.run(scenario())
     assert "leader: job pass failed: Harbor answered 503" in caplog.text
+
+
+def test_a_failed_pass_is_tried_again_soon_and_later_and_later() -> None:
+    job = Job(fail=True)
+
+    async def scenario() -> None:
+        async with running(job) as (_, _, loop):
+            loop._retry_initial = 0.1
+            clock = asyncio.get_running_loop()
+            await until(lambda: len(job.started) == 1)
+            first = clock.time()
+            await until(lambda: len(job.started) == 2, timeout=1.0)
+            second = clock.time()
+            await until(lambda: len(job.started) == 3, timeout=1.0)
+            third = clock.time()
+            assert 0.08 < second - first < 0.5  # not the hour-long interval
+            assert third - second > (second - first) * 1.5  # backing off
+
+    asyncio.run(scenario())
+
+
+def test_an_incomplete_pass_is_tried_again_and_a_complete_one_is_not() -> None:
+    class Incomplete(Job):
+        async def run(self, snapshot: Snapshot, view: object) -> None:
+            self.started.append(snapshot.version)
+            if len(self.started) == 1:
+                raise IncompletePass("2 Secrets could not be written")
+
+    job = Incomplete()
+
+    async def scenario() -> None:
+        async with running(job) as (_, _, loop):
+            loop._retry_initial = 0.05
+            await until(lambda: len(job.started) == 2, timeout=1.0)
+            await asyncio.sleep(QUIET)
+            assert len(job.started) == 2  # done: back to its interval
+
+    asyncio.run(scenario())
 
 
 def test_a_view_that_cannot_be_computed_is_logged_and_the_loop_goes_on(

@@ -82,11 +82,19 @@ def test_the_parts_live_in_spacegates_namespace_and_only_the_leader_writes(
     assert not result.failures and pull_login(kube, "a-dev") == "puller"
 
 
-def test_only_provisioning_or_the_audit_make_leader_work(tmp_path: Path) -> None:
+def test_provisioning_the_audit_or_a_harbor_listed_live_make_leader_work(tmp_path: Path) -> None:
     assert wants_leader(load_config(config_text(tmp_path)))
     audit_only = "registries: []\naudit: {enabled: true}\n"
     assert wants_leader(load_config(audit_only))
     assert not wants_leader(load_config("registries: []\n"))
+    listed = "registries: [{name: h, type: harbor, url: 'https://h.example.com'}]\n"
+    assert wants_leader(load_config(listed))  # its last-known-good copy
+    assert not wants_leader(load_config(listed + "lastKnownGood: {persist: false}\n"))
+    static = (
+        "registries: [{name: h, type: harbor, url: 'https://h.example.com', "
+        "spaces: [{name: a, public: true}]}]\n"
+    )
+    assert not wants_leader(load_config(static))
 
 
 # --------------------------------------------------------------------------- beside live mode

@@ -19,10 +19,11 @@ from prometheus_client import CollectorRegistry
 
 from policy.config import Config, Registry, load_config
 from policy.decision import decide
+from policy.last_known_good import Copy, RegistryCopy
 from webhook.clients.errors import SourceError
 from webhook.live.namespace_map import NamespaceMap
 from webhook.live.refresh_metrics import RefreshMetrics
-from webhook.live.refresher import Refresher
+from webhook.live.refresher import COPY_GRACE, Refresher
 from webhook.live.sources import SpaceSource
 
 T = TypeVar("T")
@@ -564,3 +565,154 @@ namespaces: {}
     assert not ready
     assert "namespace list is 61s old" in reason
     assert refresher.snapshot.namespace("team-a-dev").workspace == "101"
+
+
+# --------------------------------------------------------------------------- the cluster's copy
+
+COPY = Copy(
+    {
+        "harbor": RegistryCopy(
+            "harbor", "https://harbor.example.com", {"library": True, "team-a": False}
+        )
+    },
+    written_at=1_800_000_000.0,
+)
+
+
+def test_a_replica_that_cannot_list_a_harbor_serves_from_the_clusters_copy_marked_stale() -> None:
+    async def scenario() -> None:
+        registry = CollectorRegistry()
+        clock = FakeClock()
+        sources = Sources()
+        sources.error = SourceError("connection refused")
+        refresher = Refresher(
+            config(HARBOR), source_factory=sources, clock=clock, metrics=RefreshMetrics(registry)
+        )
+        assert not await refresher.refresh("harbor")
+        assert refresher.needs_copy()
+
+        assert refresher.adopt(COPY, now=COPY.written_at + 90)
+
+        assert image_allowed(refresher, "team-a-dev", "harbor.example.com/team-a/app")
+        assert not image_allowed(refresher, "other", "harbor.example.com/team-a/app")
+        assert refresher.snapshot.registries["harbor"].copied
+        assert refresher.readiness(staleness=False)[0]  # the probe keeps it in service
+        ready, reason = refresher.readiness()
+        assert not ready
+        assert "last-known-good copy" in reason and "(90s old)" in reason
+        assert "connection refused" in reason
+        assert (
+            metric(registry, "spacegate_registry_last_known_good_copy", {"registry": "harbor"}) == 1
+        )
+
+    run(scenario())
+
+
+def test_the_replicas_own_listing_replaces_the_copy() -> None:
+    async def scenario() -> None:
+        registry = CollectorRegistry()
+        sources = Sources({"harbor": {"library": True}})
+        sources.error = SourceError("connection refused")
+        refresher = Refresher(
+            config(HARBOR),
+            source_factory=sources,
+            clock=FakeClock(),
+            metrics=RefreshMetrics(registry),
+        )
+        await refresher.refresh("harbor")
+        refresher.adopt(COPY, now=COPY.written_at)
+        sources.current("harbor").error = None
+
+        assert await refresher.refresh("harbor")
+
+        assert not refresher.snapshot.registries["harbor"].copied
+        assert not image_allowed(refresher, "team-a-dev", "harbor.example.com/team-a/app")
+        assert refresher.readiness()[0]
+        assert not refresher.needs_copy()
+        assert (
+            metric(registry, "spacegate_registry_last_known_good_copy", {"registry": "harbor"}) == 0
+        )
+
+    run(scenario())
+
+
+def test_a_copy_never_stands_in_for_the_replicas_own_data() -> None:
+    async def scenario() -> None:
+        sources = Sources({"harbor": {"library": True}})
+        refresher = Refresher(config(HARBOR), source_factory=sources, clock=FakeClock())
+        await refresher.refresh("harbor")
+        sources.current("harbor").error = SourceError("HTTP 503")
+        await refresher.refresh("harbor")  # failing now: its own older data still wins
+
+        assert not refresher.needs_copy()
+        assert not refresher.adopt(COPY, now=COPY.written_at)
+        assert dict(refresher.snapshot.registries["harbor"].spaces) == {"library": True}
+
+    run(scenario())
+
+
+def test_a_slow_first_listing_is_given_a_grace_before_the_copy_stands_in() -> None:
+    sources_hang = Sources()
+    sources_hang.hang = True
+
+    async def hanging() -> None:
+        clock = FakeClock()
+        refresher = Refresher(config(HARBOR), source_factory=sources_hang, clock=clock)
+        await refresher.start()
+        try:
+            clock.now += COPY_GRACE / 2
+            assert not refresher.adopt(COPY, now=COPY.written_at)
+            clock.now += COPY_GRACE
+            assert refresher.adopt(COPY, now=COPY.written_at)
+            assert refresher.snapshot.registries["harbor"].copied
+        finally:
+            await refresher.aclose()
+
+    run(hanging())
+
+
+def test_a_copy_of_another_server_is_not_used() -> None:
+    async def scenario() -> None:
+        sources = Sources()
+        sources.error = SourceError("connection refused")
+        refresher = Refresher(config(HARBOR), source_factory=sources, clock=FakeClock())
+        await refresher.refresh("harbor")
+        elsewhere = Copy(
+            {"harbor": RegistryCopy("harbor", "https://old-harbor.example.com", {"team-a": False})},
+            COPY.written_at,
+        )
+        assert not refresher.adopt(elsewhere, now=COPY.written_at)
+        assert not refresher.readiness(staleness=False)[0]  # still waiting for its listing
+
+    run(scenario())
+
+
+def test_with_persist_off_no_copy_is_used() -> None:
+    async def scenario() -> None:
+        sources = Sources()
+        sources.error = SourceError("connection refused")
+        text = HARBOR + "lastKnownGood: {persist: false}\n"
+        refresher = Refresher(config(text), source_factory=sources, clock=FakeClock())
+        await refresher.refresh("harbor")
+        assert not refresher.needs_copy()
+        assert not refresher.adopt(COPY, now=COPY.written_at)
+
+    run(scenario())
+
+
+def test_a_newer_copy_replaces_an_older_one_while_the_registry_is_still_down() -> None:
+    async def scenario() -> None:
+        sources = Sources()
+        sources.error = SourceError("connection refused")
+        refresher = Refresher(config(HARBOR), source_factory=sources, clock=FakeClock())
+        await refresher.refresh("harbor")
+        refresher.adopt(COPY, now=COPY.written_at)
+        assert not refresher.adopt(COPY, now=COPY.written_at + 5)  # the same copy: no rebuild
+        newer = Copy(
+            {"harbor": RegistryCopy("harbor", "https://harbor.example.com", {"team-a": True})},
+            COPY.written_at + 60,
+        )
+        assert refresher.adopt(newer, now=newer.written_at)
+        assert image_allowed(refresher, "other", "harbor.example.com/team-a/app")
+
+    run(scenario())

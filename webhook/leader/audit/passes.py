@@ -9,12 +9,19 @@ refused images are counted by (namespace, registry, space) for
 report a tenant writes, reaches the metrics. Workloads admitted only because a space is bound
 are counted by (registry, space, workspace) into the impact index (``policy.impact``) binding
 reviews read.
+
+Reports are written by a bounded pool (``webhook.clients.kube_writes.WritePool``): a first pass
+creates one per workload, ten thousand on a large cluster, which one at a time would take
+minutes; the pool keeps a few in flight, waits out the apiserver's 429s (counted in
+:attr:`AuditPass.throttled`) and builds the next reports while they are sent.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -23,9 +30,12 @@ from kubernetes import client
 from policy.impact import ImpactIndex, IndexBuilder
 from policy.report import ReportFormat, build_report
 from policy.snapshot import Snapshot
+from webhook.clients.kube_writes import DEFAULT_WORKERS, Throttle, WritePool
 from webhook.leader.audit.findings import audit, list_objects, refused
 from webhook.leader.audit.metrics import AuditMetrics
 from webhook.leader.audit.reports import ReportWriter
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AuditPass", "Auditor"]
 
@@ -43,6 +53,8 @@ class AuditPass:
     seconds: float = 0.0
     # Which running workloads depend on which binding (policy.impact), for binding reviews.
     impact: ImpactIndex | None = None
+    # Report writes the apiserver refused with 429 (each retried after its Retry-After).
+    throttled: int = 0
 
     def publish(self, metrics: AuditMetrics, now: float) -> None:
         replaced = (self.reports or {}).get("replaced", 0)
@@ -59,46 +71,56 @@ class Auditor:
         report_format: ReportFormat | None,
         metrics: AuditMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        workers: int = DEFAULT_WORKERS,
     ) -> None:
         self.api = api
         self.writer = None if report_format is None else ReportWriter(api, report_format)
         self.metrics = metrics
         self._clock = clock
+        self._workers = workers
 
     def run_pass(self, snapshot: Snapshot, guard: Callable[[], None] = lambda: None) -> AuditPass:
         """One pass; ``guard`` is called before every write and raises to stop it."""
         started = time.perf_counter()
         result = AuditPass()
         writer = self.writer if self.writer is not None and self.writer.installed() else None
-        reports: dict[str, int] = {}
-        if writer is not None:
-            writer.load()
-            result.reports = reports
         now = int(self._clock())
         uses = IndexBuilder()
-        for finding in audit(snapshot, list_objects(self.api)):
-            result.audited += 1
-            decision = finding.decision
-            if decision is None:
-                continue
-            resource = finding.resource
-            uses.add(snapshot, decision, f"{resource.namespace}/{resource.kind}/{resource.name}")
-            if refused(finding):
-                result.refused += 1
-                for verdict in decision.containers:
-                    if verdict.refused:
-                        key = (decision.namespace, verdict.registry or "", verdict.space or "")
-                        result.violations[key] = result.violations.get(key, 0) + 1
-            if writer is not None:
+
+        def judged() -> Iterator[Callable[[], str]]:
+            """Every finding counted; the write of its report (when reports are written)."""
+            for finding in audit(snapshot, list_objects(self.api)):
+                result.audited += 1
+                decision = finding.decision
+                if decision is None:
+                    continue
+                resource = finding.resource
+                where = f"{resource.namespace}/{resource.kind}/{resource.name}"
+                uses.add(snapshot, decision, where)
+                if refused(finding):
+                    result.refused += 1
+                    for verdict in decision.containers:
+                        if verdict.refused:
+                            key = (decision.namespace, verdict.registry or "", verdict.space or "")
+                            result.violations[key] = result.violations.get(key, 0) + 1
+                if writer is not None:
+                    guard()
+                    report = build_report(
+                        resource, decision, timestamp=now, report_format=writer.format
+                    )
+                    yield functools.partial(writer.write, report)
+
+        if writer is None:
+            for _ in judged():
+                pass
+        else:
+            writer.load()
+            throttle = Throttle(job="audit")
+            with WritePool(self._workers, throttle) as pool:
+                result.reports = _count(pool.map(judged()))
                 guard()
-                report = build_report(
-                    finding.resource, decision, timestamp=now, report_format=writer.format
-                )
-                outcome = writer.write(report)
-                reports[outcome] = reports.get(outcome, 0) + 1
-        if writer is not None:
-            guard()
-            reports["deleted"] = writer.delete_stale()
+                result.reports["deleted"] = writer.delete_stale(pool)
+            result.throttled = throttle.throttled
         result.seconds = time.perf_counter() - started
         result.impact = uses.build(
             datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -108,3 +130,14 @@ class Auditor:
         if self.metrics is not None:
             result.publish(self.metrics, self._clock())
         return result
+
+
+def _count(outcomes: list[str | BaseException]) -> dict[str, int]:
+    """How many writes had each outcome; an unexpected error counts as failed (logged)."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        kind = outcome if isinstance(outcome, str) else "failed"
+        if isinstance(outcome, BaseException):
+            log.warning("audit: a report write failed: %s", outcome)
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts

@@ -24,6 +24,7 @@ on. Calls block; the pass runs them in a child process.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +36,11 @@ from policy.provisioning import MANAGED_BY, MANAGED_BY_LABEL
 from policy.report import API_VERSIONS, NAME_PREFIX, SOURCE, ReportFormat, report_digest
 from webhook.clients.errors import describe_api_error
 from webhook.clients.kube_paging import get, list_items
+from webhook.clients.kube_writes import TOO_MANY_REQUESTS, WritePool
 
 log = logging.getLogger(__name__)
+
+_CONFLICT = 409  # a delete's precondition (the resourceVersion read) no longer holds
 
 __all__ = ["ReportWriter"]
 
@@ -78,7 +82,7 @@ class ReportWriter:
         self.group, self.version = api_version.split("/")
         self.plural = "policyreports" if report_format == "wgpolicyk8s" else "reports"
         self._existing: dict[tuple[str, str], _Stored] = {}  # (ns, name) -> what is there
-        self._legacy: set[tuple[str, str]] = set()
+        self._legacy: dict[tuple[str, str], str] = {}  # (ns, name) -> resourceVersion
 
     def installed(self) -> bool:
         """The report CRD is served (discovery of its group version)."""
@@ -100,7 +104,7 @@ class ReportWriter:
             if key[1].startswith(NAME_PREFIX):
                 self._existing[key] = self._stored(item)
             elif _legacy(item):
-                self._legacy.add(key)
+                self._legacy[key] = meta.get("resourceVersion", "")
 
     @staticmethod
     def _stored(item: dict[str, Any]) -> _Stored:
@@ -109,10 +113,12 @@ class ReportWriter:
 
     def write(self, report: dict[str, Any]) -> str:
         """Create or update one report: "created", "updated", "unchanged", "replaced" (what
-        stood under its name was not spacegate's) or "failed" (logged; the pass goes on)."""
+        stood under its name was not spacegate's) or "failed" (logged; the pass goes on).
+        A 429 is raised, for the pool's throttle to wait out (``webhook.clients.kube_writes``)."""
         meta = report["metadata"]
         key = (meta["namespace"], meta["name"])
-        current = self._existing.pop(key, None)
+        read = self._existing.pop(key, None)
+        current = read
         try:
             if current is None:
                 try:
@@ -129,6 +135,10 @@ class ReportWriter:
                     return "failed"
             return self._update(key, report, current)
         except ApiException as exc:
+            if exc.status == TOO_MANY_REQUESTS:  # the pool's throttle waits and tries again
+                if read is not None:
+                    self._existing[key] = read
+                raise
             log.warning(
                 "audit: could not write report %s/%s: %s",
                 key[0],
@@ -166,24 +176,45 @@ class ReportWriter:
         )
         return "replaced"
 
-    def delete_stale(self) -> int:
+    def delete_stale(self, pool: WritePool | None = None) -> int:
         """Delete the reports under spacegate's names this pass did not write, and its
-        reports of old names; the number deleted."""
-        deleted = 0
-        for namespace, name in sorted(self._existing.keys() | self._legacy):
-            try:
-                self._api.delete_namespaced_custom_object(
-                    self.group, self.version, namespace, self.plural, name
-                )
-                deleted += 1
-            except ApiException as exc:
-                if exc.status != 404:
-                    log.warning(
-                        "audit: could not delete report %s/%s: %s",
-                        namespace,
-                        name,
-                        describe_api_error(exc),
-                    )
+        reports of old names (on ``pool`` when given); the number deleted."""
+        stale = sorted(
+            {key: stored.version for key, stored in self._existing.items()}.items()
+            | self._legacy.items()
+        )
         self._existing.clear()
         self._legacy.clear()
-        return deleted
+        deletes = [
+            functools.partial(self._delete, namespace, name, version)
+            for (namespace, name), version in stale
+        ]
+        if pool is not None:
+            done = pool.map(deletes)
+        else:
+            with WritePool(1) as own:  # 429s waited out as on the pass's pool
+                done = own.map(deletes)
+        return sum(1 for deleted in done if deleted is True)
+
+    def _delete(self, namespace: str, name: str, version: str) -> bool:
+        """Delete the report as it was read (``version``): one rewritten since, by anyone,
+        is left for the next pass to judge."""
+        options = {"preconditions": {"resourceVersion": version}} if version else None
+        try:
+            self._api.delete_namespaced_custom_object(
+                self.group, self.version, namespace, self.plural, name, body=options
+            )
+        except ApiException as exc:
+            if exc.status == TOO_MANY_REQUESTS:
+                raise  # the pool's throttle waits and tries again
+            if exc.status == _CONFLICT:
+                log.info("audit: report %s/%s changed since it was read; kept", namespace, name)
+            elif exc.status != 404:
+                log.warning(
+                    "audit: could not delete report %s/%s: %s",
+                    namespace,
+                    name,
+                    describe_api_error(exc),
+                )
+            return False
+        return True

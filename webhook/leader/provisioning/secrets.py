@@ -46,6 +46,7 @@ from kubernetes.client.exceptions import ApiException
 
 from policy.provisioning import MANAGED_BY, MANAGED_BY_LABEL
 from webhook.clients.kube_paging import list_items
+from webhook.clients.kube_writes import send
 from webhook.leader.provisioning.holders import Holders
 
 COMPONENT_LABEL = "spacegate.io/component"
@@ -203,7 +204,6 @@ class SecretStore:
 
     def __init__(self, api_client: client.ApiClient, *, home: str) -> None:
         self._api_client = api_client
-        self._core: Any = client.CoreV1Api(api_client)
         self.home = home
 
     # ------------------------------------------------------------------ pull Secrets
@@ -226,24 +226,33 @@ class SecretStore:
             found[namespace] = PullSecret(namespace, managed, auths, kind, _version(secret))
         return found
 
-    def _pull_secret(self, namespace: str, name: str, content: bytes, version: str = "") -> Any:
-        return client.V1Secret(
-            metadata=client.V1ObjectMeta(
-                name=name,
-                namespace=namespace,
-                labels=_labels(PULL_SECRET),
-                resource_version=version or None,
-            ),
-            type=DOCKERCONFIGJSON,
-            data={".dockerconfigjson": base64.b64encode(content).decode()},
-        )
+    def _pull_secret(
+        self, namespace: str, name: str, content: bytes, version: str = ""
+    ) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            "name": name,
+            "namespace": namespace,
+            "labels": _labels(PULL_SECRET),
+        }
+        if version:
+            metadata["resourceVersion"] = version
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": metadata,
+            "type": DOCKERCONFIGJSON,
+            "data": {".dockerconfigjson": base64.b64encode(content).decode()},
+        }
 
     def create_pull_secret(self, namespace: str, name: str, content: bytes) -> None:
         """Create spacegate's pull Secret ``name`` in ``namespace``; only a create: a Secret
         of that name made meanwhile is left alone (:class:`WriteConflict`)."""
         try:
-            self._core.create_namespaced_secret(
-                namespace, self._pull_secret(namespace, name, content)
+            send(
+                self._api_client,
+                "POST",
+                f"/api/v1/namespaces/{namespace}/secrets",
+                self._pull_secret(namespace, name, content),
             )
         except ApiException as exc:
             raise _conflict(exc, f"create Secret {namespace}/{name}") or exc from None
@@ -254,7 +263,7 @@ class SecretStore:
         """Replace the pull Secret as it was read (``version``), and nothing written since."""
         body = self._pull_secret(namespace, name, content, version.resource_version)
         try:
-            self._core.replace_namespaced_secret(name, namespace, body)
+            send(self._api_client, "PUT", f"/api/v1/namespaces/{namespace}/secrets/{name}", body)
         except ApiException as exc:
             raise _conflict(exc, f"update Secret {namespace}/{name}") or exc from None
 
@@ -263,13 +272,18 @@ class SecretStore:
         self._delete(namespace, name, version)
 
     def _delete(self, namespace: str, name: str, version: Version) -> None:
-        options = client.V1DeleteOptions(
-            preconditions=client.V1Preconditions(
-                uid=version.uid, resource_version=version.resource_version
-            )
-        )
+        options = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "preconditions": {"uid": version.uid, "resourceVersion": version.resource_version},
+        }
         try:
-            self._core.delete_namespaced_secret(name, namespace, body=options)
+            send(
+                self._api_client,
+                "DELETE",
+                f"/api/v1/namespaces/{namespace}/secrets/{name}",
+                options,
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise _conflict(exc, f"delete Secret {namespace}/{name}") or exc from None
@@ -329,35 +343,38 @@ class SecretStore:
         }
         if credential.workspace is not None:
             notes[A_WORKSPACE] = credential.workspace
-        data: dict[str, bytes | str] = {
+        data: dict[str, str] = {
             "username": base64.b64encode(credential.robot_name.encode()).decode(),
             "password": base64.b64encode(credential.password.encode()).decode(),
         }
         if credential.holders is not None:
             data[D_HOLDERS] = base64.b64encode(credential.holders.encode()).decode()
 
-        def body(resource_version: str | None) -> Any:
-            return client.V1Secret(
-                metadata=client.V1ObjectMeta(
-                    name=name,
-                    namespace=self.home,
-                    labels=_labels(ROBOT_CREDENTIAL),
-                    annotations=notes,
-                    resource_version=resource_version,
-                ),
-                type="Opaque",
-                data=data,
-            )
+        def body(resource_version: str | None) -> dict[str, Any]:
+            metadata: dict[str, Any] = {
+                "name": name,
+                "namespace": self.home,
+                "labels": _labels(ROBOT_CREDENTIAL),
+                "annotations": notes,
+            }
+            if resource_version:
+                metadata["resourceVersion"] = resource_version
+            return {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": metadata,
+                "type": "Opaque",
+                "data": data,
+            }
 
         what = f"update Secret {self.home}/{name}"
+        path = f"/api/v1/namespaces/{self.home}/secrets"
         try:
             if version is not None:
-                self._core.replace_namespaced_secret(
-                    name, self.home, body(version.resource_version)
-                )
+                send(self._api_client, "PUT", f"{path}/{name}", body(version.resource_version))
                 return
             try:
-                self._core.create_namespaced_secret(self.home, body(None))
+                send(self._api_client, "POST", path, body(None))
                 return
             except ApiException as exc:
                 if exc.status != 409:
@@ -368,7 +385,7 @@ class SecretStore:
                     f"create Secret {self.home}/{name}: a Secret of that name exists and is not "
                     "spacegate's robot credential; left alone (delete or rename it)"
                 )
-            self._core.replace_namespaced_secret(name, self.home, body(found[0].resource_version))
+            send(self._api_client, "PUT", f"{path}/{name}", body(found[0].resource_version))
         except ApiException as exc:
             raise _conflict(exc, what) or exc from None
 

@@ -34,12 +34,13 @@ check, so losing the Lease stops writing at once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 from kubernetes.client.exceptions import ApiException
 
@@ -53,6 +54,8 @@ from policy.provisioning import (
 from policy.snapshot import Snapshot
 from webhook.clients.credentials import load_credentials
 from webhook.clients.errors import SourceError, describe_api_error
+from webhook.clients.kube_writes import DEFAULT_WORKERS, Throttle, WritePool
+from webhook.leader.provisioning.holders import Holders
 from webhook.leader.provisioning.metrics import ProvisionMetrics
 from webhook.leader.provisioning.plan import (
     CredentialKey,
@@ -75,7 +78,47 @@ from webhook.leader.provisioning.secrets import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PassResult", "Provisioner", "RobotAPI", "RobotAPIFactory"]
+__all__ = [
+    "HARBOR_CONCURRENCY",
+    "WINDOW",
+    "PassResult",
+    "Provisioner",
+    "RobotAPI",
+    "RobotAPIFactory",
+]
+
+T = TypeVar("T")
+Item = TypeVar("Item")
+
+# Harbor robot calls in flight at once (creates, deletes); apiserver writes go through a
+# bounded WritePool (``webhook.clients.kube_writes``).
+HARBOR_CONCURRENCY: Final = 8
+# Items of one step started and not finished at most: a few times what the pool and Harbor
+# take, so they never wait for work, and never ten thousand coroutines made ready in one turn
+# of the event loop that answers admission (a stall of seconds at 10,000 Secrets).
+WINDOW: Final = 64
+
+
+async def _each(
+    work: Callable[[Item], Coroutine[Any, Any, None]], items: Iterable[Item], window: int = WINDOW
+) -> None:
+    """``work`` on every item, at most ``window`` at once (each further bounded by the pool
+    or semaphore it uses); the first unexpected exception (a lost Lease) cancels the rest."""
+    slots = asyncio.Semaphore(window)
+
+    async def one(item: Item) -> None:
+        try:
+            await work(item)
+        finally:
+            slots.release()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for item in items:
+                await slots.acquire()
+                group.create_task(one(item))
+    except ExceptionGroup as failed:  # the first one, as a sequential loop would raise it
+        raise failed.exceptions[0] from None
 
 
 class CreatedView(Protocol):
@@ -130,6 +173,8 @@ class Provisioner:
         guard: Callable[[], None] = lambda: None,
         metrics: ProvisionMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        workers: int = DEFAULT_WORKERS,
+        harbor_concurrency: int = HARBOR_CONCURRENCY,
     ) -> None:
         self.store = store
         self._robots_for = robots_for
@@ -138,11 +183,29 @@ class Provisioner:
         self.metrics = metrics
         self._clock = clock
         self._conflicts_logged: set[tuple[str, str]] = set()
+        self.throttle = Throttle(job="provisioning")
+        self._workers = workers
+        self._pool: WritePool | None = None
+        self._harbor_concurrency = harbor_concurrency
+        self._harbor = asyncio.Semaphore(harbor_concurrency)  # made again for each pass
 
     async def aclose(self) -> None:
         for _, api in self._clients.values():
             await api.aclose()
         self._clients.clear()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.close)
+
+    async def _write(self, write: Callable[..., T], *args: Any) -> T:
+        """One blocking apiserver write on the pool (at most ``workers`` at once, 429s
+        retried after their Retry-After)."""
+        if self._pool is None:
+            self._pool = WritePool(self._workers, self.throttle)
+        (done,) = await self._pool.gather([functools.partial(write, *args)])
+        if isinstance(done, BaseException):
+            raise done
+        return done
 
     def _robots(self, registry: Registry) -> RobotAPI:
         current = self._clients.get(registry.name)
@@ -154,15 +217,22 @@ class Provisioner:
     async def observe(self, snapshot: Snapshot, desired: DesiredState) -> Observed:
         """Read robots, credentials and Secrets as they are now."""
         robots: dict[str, tuple[RobotView, ...]] = {}
-        for name, state in snapshot.registries.items():
-            registry = state.registry
-            if registry.type != "harbor" or name in desired.unknown:
-                continue
-            listed = await self._robots(registry).list_robots(ROBOT_PREFIX)
-            robots[name] = tuple(listed)
-        credentials = await asyncio.to_thread(self.store.list_credentials)
-        pull_secrets = await asyncio.to_thread(
-            self.store.list_pull_secrets, snapshot.config.policy.pull_secret_name
+
+        async def list_robots() -> None:
+            for name, state in snapshot.registries.items():
+                registry = state.registry
+                if registry.type != "harbor" or name in desired.unknown:
+                    continue
+                listed = await self._robots(registry).list_robots(ROBOT_PREFIX)
+                robots[name] = tuple(listed)
+
+        # The three reads at once: Harbor's robots, the credentials, every pull Secret.
+        _, credentials, pull_secrets = await asyncio.gather(
+            list_robots(),
+            asyncio.to_thread(self.store.list_credentials),
+            asyncio.to_thread(
+                self.store.list_pull_secrets, snapshot.config.policy.pull_secret_name
+            ),
         )
         static: dict[str, tuple[str, str]] = {}
         for name, state in snapshot.registries.items():
@@ -185,6 +255,7 @@ class Provisioner:
         ``desired`` is ``desired_state(snapshot)`` when the caller has it already.
         """
         started = time.perf_counter()
+        self._harbor = asyncio.Semaphore(self._harbor_concurrency)  # this pass's event loop
         try:
             # CPU work proportional to the cluster: off the event loop, which answers
             # admission in the same process.
@@ -249,17 +320,21 @@ class Provisioner:
         robots not created are added to ``failed_robots``)."""
         credentials = dict(observed.credentials)
         failures: list[str] = []
-        for change in changes:
+
+        async def create(change: RobotChange) -> None:
             key = change.spec.key
             old = observed.credentials.get(key)
             try:
-                credentials[key] = await self._create_robot(
-                    snapshot, change, None if old is None else old.version
-                )
+                async with self._harbor:
+                    credentials[key] = await self._create_robot(
+                        snapshot, change, None if old is None else old.version
+                    )
             except (SourceError, WriteConflict) as exc:
                 failures.append(str(exc))
                 failed_robots.add(change.spec.key)
                 log.error("provisioning: %s", exc)
+
+        await _each(create, changes)
         return credentials, failures
 
     async def _apply(
@@ -276,67 +351,79 @@ class Provisioner:
         name = snapshot.config.policy.pull_secret_name
         unrecorded = await self._record_holders(the_plan, result, credentials)
         unwritten: list[str] = []  # Secrets that stay as they were, and the robots they name
-        for write in the_plan.write_secrets:
+
+        async def write_secret(write: SecretWrite) -> None:
             if unrecorded.intersection(write.unrecorded):
                 unwritten.append(write.namespace)  # never given a credential unrecorded
                 result.failed_namespaces.add(write.namespace)
-                continue
+                return
             if not await self._write_secret(name, write, result):
                 unwritten.append(write.namespace)
                 result.failed_namespaces.add(write.namespace)
 
-        for namespace in the_plan.delete_secrets:
+        await _each(write_secret, the_plan.write_secrets)
+
+        async def delete_secret(namespace: str) -> None:
             version = observed.pull_secrets[namespace].version
             if version is None:
-                continue
+                return
             self.guard()
             try:
-                await asyncio.to_thread(self.store.delete_pull_secret, namespace, name, version)
+                await self._write(self.store.delete_pull_secret, namespace, name, version)
             except (ApiException, WriteConflict) as exc:
                 self._write_failed(result, f"delete Secret {namespace}", exc)
-                continue
+                return
             self._changed("secret-delete")
             log.info("provisioning: deleted Secret %s/%s (no longer needed)", namespace, name)
 
-        for key in the_plan.delete_credentials:
+        await _each(delete_secret, the_plan.delete_secrets)
+
+        async def delete_credential(key: CredentialKey) -> None:
             credential = credentials[key]
             if credential.version is None:
-                continue
+                return
             self.guard()
             try:
-                await asyncio.to_thread(
+                await self._write(
                     self.store.delete_credential, robot_base_name(*key), credential.version
                 )
             except (ApiException, WriteConflict) as exc:
                 self._write_failed(result, f"delete robot credential {robot_base_name(*key)}", exc)
-                continue
+                return
             self._changed("credential-delete")
 
+        await _each(delete_credential, the_plan.delete_credentials)
+
         in_use = robots_in_use(desired, observed, unwritten)
-        for registry_name, robot_id, robot_name in the_plan.delete_robots:
+
+        async def delete_robot(robot: tuple[str, int, str]) -> None:
+            registry_name, robot_id, robot_name = robot
             state = snapshot.registries.get(registry_name)
             if state is None:
-                continue
+                return
             if (registry_name, robot_id) in in_use:
-                the_plan.kept_robots.append((registry_name, robot_id, robot_name))
+                the_plan.kept_robots.append(robot)
                 log.warning(
                     "provisioning: kept robot %s on %s: a Secret still naming it could not be "
                     "rewritten; deleted once it is",
                     robot_name,
                     registry_name,
                 )
-                continue
+                return
             self.guard()
             try:
-                await self._robots(state.registry).delete_robot(robot_id)
+                async with self._harbor:
+                    await self._robots(state.registry).delete_robot(robot_id)
             except SourceError as exc:
                 result.failures.append(str(exc))
                 log.error("provisioning: %s", exc)
-                continue
+                return
             self._changed("robot-delete")
             log.info(
                 "provisioning: deleted robot %s (id %d) on %s", robot_name, robot_id, registry_name
             )
+
+        await _each(delete_robot, list(the_plan.delete_robots))
 
         for namespace in the_plan.conflicts:
             if (namespace, name) not in self._conflicts_logged:
@@ -356,11 +443,13 @@ class Provisioner:
         """Extend each credential's record of holders before it is written anywhere new; the
         keys whose record could not be written."""
         failed: set[CredentialKey] = set()
-        for key, holders in the_plan.record_holders:
+
+        async def record(item: tuple[CredentialKey, Holders]) -> None:
+            key, holders = item
             credential = credentials[key]
             self.guard()
             try:
-                await asyncio.to_thread(
+                await self._write(
                     self.store.write_credential,
                     robot_base_name(*key),
                     replace(credential, holders=holders),
@@ -369,8 +458,10 @@ class Provisioner:
             except (ApiException, WriteConflict) as exc:
                 failed.add(key)
                 self._write_failed(result, f"record the holders of {robot_base_name(*key)}", exc)
-                continue
+                return
             self._changed("credential-record")
+
+        await _each(record, the_plan.record_holders)
         return failed
 
     async def _write_secret(self, name: str, write: SecretWrite, result: PassResult) -> bool:
@@ -378,11 +469,11 @@ class Provisioner:
         self.guard()
         try:
             if write.version is None:
-                await asyncio.to_thread(
+                await self._write(
                     self.store.create_pull_secret, write.namespace, name, write.content
                 )
             else:
-                await asyncio.to_thread(
+                await self._write(
                     self.store.update_pull_secret,
                     write.namespace,
                     name,
@@ -437,7 +528,7 @@ class Provisioner:
             holders=change.holders,
         )
         self.guard()
-        await asyncio.to_thread(self.store.write_credential, base, credential, kept)
+        await self._write(self.store.write_credential, base, credential, kept)
         self._changed("robot-create")
         log.info(
             "provisioning: created robot %s on %s for workspace %s with pull on %s (%s)",

@@ -182,3 +182,17 @@ def test_a_pass_in_a_child_decides_with_the_binding_objects_of_its_snapshot(
     assert result.impact is not None
     use = result.impact.use("harbor", "team-a", "102")
     assert use is not None and use.count == 2
+
+
+def test_reports_the_apiserver_throttles_are_written_after_its_retry_after_and_counted(
+    cluster: FakeKubernetes, api: client.ApiClient
+) -> None:
+    cluster.serve_resource("wgpolicyk8s.io/v1alpha2", "policyreports", "PolicyReport")
+    reports = REPORTS.rsplit("/", 1)[0] + "/namespaces/"
+    cluster.fail_next(3, 429, path_prefix=reports, retry_after="0")
+
+    result = Auditor(api, report_format="wgpolicyk8s", workers=2).run_pass(SNAPSHOT)
+
+    assert result.reports == {"created": 3, "deleted": 0}
+    assert result.throttled == 3
+    assert len(cluster.objects(REPORTS)) == 3

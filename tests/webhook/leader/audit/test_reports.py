@@ -182,6 +182,20 @@ def test_reports_the_pass_did_not_write_are_deleted_afterwards(
     assert [r["scope"]["name"] for r in stored(kube).values()] == ["web"]
 
 
+def test_a_stale_report_rewritten_after_the_read_is_not_deleted(
+    kube: FakeKubernetes, writer: ReportWriter
+) -> None:
+    writer.load()
+    writer.write(report("gone"))
+    writer.load()  # "gone" is stale for this pass...
+    current = kube.get_object(REPORTS, "a-dev", "spacegate-uid-a-dev-gone")
+    assert current is not None
+    kube.replace_object(REPORTS, "a-dev", current)  # ...but rewritten since it was read
+
+    assert writer.delete_stale() == 0
+    assert "spacegate-uid-a-dev-gone" in stored(kube)
+
+
 def test_a_report_created_meanwhile_by_another_spacegate_counts_as_unchanged(
     kube: FakeKubernetes, writer: ReportWriter
 ) -> None:

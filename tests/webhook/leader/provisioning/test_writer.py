@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -179,6 +180,51 @@ def test_a_robot_that_cannot_be_created_leaves_its_secrets_and_old_robot_working
     assert len(result.failures) == 1 and "may or may not exist" in result.failures[0]
     assert world.login("a-dev") == old  # untouched
     assert world.harbor.robot_can_pull(old[0], "team-a")  # and its robot not deleted
+
+
+def test_secrets_the_apiserver_throttles_are_written_after_its_retry_after_and_counted(
+    world: World,
+) -> None:
+    world.kube.fail_next(2, 429, path_prefix="/api/v1/namespaces/a-dev/secrets", retry_after="0")
+
+    result = world.run()
+
+    assert not result.failures and not result.failed_namespaces
+    assert world.provisioner.throttle.throttled == 2
+    assert world.login("a-dev") == world.login("a-prod") is not None
+
+
+def test_a_first_pass_writes_secrets_concurrently_but_never_more_than_its_workers(
+    harbor: HarborFake, kube: FakeKubernetes, api: client.ApiClient, tmp_path: Path
+) -> None:
+    world = World(harbor, kube, api, tmp_path)
+    many = {f"a-{i:02d}": "101" for i in range(12)}
+    for namespace in many:
+        kube.create_namespace(namespace)
+    store = SecretStore(api, home=HOME)
+    world.provisioner = Provisioner(store, HarborRobots, workers=3)
+    lock = threading.Lock()
+    in_flight = [0, 0]  # now, most
+    create = store.create_pull_secret
+
+    def counted(namespace: str, name: str, content: bytes) -> None:
+        with lock:
+            in_flight[0] += 1
+            in_flight[1] = max(in_flight[1], in_flight[0])
+        time.sleep(0.02)
+        try:
+            create(namespace, name, content)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    store.create_pull_secret = counted  # type: ignore[method-assign]
+
+    result = world.run(world.snapshot(namespaces=many))
+
+    assert not result.failures
+    assert in_flight[1] == 3
+    assert all(world.login(namespace) is not None for namespace in many)
 
 
 def test_a_pull_secret_a_tenant_edited_is_put_back(world: World) -> None:
