@@ -42,6 +42,7 @@ from webhook.clients.errors import SourceError
 from webhook.clients.kube import ApiClientFactory, kube_configured, load_api_client, own_namespace
 from webhook.live.binding_map import BindingMap
 from webhook.live.config_watch import DEFAULT_POLL_INTERVAL, ConfigWatcher
+from webhook.live.freshness import WatchFreshness, WatchSource
 from webhook.live.namespace_map import NamespaceMap
 from webhook.live.readiness import is_listed
 from webhook.live.refresh_metrics import RefreshMetrics
@@ -219,6 +220,10 @@ class _LiveState:
             await old.stop()
         log.info("namespaces now read from label %s", config.workspace_label)
 
+    def watch_sources(self) -> list[WatchSource]:
+        """The reflectors whose state decisions rest on now (for the freshness gate)."""
+        return [w.reflector for w in (self.namespaces, self.bindings) if w is not None]
+
     async def stop(self) -> None:
         if self.impact is not None:
             await self.impact.reflector.stop()
@@ -330,6 +335,9 @@ async def open_live_state(
         else f"RegistrySpaceBinding objects and the config (bindings.source: {_source(config)})",
     )
     live = _LiveState(refresher, watch, api_client, clock, bindings=bindings, impact=impact)
+    freshness = WatchFreshness(live.watch_sources, refresher.rebuild)
+    refresher.set_freshness(freshness)
+    metrics.registry.register(freshness.collector())
     async with AsyncExitStack() as stack:
         stack.push_async_callback(live.stop)
         await stack.enter_async_context(refresher)
