@@ -160,9 +160,7 @@ class AdmissionEndpoint:
                 bodies.end(request)
                 review, answered = self._answer(body, snapshot)
             outcome = (
-                answered
-                if answered is not None
-                else await self._answer_binding(review, snapshot)
+                answered if answered is not None else await self._answer_binding(review, snapshot)
             )
             if not self.mutating and freshness.leans_on_watches(outcome.decision):
                 outcome = await self._current(body, state, snapshot, outcome)
