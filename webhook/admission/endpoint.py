@@ -26,8 +26,8 @@ from typing import Any, Final
 from starlette.types import Receive, Scope, Send
 
 from policy.snapshot import Snapshot
-from webhook.admission.bindings import BindingReviewer
 from webhook.admission import freshness
+from webhook.admission.bindings import BindingReviewer
 from webhook.admission.bodies import (
     Disconnected,
     LargeBodies,
