@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -118,7 +118,9 @@ def broken(
     namespaces = Namespaces(api_client)
     proxy = FaultProxy((LOOPBACK, control_plane.apiserver_port)).start()
     kubeconfig = _kubeconfig_through(control_plane, proxy, tmp_path / "proxied.kubeconfig")
-    process = SpacegateProcess(PlaneAs(control_plane, kubeconfig), tmp_path, FRESH_CONFIG)
+    process = SpacegateProcess(
+        cast(ControlPlane, PlaneAs(control_plane, kubeconfig)), tmp_path, FRESH_CONFIG
+    )
     setup = Broken(control_plane, proxy, process, namespaces)
     try:
         yield setup

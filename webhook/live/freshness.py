@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = ["WatchFreshness", "WatchSource"]
@@ -45,6 +45,8 @@ class WatchSource(Protocol):
     what: str
     epoch: int  # times it became current: a change means the snapshot must be rebuilt
     not_current_reason: str | None
+    wakes: int  # wake-ups that cut a backoff short
+    wakes_refused: int  # wake-ups refused as too soon after the last
 
     @property
     def current(self) -> bool: ...
@@ -99,7 +101,8 @@ class WatchFreshness:
         return ()
 
     def collector(self) -> Collector:
-        """``spacegate_watch_current{source}``: 1 while a source is current, read at scrape."""
+        """``spacegate_watch_current{source}`` (1 while current) and
+        ``spacegate_watch_wakeups_total{source,result}``, read at scrape time."""
         return _CurrentCollector(self._sources)
 
 
@@ -111,7 +114,7 @@ class _CurrentCollector(Collector):
     def __init__(self, sources: Callable[[], Sequence[WatchSource]]) -> None:
         self._sources = sources
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         family = GaugeMetricFamily(
             "spacegate_watch_current",
             "1 while a watch-fed source (namespace labels, RegistrySpaceBinding objects) is "
@@ -119,6 +122,15 @@ class _CurrentCollector(Collector):
             "(allows that rest on it wait for it, then are refused for a retry).",
             labels=["source"],
         )
+        wakeups = CounterMetricFamily(
+            "spacegate_watch_wakeups_total",
+            "Reviews that found a watch-fed source not current and cut its reconnect backoff "
+            "short (result woken), or came too soon after the last such wake-up (too_soon).",
+            labels=["source", "result"],
+        )
         for source in self._sources():
             family.add_metric([source.what], 1.0 if source.current else 0.0)
+            wakeups.add_metric([source.what, "woken"], float(source.wakes))
+            wakeups.add_metric([source.what, "too_soon"], float(source.wakes_refused))
         yield family
+        yield wakeups
