@@ -6,24 +6,16 @@ client-go's does. The namespace reflector (``webhook.live.sources.namespaces``) 
 binding reflector (``webhook.live.sources.bindings``) are this one loop with a different
 request and a different mirror:
 
-- **List, then watch from the list's resourceVersion.** A watch the server ends at its
-  own timeout is renewed from the last resourceVersion it saw (BOOKMARK events included,
-  which keep that version fresh when nothing changes): one request, no relist.
-- **Current, or not** (:attr:`Reflector.current`): the mirror is current when its list
-  succeeded and a watch is established with no failure since. A watch that fails (an
-  error, a reset, a refused reconnect) or ends before its timeout (an apiserver shutting
-  down or its watch cache reinitialising ends streams cleanly) makes it not current, and
-  the next step is a **relist**, not a resume: a list is a consistent read, so "current"
-  is exact again once it is back, whereas a resumed watch replays what was missed only
-  after it is established, and a review in between would be decided on the old state.
-  What admission does with this is ``webhook.live.freshness``'s (``docs/decisions.md``).
-- **A wake-up cuts the backoff short** (:meth:`Reflector.wake`): a review arriving proves
-  the apiserver is up, so the reconnect need not wait out its delay; wake-ups are at most
-  one per ``wake_interval`` seconds, so a flood of reviews is not a reconnect storm.
-- **Relist on 410 Gone**, whether it arrives as an HTTP 410 or as an ERROR event in the
-  stream: the API server has compacted the history we would resume from, so only a fresh
-  list can tell what changed meanwhile (an object deleted during the gap disappears). A
-  watch refused with 404 (a custom resource whose CRD went away) relists too.
+- **List, then watch from the list's resourceVersion**; a watch the server ends at its own
+  timeout is renewed from the last resourceVersion seen (BOOKMARKs keep it fresh).
+- **Current, or not** (:attr:`Reflector.current`): listed, and a watch established with no
+  failure since. A watch that fails, or ends cleanly before its timeout (an apiserver
+  shutting down, its watch cache reinitialising), makes it not current and is followed by
+  a **relist**: a list is a consistent read, whereas a resumed watch replays what was
+  missed only after it is established (``docs/decisions.md``). A 410 Gone, as an HTTP 410
+  or an ERROR event, and a watch refused with 404 relist too.
+- **A wake-up cuts the backoff short** (:meth:`Reflector.wake`: a review proves the
+  apiserver is up), at most once per ``wake_interval`` seconds.
 - **Exponential backoff with jitter** on every failure, so that many webhook replicas do not
   hammer a recovering API server in lockstep.
 - **Changes take effect at once**: the mirror changes per event and ``on_change`` (called on
@@ -49,8 +41,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 import urllib3
 from kubernetes import client as k8s_client
@@ -60,6 +52,7 @@ from webhook.clients.backoff import Backoff
 from webhook.clients.errors import SourceError, describe_api_error
 from webhook.clients.kube import load_api_client
 from webhook.clients.kube_paging import Page, pages
+from webhook.live.sources.watch_stream import Mirror, lines, resource_version_of
 
 log = logging.getLogger(__name__)
 
@@ -68,27 +61,6 @@ __all__ = ["Mirror", "OnChange", "Reflector"]
 OnChange = Callable[[], None]
 _GONE = 410
 _NOT_FOUND = 404
-
-
-class Mirror(Protocol):
-    """Where a reflector writes what it lists and watches (and the only writer)."""
-
-    @property
-    def has_synced(self) -> bool:
-        """A full list (or the resource's absence) has been recorded at least once."""
-        ...
-
-    def replace_items(self, items: list[dict[str, Any]]) -> bool:
-        """A full list replaces everything; True when anything the readers see changed."""
-        ...
-
-    def apply_event(self, kind: str, obj: dict[str, Any]) -> bool:
-        """One ADDED, MODIFIED or DELETED object; True when the readers' view changed."""
-        ...
-
-    def touch(self) -> None:
-        """The mirror is known to be in sync now (an event, a bookmark, a renewed watch)."""
-        ...
 
 
 class _Expired(Exception):
@@ -101,22 +73,6 @@ class _Stopped(Exception):
 
 class _Absent(Exception):
     """The list was refused the way the subclass expects when the resource is not served."""
-
-
-def _resource_version_of(obj: Any) -> str | None:
-    rv = obj.get("metadata", {}).get("resourceVersion") if isinstance(obj, dict) else None
-    return rv if isinstance(rv, str) and rv else None
-
-
-def _lines(response: urllib3.HTTPResponse) -> Iterator[bytes]:
-    """Newline-delimited records of a chunked watch body, as they arrive."""
-    buffer = b""
-    for chunk in response.stream(amt=None, decode_content=True):
-        buffer += chunk
-        *complete, buffer = buffer.split(b"\n")
-        yield from (line for line in complete if line.strip())
-    if buffer.strip():
-        yield buffer
 
 
 class Reflector:
@@ -496,7 +452,7 @@ class Reflector:
         if self._caught_up:
             self._set_current(None)
         try:
-            for line in _lines(response):
+            for line in lines(response):
                 if self._stopping.is_set():
                     raise _Stopped
                 self._handle(json.loads(line))
@@ -521,14 +477,14 @@ class Reflector:
             raise SourceError(f"unexpected watch event type {kind!r}")
         self._progress = True
         if kind == "BOOKMARK":
-            self._resource_version = _resource_version_of(obj) or self._resource_version
+            self._resource_version = resource_version_of(obj) or self._resource_version
             self.mirror.touch()
             return
         if not isinstance(obj, dict):
             raise SourceError(f"a {kind} event without an object")
         changed = self.mirror.apply_event(kind, obj)
         self.events += 1
-        self._resource_version = _resource_version_of(obj) or self._resource_version
+        self._resource_version = resource_version_of(obj) or self._resource_version
         self.mirror.touch()
         if changed:
             self._notify()
