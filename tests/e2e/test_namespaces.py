@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import uuid
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -31,6 +30,7 @@ from tests.support.controlplane.plane import ControlPlane
 from tests.support.manifests import Api, pod
 from tests.support.metrics import spacegate_metric
 from tests.support.namespaces import create_namespace, delete_namespaces
+from tests.support.reviews import pod_review
 from tests.support.scenario import TEAM_A, TEAM_B, WS
 from tests.support.spacegate import SpacegateProcess
 from tests.support.waiting import eventually
@@ -80,29 +80,7 @@ def _seen_through_the_apiserver(core: Api, namespace: str) -> str | None:
 
 def _review(process: SpacegateProcess, namespace: str, image: str) -> dict[str, Any]:
     """spacegate's answer to the AdmissionReview the apiserver sends for a dry-run pod create."""
-    obj = pod("probe", image)
-    obj["metadata"]["namespace"] = namespace
-    gvk = {"group": "", "version": "v1", "kind": "Pod"}
-    gvr = {"group": "", "version": "v1", "resource": "pods"}
-    review = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": gvk,
-            "resource": gvr,
-            "requestKind": gvk,
-            "requestResource": gvr,
-            "name": "probe",
-            "namespace": namespace,
-            "operation": "CREATE",
-            "userInfo": {"username": "admin", "groups": ["system:masters"]},
-            "object": obj,
-            "oldObject": None,
-            "dryRun": True,
-            "options": None,
-        },
-    }
+    review = pod_review(namespace, image)
     with process.client() as http:
         response = http.post("/validate", json=review)
     response.raise_for_status()

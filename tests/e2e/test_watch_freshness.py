@@ -36,8 +36,8 @@ from kubernetes import client
 from tests.support.bindings import BINDINGS, binding, install_binding_crd
 from tests.support.chaos.fault_proxy import FaultProxy
 from tests.support.controlplane.plane import LOOPBACK, ControlPlane
-from tests.support.manifests import pod
 from tests.support.namespaces import Namespaces
+from tests.support.reviews import pod_review
 from tests.support.scenario import CONFIG, PUBLIC, TEAM_A, TEAM_B, WS
 from tests.support.service_accounts import PlaneAs
 from tests.support.spacegate import SpacegateProcess
@@ -62,29 +62,7 @@ class Broken:
 
     def review(self, namespace: str, image: str) -> tuple[dict[str, Any], float]:
         """spacegate's answer to a pod create's AdmissionReview, and how long it took."""
-        obj = pod("probe", image)
-        obj["metadata"]["namespace"] = namespace
-        gvk = {"group": "", "version": "v1", "kind": "Pod"}
-        gvr = {"group": "", "version": "v1", "resource": "pods"}
-        body = {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": str(uuid.uuid4()),
-                "kind": gvk,
-                "resource": gvr,
-                "requestKind": gvk,
-                "requestResource": gvr,
-                "name": "probe",
-                "namespace": namespace,
-                "operation": "CREATE",
-                "userInfo": {"username": "admin", "groups": ["system:masters"]},
-                "object": obj,
-                "oldObject": None,
-                "dryRun": True,
-                "options": None,
-            },
-        }
+        body = pod_review(namespace, image)
         started = time.monotonic()
         with self.process.client() as http:
             response = http.post("/validate", json=body)
