@@ -12,6 +12,9 @@
   count where their CRD is served; ``objects`` or ``both`` require it (readiness waits);
 - mirrors the leader's impact index (``webhook.live.sources.impact``), which binding reviews
   read to warn about what a change would refuse;
+- answers whether the namespace and binding mirrors are current, and waits for them, for
+  admission (``webhook.live.freshness``, handed over as the state's ``freshness``): an allow
+  that rests on them is not given from a broken watch;
 - reads the leader's last-known-good copy of the registries' spaces
   (``webhook.live.sources.last_known_good``) while a Harbor has not been listed by this
   replica itself, so that one started during a registry outage serves, marked stale;

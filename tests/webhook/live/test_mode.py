@@ -405,6 +405,39 @@ def test_a_dropped_or_expired_namespace_watch_recovers(expired_as_http: bool) ->
         kube.stop()
 
 
+def test_while_the_api_server_is_away_the_watches_are_not_current_and_the_gate_says_so() -> None:
+    """Plain /readyz names the watch; the probe's form stays ready (every replica loses its
+    watches at once when the apiserver restarts); a review's wait ends once it is back, with
+    the snapshot holding what changed meanwhile."""
+    image = "harbor.example.com/team-a/app"
+    kube = FakeKubernetes()
+    kube.create_namespace("team-a-dev", {WS: "101"})
+
+    async def scenario() -> None:
+        async with open_live_state(static_harbor(), kube=True, api_client=kube.api_client) as state:
+            await until(lambda: state.readiness()[0], what="listed")
+            assert await state.freshness.wait_current(1.0) == ()
+
+            await asyncio.to_thread(kube.stop)
+            await until(lambda: bool(state.freshness.not_current()), what="not current")
+            ready, reason = state.readiness()
+            assert not ready
+            assert "the namespace watch is not current" in reason
+            assert state.readiness(staleness=False)[0]
+            behind = await state.freshness.wait_current(0.2)
+            assert any("namespace" in why for why in behind)
+
+            kube.label_namespace("team-a-dev", {WS: "102"})  # while nobody watches
+            await asyncio.to_thread(kube.start)
+            assert await state.freshness.wait_current(5.0) == ()
+            assert not admitted(state, "team-a-dev", image), "decided on the new label at once"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        kube.stop()
+
+
 def test_an_api_server_down_at_start_is_not_ready_until_it_answers() -> None:
     kube = FakeKubernetes(start=False)
 
