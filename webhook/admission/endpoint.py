@@ -163,7 +163,8 @@ class AdmissionEndpoint:
                 answered if answered is not None else await self._answer_binding(review, snapshot)
             )
             if not self.mutating and freshness.leans_on_watches(outcome.decision):
-                outcome = await self._current(body, state, snapshot, outcome)
+                wait = freshness.budget(scope.get("query_string", b""), self.freshness_budget)
+                outcome = await self._current(body, state, snapshot, outcome, wait)
         except MalformedReview as error:
             bodies.end(request)
             await self._malformed(send, error, started)
@@ -223,12 +224,12 @@ class AdmissionEndpoint:
             self.bodies.end(request)
 
     async def _current(
-        self, body: bytes, state: SnapshotState, snapshot: Snapshot, outcome: Outcome
+        self, body: bytes, state: SnapshotState, snapshot: Snapshot, outcome: Outcome, wait: float
     ) -> Outcome:
         """An allow resting on watch-fed state, given only from current state
         (``webhook.admission.freshness``): wait for it, decide again on a newer snapshot,
         or refuse for a retry."""
-        reasons = await state.freshness.wait_current(self.freshness_budget)
+        reasons = await state.freshness.wait_current(wait)
         if reasons:
             assert outcome.decision is not None  # leans_on_watches holds
             return freshness.not_current_outcome(outcome.decision, reasons)

@@ -10,8 +10,9 @@ private images. The rule (``docs/decisions.md``):
   bound to the namespace's workspace (rule "bound") or its registry is integrated by that
   workspace ("workspace-registry"), or when a refused image was let through by the mode
   (``warn``/``audit``: a namespace's mode label may have changed to ``enforce``);
-- such an allow waits (:data:`BUDGET` seconds at most, well inside the chart's 5 s webhook
-  timeout) for the sources to be current and is then decided again on the current state;
+- such an allow waits (:data:`BUDGET` seconds at most, and at most 40% of the timeout the
+  apiserver gives the call, ``?timeout=5s``: :func:`budget`) for the sources to be current
+  and is then decided again on the current state;
   still not current, it is refused with :func:`not_current_outcome`, a 503 that says to
   retry;
 - refusals, public images, Docker Registry images, exempt namespaces and reviews that
@@ -24,13 +25,14 @@ grants nothing; what may run is the validating webhook's to say, and it is gated
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from policy.decision import Decision
 from webhook.admission.outcomes import Outcome
 from webhook.admission.review import EncodedReply, deny
 
-__all__ = ["BUDGET", "RESULT", "leans_on_watches", "not_current_outcome"]
+__all__ = ["BUDGET", "RESULT", "budget", "leans_on_watches", "not_current_outcome"]
 
 # Seconds a review may wait for a watch-fed source to catch up: a reconnect and a relist
 # take milliseconds to a second, and the chart's webhook timeout is 5 s.
@@ -38,7 +40,21 @@ BUDGET: Final = 2.0
 # The ``result`` label of such a refusal in metrics and the decision log.
 RESULT: Final = "not-current"
 
+# Of the apiserver's own timeout for the call, the share a review may spend waiting: the
+# rest is for deciding and answering before the apiserver gives up (and fails closed).
+TIMEOUT_SHARE: Final = 0.4
+_TIMEOUT = re.compile(rb"(?:^|&)timeout=(\d{1,3}(?:\.\d{1,3})?)s(?:&|$)")
+
 _TENANT_RULES: Final = frozenset({"bound", "workspace-registry"})
+
+
+def budget(query_string: bytes, default: float = BUDGET) -> float:
+    """Seconds a review may wait: ``default``, or less when the apiserver's ``timeout``
+    query parameter (``timeout=5s``, what it adds from ``timeoutSeconds``) leaves less."""
+    found = _TIMEOUT.search(query_string)
+    if found is None:
+        return default
+    return min(default, float(found.group(1)) * TIMEOUT_SHARE)
 
 
 def leans_on_watches(decision: Decision | None) -> bool:

@@ -15,7 +15,7 @@ import pytest
 from policy.snapshot import NamespaceInfo, Snapshot
 from tests.webhook.conftest import fixed_state, pod, review
 from webhook.admission.app import create_app
-from webhook.admission.freshness import BUDGET, leans_on_watches
+from webhook.admission.freshness import BUDGET, budget, leans_on_watches
 from webhook.state import Freshness, StaticState
 
 from .replies import ALLOWED_IMAGE, TEAM_A_IMAGE, TEAM_B_IMAGE, InProcessClient, accepted, post
@@ -54,11 +54,13 @@ class GatedState(StaticState):
 BEHIND = ("the RegistrySpaceBinding watch is not current (the watch failed: reset)",)
 
 
-def answer(state: GatedState, image: str, namespace: str = "team-a-dev") -> dict[str, Any]:
+def answer(
+    state: GatedState, image: str, namespace: str = "team-a-dev", path: str = "/validate"
+) -> dict[str, Any]:
     client = InProcessClient(create_app(fixed_state(state)), state)
     try:
         sent = review(pod(image), namespace=namespace)
-        return accepted(sent, post(client, "/validate", sent), mutating=False)
+        return accepted(sent, post(client, path, sent), mutating=False)
     finally:
         client.close()
 
@@ -142,3 +144,30 @@ def test_an_allow_under_a_permissive_mode_rests_on_the_namespace_s_labels(
     assert leans_on_watches(decide(demo_snapshot, "team-a-dev", pod(TEAM_A_IMAGE)["spec"]))
     assert not leans_on_watches(decide(demo_snapshot, "team-a-dev", pod(ALLOWED_IMAGE)["spec"]))
     assert not leans_on_watches(decide(demo_snapshot, "team-a-dev", spec))
+
+
+def test_the_wait_fits_inside_the_timeout_the_apiserver_gives_the_call(state: GatedState) -> None:
+    """A webhook configured with timeoutSeconds: 2 must not wait 2 s: the apiserver would
+    give up first and show "failed calling webhook" instead of the reason."""
+    state.gate = Scripted(state, BEHIND, None)
+
+    reply = answer(state, TEAM_A_IMAGE, path="/validate?timeout=2s")
+
+    assert reply["status"]["code"] == 503
+    assert state.gate.waits == [pytest.approx(0.8)]
+
+
+@pytest.mark.parametrize(
+    ("query", "wait"),
+    [
+        (b"", BUDGET),
+        (b"timeout=10s", BUDGET),
+        (b"timeout=5s", BUDGET),
+        (b"timeout=1s", 0.4),
+        (b"a=b&timeout=2.5s", 1.0),
+        (b"timeout=1m0s", BUDGET),  # not what the apiserver sends (at most 30s): the default
+        (b"timeout=" + b"9" * 10_000 + b"s", BUDGET),
+    ],
+)
+def test_the_budget_is_read_from_the_apiserver_s_timeout(query: bytes, wait: float) -> None:
+    assert budget(query) == pytest.approx(wait)
