@@ -26,6 +26,7 @@ from typing import Any, Final
 from starlette.types import Receive, Scope, Send
 
 from policy.snapshot import Snapshot
+from webhook.admission import freshness
 from webhook.admission.bindings import BindingReviewer
 from webhook.admission.bodies import (
     Disconnected,
@@ -107,6 +108,7 @@ class AdmissionEndpoint:
         bodies: RequestBodies,
         decisions: DecisionLog,
         bindings: BindingReviewer | None = None,
+        freshness_budget: float = freshness.BUDGET,
     ) -> None:
         self.mutating = mutating
         self.name = "mutate" if mutating else "validate"
@@ -117,6 +119,7 @@ class AdmissionEndpoint:
         self.decisions = decisions
         self.outcomes = Outcomes(mutating=mutating)
         self.bindings = bindings or BindingReviewer()
+        self.freshness_budget = freshness_budget
 
     def _answer(self, body: bytes, snapshot: Snapshot) -> tuple[ReviewRequest, Outcome | None]:
         """Decode and decide one body. Raises MalformedReview; a failed decision is answered.
@@ -150,16 +153,18 @@ class AdmissionEndpoint:
             state: SnapshotState = scope["state"]["snapshots"]
             body = await read_body(receive, content_length, self.max_body_bytes, bodies, request)
             answered: Outcome | None
+            snapshot = state.snapshot
             if len(body) > self.large_bodies.threshold:
-                review, answered = await self._answer_large(body, state, request)
+                review, answered = await self._answer_large(body, snapshot, request)
             else:
                 bodies.end(request)
-                review, answered = self._answer(body, state.snapshot)
+                review, answered = self._answer(body, snapshot)
             outcome = (
-                answered
-                if answered is not None
-                else await self._answer_binding(review, state.snapshot)
+                answered if answered is not None else await self._answer_binding(review, snapshot)
             )
+            if not self.mutating and freshness.leans_on_watches(outcome.decision):
+                wait = freshness.budget(scope.get("query_string", b""), self.freshness_budget)
+                outcome = await self._current(body, state, snapshot, outcome, wait)
         except MalformedReview as error:
             bodies.end(request)
             await self._malformed(send, error, started)
@@ -208,15 +213,30 @@ class AdmissionEndpoint:
         self.decisions.write(fields)
 
     async def _answer_large(
-        self, body: bytes, state: SnapshotState, request: PendingRequest
+        self, body: bytes, snapshot: Snapshot, request: PendingRequest
     ) -> tuple[ReviewRequest, Outcome | None]:
         """Decode and decide a large body in a worker thread, once a slot is free."""
         permits = await self.large_bodies.slot(self.bodies, request)
         try:
-            return await asyncio.to_thread(self._answer, body, state.snapshot)
+            return await asyncio.to_thread(self._answer, body, snapshot)
         finally:
             permits.release()
             self.bodies.end(request)
+
+    async def _current(
+        self, body: bytes, state: SnapshotState, snapshot: Snapshot, outcome: Outcome, wait: float
+    ) -> Outcome:
+        """An allow resting on watch-fed state, given only from current state
+        (``webhook.admission.freshness``): wait for it, decide again on a newer snapshot,
+        or refuse for a retry."""
+        reasons = await state.freshness.wait_current(wait)
+        if reasons:
+            assert outcome.decision is not None  # leans_on_watches holds
+            return freshness.not_current_outcome(outcome.decision, reasons)
+        if state.snapshot is snapshot:
+            return outcome
+        _, again = await asyncio.to_thread(self._answer, body, state.snapshot)
+        return again if again is not None else outcome
 
     async def _answer_binding(self, review: ReviewRequest, snapshot: Snapshot) -> Outcome:
         """A RegistrySpaceBinding review: warnings on ``/validate``; ``/mutate`` admits."""

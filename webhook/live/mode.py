@@ -12,6 +12,9 @@
   count where their CRD is served; ``objects`` or ``both`` require it (readiness waits);
 - mirrors the leader's impact index (``webhook.live.sources.impact``), which binding reviews
   read to warn about what a change would refuse;
+- answers whether the namespace and binding mirrors are current, and waits for them, for
+  admission (``webhook.live.freshness``, handed over as the state's ``freshness``): an allow
+  that rests on them is not given from a broken watch;
 - reads the leader's last-known-good copy of the registries' spaces
   (``webhook.live.sources.last_known_good``) while a Harbor has not been listed by this
   replica itself, so that one started during a registry outage serves, marked stale;
@@ -42,6 +45,7 @@ from webhook.clients.errors import SourceError
 from webhook.clients.kube import ApiClientFactory, kube_configured, load_api_client, own_namespace
 from webhook.live.binding_map import BindingMap
 from webhook.live.config_watch import DEFAULT_POLL_INTERVAL, ConfigWatcher
+from webhook.live.freshness import WatchFreshness, WatchSource
 from webhook.live.namespace_map import NamespaceMap
 from webhook.live.readiness import is_listed
 from webhook.live.refresh_metrics import RefreshMetrics
@@ -219,6 +223,10 @@ class _LiveState:
             await old.stop()
         log.info("namespaces now read from label %s", config.workspace_label)
 
+    def watch_sources(self) -> list[WatchSource]:
+        """The reflectors whose state decisions rest on now (for the freshness gate)."""
+        return [w.reflector for w in (self.namespaces, self.bindings) if w is not None]
+
     async def stop(self) -> None:
         if self.impact is not None:
             await self.impact.reflector.stop()
@@ -330,6 +338,9 @@ async def open_live_state(
         else f"RegistrySpaceBinding objects and the config (bindings.source: {_source(config)})",
     )
     live = _LiveState(refresher, watch, api_client, clock, bindings=bindings, impact=impact)
+    freshness = WatchFreshness(live.watch_sources, refresher.rebuild)
+    refresher.set_freshness(freshness)
+    metrics.registry.register(freshness.collector())
     async with AsyncExitStack() as stack:
         stack.push_async_callback(live.stop)
         await stack.enter_async_context(refresher)

@@ -55,6 +55,7 @@ from webhook.live.readiness import (
 from webhook.live.refresh_metrics import RefreshMetrics
 from webhook.live.reload import plan_reload
 from webhook.live.sources.impact import ImpactHolder
+from webhook.state import ALWAYS_CURRENT, Freshness
 
 __all__ = ["COPY_GRACE", "DEFAULT_FETCH_TIMEOUT", "Refresher", "SourceFactory"]
 
@@ -114,6 +115,7 @@ class Refresher:
         self._bindings_listed = False  # the current snapshot holds the read binding objects
         self._impact: ImpactHolder | None = None
         self._listeners: list[Callable[[], None]] = []
+        self._freshness: Freshness = ALWAYS_CURRENT
         self._snapshot = self._build()
 
     def _poller(self, registry: Registry) -> RegistryPoller:
@@ -161,9 +163,24 @@ class Refresher:
         """Where the refresh metrics are registered, for ``/metrics`` to render too."""
         return None if self._metrics is None else self._metrics.registry
 
+    @property
+    def freshness(self) -> Freshness:
+        """Whether the watch-fed sources are current (``webhook.live.freshness``)."""
+        return self._freshness
+
+    def set_freshness(self, freshness: Freshness) -> None:
+        """The gate over this state's watches (live mode sets it once they exist)."""
+        self._freshness = freshness
+
     def readiness(self, *, staleness: bool = True) -> tuple[bool, str]:
-        """Ready when every gating registry was listed once and (``staleness``) none is stale."""
-        return readiness(
+        """Ready when every gating registry was listed once and (``staleness``) none is stale
+        and every watch-fed source is current.
+
+        A watch that is not current counts with staleness, not with the probe's check: every
+        replica loses its watches when the apiserver restarts, and emptying the Service then
+        would refuse even the images that need no tenant state.
+        """
+        ready, reason = readiness(
             self.status(),
             self._namespace_status(),
             max_staleness=self._config.policy.max_staleness,
@@ -171,6 +188,13 @@ class Refresher:
             staleness=staleness,
             bindings=self._binding_status(),
         )
+        behind = self._freshness.not_current() if ready and staleness else ()
+        if behind:
+            return False, (
+                "; ".join(behind) + ": allows that rest on it wait for it, then are refused "
+                "for a retry"
+            )
+        return ready, reason
 
     def age_seconds(self) -> float:
         """Age of the oldest data that gates readiness (time since start when never listed)."""

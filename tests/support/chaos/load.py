@@ -39,7 +39,10 @@ __all__ = ["Attempt", "Create", "Load", "classify"]
 
 KINDS = ("Pod", "Deployment")
 LOAD_LABEL = "chaos.spacegate.io/load"
-RETRYABLE = ("webhook-error", "api-error")
+# "not-current": spacegate's 503 for an allow whose watch-fed state was not current yet
+# (webhook.admission.freshness); its message says to retry, as a controller would.
+RETRYABLE = ("webhook-error", "api-error", "not-current")
+NOT_CURRENT = "spacegate cannot admit this now"
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class Attempt:
 
     began: float
     ended: float
-    outcome: str  # admitted | denied | webhook-error | api-error | other
+    outcome: str  # admitted | denied | webhook-error | api-error | not-current | other
     detail: str = ""
     patched: bool = False
 
@@ -102,6 +105,8 @@ class Create:
             return f"webhook call failed ({final.detail}) after {self.retries} retries"
         if final.outcome == "api-error":
             return f"apiserver unavailable ({final.detail}) after {self.retries} retries"
+        if final.outcome == "not-current":
+            return f"watch-fed state not current after {self.retries} retries"
         return final.detail or final.outcome
 
 
@@ -113,6 +118,8 @@ def classify(answer: httpx.Response) -> tuple[str, str]:
         message = answer.text[:200]
     if "failed calling webhook" in message:
         return "webhook-error", _webhook_reason(message)
+    if "denied the request" in message and NOT_CURRENT in message:
+        return "not-current", message[:300]
     if "denied the request" in message:
         return "denied", message[:300]
     if answer.status_code >= 500 or answer.status_code == 429:

@@ -6,13 +6,16 @@ client-go's does. The namespace reflector (``webhook.live.sources.namespaces``) 
 binding reflector (``webhook.live.sources.bindings``) are this one loop with a different
 request and a different mirror:
 
-- **List, then watch from the list's resourceVersion.** The watch resumes from the last
-  resourceVersion it saw (BOOKMARK events included, which keep that version fresh when
-  nothing changes), so a dropped connection costs one request, not a full relist.
-- **Relist on 410 Gone**, whether it arrives as an HTTP 410 or as an ERROR event in the
-  stream: the API server has compacted the history we would resume from, so only a fresh
-  list can tell what changed meanwhile (an object deleted during the gap disappears). A
-  watch refused with 404 (a custom resource whose CRD went away) relists too.
+- **List, then watch from the list's resourceVersion**; a watch the server ends at its own
+  timeout is renewed from the last resourceVersion seen (BOOKMARKs keep it fresh).
+- **Current, or not** (:attr:`Reflector.current`): listed, and a watch established with no
+  failure since. A watch that fails, or ends cleanly before its timeout (an apiserver
+  shutting down, its watch cache reinitialising), makes it not current and is followed by
+  a **relist**: a list is a consistent read, whereas a resumed watch replays what was
+  missed only after it is established (``docs/decisions.md``). A 410 Gone, as an HTTP 410
+  or an ERROR event, and a watch refused with 404 relist too.
+- **A wake-up cuts the backoff short** (:meth:`Reflector.wake`: a review proves the
+  apiserver is up), at most once per ``wake_interval`` seconds.
 - **Exponential backoff with jitter** on every failure, so that many webhook replicas do not
   hammer a recovering API server in lockstep.
 - **Changes take effect at once**: the mirror changes per event and ``on_change`` (called on
@@ -38,8 +41,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol, cast
+from collections.abc import Callable
+from typing import Any, cast
 
 import urllib3
 from kubernetes import client as k8s_client
@@ -49,6 +52,7 @@ from webhook.clients.backoff import Backoff
 from webhook.clients.errors import SourceError, describe_api_error
 from webhook.clients.kube import load_api_client
 from webhook.clients.kube_paging import Page, pages
+from webhook.live.sources.watch_stream import Mirror, lines, resource_version_of
 
 log = logging.getLogger(__name__)
 
@@ -57,27 +61,6 @@ __all__ = ["Mirror", "OnChange", "Reflector"]
 OnChange = Callable[[], None]
 _GONE = 410
 _NOT_FOUND = 404
-
-
-class Mirror(Protocol):
-    """Where a reflector writes what it lists and watches (and the only writer)."""
-
-    @property
-    def has_synced(self) -> bool:
-        """A full list (or the resource's absence) has been recorded at least once."""
-        ...
-
-    def replace_items(self, items: list[dict[str, Any]]) -> bool:
-        """A full list replaces everything; True when anything the readers see changed."""
-        ...
-
-    def apply_event(self, kind: str, obj: dict[str, Any]) -> bool:
-        """One ADDED, MODIFIED or DELETED object; True when the readers' view changed."""
-        ...
-
-    def touch(self) -> None:
-        """The mirror is known to be in sync now (an event, a bookmark, a renewed watch)."""
-        ...
 
 
 class _Expired(Exception):
@@ -90,22 +73,6 @@ class _Stopped(Exception):
 
 class _Absent(Exception):
     """The list was refused the way the subclass expects when the resource is not served."""
-
-
-def _resource_version_of(obj: Any) -> str | None:
-    rv = obj.get("metadata", {}).get("resourceVersion") if isinstance(obj, dict) else None
-    return rv if isinstance(rv, str) and rv else None
-
-
-def _lines(response: urllib3.HTTPResponse) -> Iterator[bytes]:
-    """Newline-delimited records of a chunked watch body, as they arrive."""
-    buffer = b""
-    for chunk in response.stream(amt=None, decode_content=True):
-        buffer += chunk
-        *complete, buffer = buffer.split(b"\n")
-        yield from (line for line in complete if line.strip())
-    if buffer.strip():
-        yield buffer
 
 
 class Reflector:
@@ -126,7 +93,8 @@ class Reflector:
     read_timeout``), ``backoff_initial``/``backoff_max``/``backoff_factor`` and ``jitter``
     (that fraction of each delay random, as in :mod:`webhook.clients.backoff`),
     ``stop_timeout`` (how long :meth:`stop_sync` waits for the thread), ``absent_retry``
-    (seconds between lists of a resource that is not served). ``page_size`` pages the list
+    (seconds between lists of a resource that is not served), ``wake_interval`` (the least
+    time between two :meth:`wake` calls that count). ``page_size`` pages the list
     (``limit``).
     """
 
@@ -148,6 +116,7 @@ class Reflector:
         jitter: float = 0.5,
         stop_timeout: float = 2.0,
         absent_retry: float = 30.0,
+        wake_interval: float = 1.0,
         rng: random.Random | None = None,
     ) -> None:
         self.mirror = mirror
@@ -165,12 +134,17 @@ class Reflector:
 
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._wakeup = threading.Event()  # set by stop and by wake(): the backoff ends early
+        self._wake_interval = wake_interval
+        self._last_wake = float("-inf")
+        self._caught_up = False  # listed since the last failure: a new watch makes it current
+        self._current = False
         self._thread: threading.Thread | None = None
         self._response: urllib3.HTTPResponse | None = None
         self._progress = False  # the current watch has delivered an event or bookmark
         self._resource_version: str | None = None
 
-        #: Full lists made after the first successful one (410 Gone, expired continue).
+        #: Full lists made after the first successful one (after a failure, 410 Gone).
         self.relists = 0
         #: Attempts to reopen a watch after the previous one failed or was cut.
         self.reconnects = 0
@@ -180,6 +154,13 @@ class Reflector:
         self.events = 0
         #: A short description of the most recent failure, for logs and status pages.
         self.last_error: str | None = None
+        #: Wake-ups that cut a backoff short (:meth:`wake`), and those refused as too soon.
+        self.wakes = 0
+        self.wakes_refused = 0
+        #: How many times the mirror became current (each catch-up moves it on).
+        self.epoch = 0
+        #: Why the mirror is not current (None while it is), for readiness and refusals.
+        self.not_current_reason: str | None = "not listed yet"
 
     # ------------------------------------------------------------------ what subclasses say
 
@@ -204,6 +185,53 @@ class Reflector:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def current(self) -> bool:
+        """The mirror is exact as of now, up to the watch's own latency: its list succeeded
+        and a watch is established with no failure since (see the module docstring).
+
+        A resource that is not served (:meth:`_absent`) is current: that answer came from a
+        list too.
+        """
+        return self._current
+
+    def wake(self) -> bool:
+        """Cut the retry delay short: the apiserver is known to be up (a review came).
+
+        Any thread. Does nothing while current, and at most once per ``wake_interval``
+        seconds (True when this call counted): a flood of reviews costs one reconnect
+        attempt per interval, not one per review.
+        """
+        if self._current:
+            return False
+        now = self._clock()
+        with self._lock:
+            if now - self._last_wake < self._wake_interval:
+                self.wakes_refused += 1
+                return False
+            self._last_wake = now
+            self.wakes += 1
+        self._wakeup.set()
+        return True
+
+    def _set_current(self, reason: str | None) -> None:
+        """Current (``reason`` None) or not, and why; logged when it changes."""
+        was = self._current
+        self.not_current_reason = reason
+        if not was and reason is None:
+            self.epoch += 1  # before current turns True: whoever sees it sees the new epoch
+        self._current = reason is None
+        if was and reason is not None:
+            log.warning("%s mirror is not current: %s", self.what, reason)
+        elif not was and reason is None:
+            log.info("%s mirror is current again", self.what)
+
+    def _lost(self, reason: str) -> None:
+        """The watch failed or ended early: not current, and the next step is a relist."""
+        self._caught_up = False
+        self._resource_version = None
+        self._set_current(reason)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -241,6 +269,7 @@ class Reflector:
         if thread is None:
             return True
         self._stopping.set()
+        self._wakeup.set()
         with self._lock:
             response = self._response
         if response is not None:
@@ -273,14 +302,22 @@ class Reflector:
                 if self._watch(self._resource_version or ""):
                     failures = expiries = 0
                     continue
-                # A clean end that came too early to be a server timeout: back off anyway,
-                # or a misbehaving server would spin us.
+                # A clean end before the server's timeout: an apiserver shutting down, or
+                # its watch cache reinitialising. What happened since may never be replayed
+                # to us: relist (at once when the watch had been working; after a backoff
+                # otherwise, or a misbehaving server would spin us).
+                self._lost("the watch ended before its timeout")
+                if self._progress:
+                    failures = expiries = 0
+                    continue
                 failures += 1
                 self._note_failure("watch ended early without events")
             except _Stopped:
                 break
             except _Absent:
                 failures = expiries = 0
+                self._caught_up = False
+                self._set_current(None)  # "not served" is a list's answer too
                 if self._stopping.wait(self._absent_retry):
                     break
                 continue
@@ -288,9 +325,7 @@ class Reflector:
                 if self._stopping.is_set():
                     break
                 log.info("%s watch expired (%s); relisting", self.what, exc)
-                self._resource_version = None
-                if self.mirror.has_synced:
-                    self.relists += 1
+                self._lost(f"relisting after 410 Gone ({exc})")
                 expiries = 0 if self._progress else expiries + 1
                 if expiries <= 1:
                     continue  # the normal case: relist at once
@@ -303,11 +338,14 @@ class Reflector:
                 # reconnect at the shortest delay.
                 failures = 1 if self._progress else failures + 1
                 self._note_failure(describe_api_error(exc))
+                self._lost(f"the {self.what} watch failed: {self.last_error}")
             delay = self._backoff.delay(failures - 1, self._rng)
             log.debug("%s source retrying in %.2fs", self.what, delay)
-            if self._stopping.wait(delay):
+            self._wakeup.wait(delay)  # a wake() (a review came) or stop() ends it early
+            self._wakeup.clear()
+            if self._stopping.is_set():
                 break
-            if self._resource_version is not None:
+            if self.mirror.has_synced:
                 self.reconnects += 1
         with self._lock:
             self._response = None
@@ -318,7 +356,7 @@ class Reflector:
         log.warning(
             "%s %s failed: %s",
             self.what,
-            "watch" if self._resource_version is not None else "list",
+            "watch" if self._caught_up else "list",
             description,
         )
 
@@ -386,14 +424,22 @@ class Reflector:
         if not resource_version:
             raise ValueError(f"the {self.what} list carries no resourceVersion")
         first = not self.mirror.has_synced
+        if not first:
+            self.relists += 1
         changed = self.mirror.replace_items(items)
         self._resource_version = resource_version
+        self._caught_up = True
         log.info("listed %d %ss at resourceVersion %s", len(items), self.what, resource_version)
         if changed or first:
             self._notify()
 
     def _watch(self, resource_version: str) -> bool:
-        """Follow one watch stream; True when it ended normally (the server's timeout)."""
+        """Follow one watch stream; True when it ended at the server's timeout.
+
+        A stream ends cleanly at ``timeoutSeconds`` from its start; one that ends cleanly
+        well before (a second's grace, a tenth on short timeouts) was ended by the server
+        for another reason, and False says so.
+        """
         started = self._clock()
         response = self._open(
             watch=True,
@@ -403,8 +449,10 @@ class Reflector:
             _request_timeout=(self._connect_timeout, self._watch_timeout + self._read_timeout),
         )
         self.mirror.touch()
+        if self._caught_up:
+            self._set_current(None)
         try:
-            for line in _lines(response):
+            for line in lines(response):
                 if self._stopping.is_set():
                     raise _Stopped
                 self._handle(json.loads(line))
@@ -413,7 +461,8 @@ class Reflector:
         if self._stopping.is_set():
             raise _Stopped
         self.mirror.touch()
-        return self._progress or self._clock() - started >= self._watch_timeout / 2
+        timeout = self._watch_timeout
+        return self._clock() - started >= max(timeout * 0.9, timeout - 1.0)
 
     def _handle(self, event: Any) -> None:
         kind = event.get("type") if isinstance(event, dict) else None
@@ -428,14 +477,14 @@ class Reflector:
             raise SourceError(f"unexpected watch event type {kind!r}")
         self._progress = True
         if kind == "BOOKMARK":
-            self._resource_version = _resource_version_of(obj) or self._resource_version
+            self._resource_version = resource_version_of(obj) or self._resource_version
             self.mirror.touch()
             return
         if not isinstance(obj, dict):
             raise SourceError(f"a {kind} event without an object")
         changed = self.mirror.apply_event(kind, obj)
         self.events += 1
-        self._resource_version = _resource_version_of(obj) or self._resource_version
+        self._resource_version = resource_version_of(obj) or self._resource_version
         self.mirror.touch()
         if changed:
             self._notify()

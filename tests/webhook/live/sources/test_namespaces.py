@@ -241,26 +241,45 @@ def test_a_label_change_outside_workspace_and_mode_does_not_trigger_a_rebuild(
 # --------------------------------------------------------------------------- resilience
 
 
-def test_a_dropped_watch_resumes_from_the_last_resource_version_without_a_relist(
+def test_a_dropped_watch_makes_the_map_not_current_until_a_relist_brings_it_back(
     fake: FakeKubernetes, make_source: MakeSource
 ) -> None:
     fake.create_namespace("team-a", {WS: "101"})
-    source = synced(make_source(fake), fake)
-    fake.create_namespace("team-b", {WS: "102"})
-    eventually(lambda: "team-b" in source.map.namespaces)
-    last_seen = fake.namespace("team-b")["metadata"]["resourceVersion"]  # type: ignore[index]
+    source = synced(make_source(fake, backoff_initial=0.3, backoff_max=0.3), fake)
+    assert source.current
+    assert source.epoch == 1
     fake.clear_requests()
 
     assert fake.drop_watches() == 1
+    eventually(lambda: not source.current, what="not current after the drop")
+    assert "watch failed" in (source.not_current_reason or "")
     fake.create_namespace("team-c", {WS: "103"})
-    eventually(lambda: "team-c" in source.map.namespaces, what="event after the drop")
+    eventually(lambda: "team-c" in source.map.namespaces, what="relisted after the drop")
+    eventually(lambda: source.current, what="current again")
 
-    assert not [r for r in fake.requests if r.is_namespace_list], "no relist"
+    first = fake.requests[0]
+    assert first.is_namespace_list, "a relist, not a resumed watch"
     watches = [r for r in fake.requests if r.is_watch]
-    assert watches[0].params["resourceVersion"] == last_seen
     assert watches[0].params["allowWatchBookmarks"] == "true"
-    assert source.reconnects == 1
-    assert source.relists == 0
+    assert source.relists == 1
+    assert source.epoch == 2
+
+
+def test_a_watch_ended_cleanly_before_its_timeout_relists(
+    fake: FakeKubernetes, make_source: MakeSource
+) -> None:
+    """An apiserver shutting down (or reinitialising its watch cache) ends streams cleanly:
+    what it accepted meanwhile may never be replayed, so that is no timeout."""
+    fake.create_namespace("team-a", {WS: "101"})
+    source = synced(make_source(fake, watch_timeout=30), fake)
+    fake.clear_requests()
+
+    assert fake.end_watches() == 1
+    eventually(lambda: source.relists == 1, what="relisted")
+    eventually(lambda: source.current, what="current again")
+
+    assert fake.requests[0].is_namespace_list
+    assert source.epoch == 2
 
 
 def test_a_watch_that_times_out_is_renewed_from_where_it_stopped(
@@ -278,29 +297,33 @@ def test_a_watch_that_times_out_is_renewed_from_where_it_stopped(
     assert second.params["timeoutSeconds"] == "1"
     assert source.errors == 0
     assert source.reconnects == 0
+    # the server's own timeout is no failure: current throughout, no relist
+    assert source.current
+    assert source.epoch == 1
+    assert source.relists == 0
 
 
 def test_a_bookmark_moves_the_resume_point_past_a_compaction(
     fake: FakeKubernetes, make_source: MakeSource
 ) -> None:
     fake.create_namespace("team-a", {WS: "101"})
-    source = synced(make_source(fake), fake)
+    source = synced(make_source(fake, watch_timeout=1), fake)
     for i in range(3):  # writes to other kinds move the global resourceVersion on
         fake.create_secret("team-a", f"secret-{i}")
     assert fake.send_bookmark() == 1
     bookmark = str(fake.resource_version)
     eventually(lambda: source.resource_version == bookmark, what="bookmark applied")
-    fake.compact()  # without the bookmark, the source would resume from a compacted version
+    fake.compact()  # without the bookmark, the renewed watch would start from a compacted one
     fake.clear_requests()
 
-    fake.drop_watches()
-    fake.create_namespace("team-b", {WS: "102"})
-    eventually(lambda: "team-b" in source.map.namespaces)
+    eventually(lambda: any(r.is_watch for r in fake.requests), timeout=3.0, what="renewed")
 
     watches = [r for r in fake.requests if r.is_watch]
     assert watches[0].params["resourceVersion"] == bookmark
+    assert watches[0].status == 200
     assert not [r for r in fake.requests if r.is_namespace_list]
     assert source.relists == 0
+    assert source.current
 
 
 @pytest.mark.parametrize("expired_as_http", [False, True], ids=["error-event", "http-410"])
@@ -311,7 +334,6 @@ def test_compaction_during_an_outage_relists_and_loses_no_change(
     fake.create_namespace("team-a", {WS: "101"})
     fake.create_namespace("team-b", {WS: "102"})
     source = synced(make_source(fake), fake)
-    resume_from = source.resource_version
 
     fake.stop()  # the API server goes away, cutting the watch
     fake.delete_namespace("team-a")
@@ -328,11 +350,10 @@ def test_compaction_during_an_outage_relists_and_loses_no_change(
         ),
         what="the state after the outage",
     )
-    first_watch = next(r for r in fake.requests if r.is_watch)
-    assert first_watch.params["resourceVersion"] == resume_from
-    assert first_watch.status == (410 if expired_as_http else 200)
-    assert len([r for r in fake.requests if r.is_namespace_list]) == 1
-    assert source.relists == 1
+    # the failed watch is followed by a relist, never by a resume the history cannot serve
+    assert not [r for r in fake.requests if r.status == 410]
+    assert source.relists >= 1
+    eventually(lambda: source.current, what="current after the outage")
 
 
 def test_an_api_server_down_at_start_is_retried_until_it_comes_up(
@@ -377,24 +398,78 @@ def test_server_errors_are_retried_with_exponential_backoff(
     assert source.last_error == "HTTP 500 Internal Server Error: injected failure (500)"
 
 
-def test_a_failing_watch_is_retried_from_the_same_resource_version(
+def test_a_failing_reconnect_is_retried_with_a_relist_and_stays_not_current_meanwhile(
     fake: FakeKubernetes, make_source: MakeSource
 ) -> None:
     fake.create_namespace("team-a", {WS: "101"})
     source = synced(make_source(fake), fake)
-    resume_from = source.resource_version
     fake.clear_requests()
 
     fake.fail_next(2, status=503)
     fake.drop_watches()
     fake.label_namespace("team-a", {WS: "102"})
     eventually(lambda: source.map.namespaces["team-a"].workspace == "102")
+    eventually(lambda: source.current)
 
-    watches = [r for r in fake.requests if r.is_watch]
-    assert [r.status for r in watches] == [503, 503, 200]
-    assert {r.params["resourceVersion"] for r in watches} == {resume_from}
-    assert source.relists == 0
-    assert source.errors == 3  # the drop and two refused watches
+    lists = [r for r in fake.requests if r.is_namespace_list]
+    assert [r.status for r in lists] == [503, 503, 200]
+    assert source.relists == 1
+    assert source.errors == 3  # the drop and two refused lists
+    assert source.epoch == 2
+
+
+# --------------------------------------------------------------------------- waking
+
+
+def test_a_wake_cuts_a_long_backoff_short(make_source: MakeSource) -> None:
+    """A review arriving proves the apiserver is up: the reflector need not wait 60 s."""
+    fake = FakeKubernetes(start=False)
+    fake.create_namespace("team-a", {WS: "101"})
+    try:
+        source = make_source(fake, backoff_initial=60.0, backoff_max=60.0)
+        source.start_sync()
+        eventually(lambda: source.errors == 1, what="the first refused list")
+        fake.start()
+        time.sleep(0.2)
+        assert not source.current, "still waiting out its backoff"
+
+        assert source.wake()
+        eventually(lambda: source.current, what="current soon after the wake-up")
+        assert dict(source.map.namespaces) == {"team-a": NamespaceInfo("101")}
+    finally:
+        fake.stop()
+
+
+def test_wake_ups_are_bounded_whatever_the_flood_of_reviews(make_source: MakeSource) -> None:
+    fake = FakeKubernetes(start=False)
+    try:
+        source = make_source(fake, backoff_initial=60.0, backoff_max=60.0, wake_interval=1.0)
+        source.start_sync()
+        eventually(lambda: source.errors == 1, what="the first refused list")
+
+        counted = [source.wake() for _ in range(1_000)]
+
+        assert counted.count(True) == 1
+        assert source.wakes == 1
+        assert source.wakes_refused == 999
+        eventually(lambda: source.errors == 2, what="the one woken attempt")
+        time.sleep(0.3)
+        assert source.errors == 2, "one attempt for a thousand wake-ups"
+    finally:
+        fake.stop()
+
+
+def test_a_current_reflector_ignores_wake_ups(
+    fake: FakeKubernetes, make_source: MakeSource
+) -> None:
+    source = synced(make_source(fake), fake)
+    fake.clear_requests()
+
+    assert not source.wake()
+    time.sleep(0.1)
+
+    assert source.wakes == 0
+    assert fake.requests == []
 
 
 # --------------------------------------------------------------------------- stopping
