@@ -64,8 +64,9 @@ deadcode: $(STAMP)
 unit: $(STAMP) system-deps controlplane
 	$(BIN)/pytest -q
 
+# Two workers: the e2e tests run in order on one (one control plane), the rest on the other.
 test: lint system-deps controlplane
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 # Every benchmark in bench/ (bare_app.py is the admission benchmark's ceiling server, wrk/ its
 # load scripts). apiserver, provision, audit, selector and bindings run on the e2e control plane

@@ -50,6 +50,17 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) every e2e test goes
+    to one worker, in order, sharing one control plane: the other worker runs the unit
+    tests meanwhile. Two control planes on two cores would slow every e2e test instead."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.xdist_group("e2e"))
+
+
 def _skipping() -> bool:
     return os.environ.get(SKIP_ENV) == "1"
 
