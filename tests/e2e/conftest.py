@@ -24,7 +24,7 @@ from kubernetes import client, config
 from tests.support.controlplane.build import BuildError, ensure_binaries
 from tests.support.controlplane.plane import ControlPlane
 from tests.support.manifests import delete_manifests
-from tests.support.namespaces import create_namespace
+from tests.support.namespaces import Namespaces, create_namespace
 from tests.support.policy_reports import install_policy_report_crd
 from tests.support.scenario import WS
 from tests.support.spacegate import SpacegateProcess, running_spacegate
@@ -144,3 +144,11 @@ def policy_report_crd(control_plane: ControlPlane) -> Iterator[dict[str, object]
     crd = install_policy_report_crd(control_plane)
     yield crd
     delete_manifests(control_plane, [crd])
+
+
+@pytest.fixture
+def namespaces(api_client: client.ApiClient) -> Iterator[Namespaces]:
+    """Namespaces a test makes, deleted after it."""
+    made = Namespaces(api_client)
+    yield made
+    made.delete_all()

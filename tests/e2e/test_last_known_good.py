@@ -70,13 +70,6 @@ def proxy(harbor: HarborFake) -> Iterator[FaultProxy]:
 
 
 @pytest.fixture
-def namespaces(api_client: client.ApiClient) -> Iterator[Namespaces]:
-    made = Namespaces(api_client)
-    yield made
-    made.delete_all()
-
-
-@pytest.fixture
 def home(namespaces: Namespaces) -> str:
     """This test's spacegate namespace: its Lease and its copy live there."""
     return namespaces.make(prefix="sg-lkg")

@@ -88,13 +88,6 @@ def admin_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def namespaces(api_client: client.ApiClient) -> Iterator[Namespaces]:
-    made = Namespaces(api_client)
-    yield made
-    made.delete_all()
-
-
-@pytest.fixture
 def home(namespaces: Namespaces) -> str:
     """spacegate's namespace for this test: robot credentials and the Lease."""
     return namespaces.make(prefix="sg-home")

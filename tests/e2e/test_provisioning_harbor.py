@@ -59,13 +59,6 @@ def harbor(harbor_server: HarborFake) -> HarborFake:
 
 
 @pytest.fixture
-def namespaces(api_client: client.ApiClient) -> Iterator[Namespaces]:
-    made = Namespaces(api_client)
-    yield made
-    made.delete_all()
-
-
-@pytest.fixture
 def home(namespaces: Namespaces) -> str:
     return namespaces.make(prefix="sg-home")
 

@@ -176,13 +176,6 @@ def _wait_until_the_policy_is_enforced(release: Release, core: Api) -> None:
         core.delete_namespace(probe)
 
 
-@pytest.fixture
-def namespaces(api_client: client.ApiClient) -> Iterator[Namespaces]:
-    made = Namespaces(api_client)
-    yield made
-    made.delete_all()
-
-
 # --------------------------------------------------------------------------- the escalation
 
 

@@ -55,13 +55,6 @@ def team() -> Iterator[RealRegistry]:
     yield from _registry("team-puller", "T3am$pull:pw")
 
 
-@pytest.fixture
-def namespaces(api_client: client.ApiClient) -> Iterator[Namespaces]:
-    made = Namespaces(api_client)
-    yield made
-    made.delete_all()
-
-
 def pulls(registry: RealRegistry, login: tuple[str, str] | None) -> int:
     """The status of a manifest GET, as a container runtime sends it (basic auth or none)."""
     response = httpx.get(
