@@ -12,15 +12,14 @@ caller's business (``webhook.settings``).
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import replace
-from typing import NoReturn, cast
+from typing import cast
 from urllib.parse import urlsplit
 
 import yaml
 
+from policy.config.hosts import claim_hosts, config_host
 from policy.config.model import (
     BINDING_SOURCES,
     DEFAULT_ROTATE_EVERY,
@@ -47,17 +46,6 @@ from policy.config.model import (
     UnknownAction,
 )
 from policy.durations import parse_duration
-from policy.hosts import (
-    HOST_PORT,
-    Host,
-    HostError,
-    canonical_host,
-    default_port_alias,
-    host_identity,
-    inet_aton,
-    server_identity,
-    split_host,
-)
 from policy.names import check_registry_name, check_space_name, check_workspace_id, describe
 
 # --------------------------------------------------------------------------- helpers
@@ -267,11 +255,11 @@ def _parse_registry(value: object, path: str) -> Registry:
         if not items:
             raise ConfigError(f"{path}.hosts: must list at least one host")
         hosts = [
-            _config_host(_str(item, f"{path}.hosts[{i}]"), f"{path}.hosts[{i}]")
+            config_host(_str(item, f"{path}.hosts[{i}]"), f"{path}.hosts[{i}]")
             for i, item in enumerate(items)
         ]
     else:
-        hosts = [_config_host(parts.netloc, f"{path}.url", from_url=True)]
+        hosts = [config_host(parts.netloc, f"{path}.url", from_url=True)]
     host_tuple = tuple(dict.fromkeys(str(host) for host in hosts))
     workspace = data.get("workspace")
     spaces: tuple[Space, ...] | None = None
@@ -383,104 +371,6 @@ def _parse_bindings(value: object) -> tuple[tuple[Binding, ...], BindingSource |
     return bindings, source, acknowledge, path
 
 
-def _config_host(text: str, where: str, *, from_url: bool = False) -> Host:
-    """A listed host (or the URL's) in its canonical spelling (``policy.hosts``).
-
-    Spellings that cannot change the server are canonicalized silently (case, a trailing
-    dot, the port's leading zeros, IPv6 written forms, IPv4-mapped addresses); a numeric
-    name a resolver would read as another IPv4 address (``010.0.0.5`` is 8.0.0.5) is
-    refused, naming the address: the config should say which server it means.
-    """
-    if not HOST_PORT.fullmatch(text):
-        if from_url:
-            raise ConfigError(
-                f"{where}: the host {describe(text)} cannot be an image domain; "
-                "list the domains images use under hosts"
-            )
-        raise ConfigError(
-            f"{where}: expected an image domain such as "
-            f"harbor.example.com or 10.0.0.5:5000, got {describe(text)}"
-        )
-    try:
-        host = canonical_host(text)
-    except HostError as exc:  # pragma: no cover - HOST_PORT admits numeric ports only
-        raise ConfigError(f"{where}: {exc}") from None
-    if host.port is not None and not 0 < host.port < 65536:
-        raise ConfigError(f"{where}: port {host.port} of {describe(text)} is not 1-65535")
-    name, _ = split_host(text)
-    if name.startswith("["):
-        try:
-            ipaddress.IPv6Address(name[1:-1])
-        except ValueError:
-            raise ConfigError(f"{where}: {describe(text)} is not an IPv6 address") from None
-        return host
-    name = name.lower().removesuffix(".")
-    address = inet_aton(name)
-    if address is not None and str(address) != name:
-        port = "" if host.port is None else f":{host.port}"
-        raise ConfigError(
-            f"{where}: {describe(text)} is read by a node's resolver as the IPv4 address "
-            f"{address}; write {address}{port}"
-        )
-    return host
-
-
-def _claim_hosts(registries: tuple[Registry, ...]) -> tuple[Registry, ...]:
-    """Each registry's hosts plus their default-port aliases, with one owner per identity.
-
-    Two registries whose hosts reach one server (``policy.hosts.server_identity``: the same
-    identity and port, the default port implied by each URL's scheme) are a config error
-    naming both. A default-port alias (:func:`policy.hosts.default_port_alias`) that
-    another registry lists itself stays that registry's (``hosts`` says so); an alias two
-    registries would both imply is an error.
-    """
-    servers: dict[Host, tuple[int, str]] = {}
-    explicit: dict[Host, tuple[int, str]] = {}
-    for i, registry in enumerate(registries):
-        scheme = urlsplit(registry.url).scheme
-        for spelling in registry.hosts:
-            host = canonical_host(spelling)
-            for table, key in (
-                (servers, server_identity(host, scheme)),
-                (explicit, host_identity(host)),
-            ):
-                owner = table.setdefault(key, (i, spelling))
-                if owner[0] != i:
-                    _claimed(registries, i, spelling, owner)
-    implied: dict[Host, tuple[int, str]] = {}
-    out = []
-    for i, registry in enumerate(registries):
-        scheme = urlsplit(registry.url).scheme
-        aliases = []
-        for spelling in registry.hosts:
-            alias = default_port_alias(canonical_host(spelling), scheme)
-            if alias is None:
-                continue
-            key = host_identity(alias)
-            if explicit.get(key, (i,))[0] != i:
-                continue  # another registry lists it: its own
-            owner = implied.setdefault(key, (i, str(alias)))
-            if owner[0] != i:
-                _claimed(registries, i, f"{alias} (implied by {spelling})", owner)
-            aliases.append(str(alias))
-        hosts = tuple(dict.fromkeys((*registry.hosts, *aliases)))
-        out.append(registry if hosts == registry.hosts else replace(registry, hosts=hosts))
-    return tuple(out)
-
-
-def _claimed(
-    registries: tuple[Registry, ...], index: int, spelling: str, owner: tuple[int, str]
-) -> NoReturn:
-    other_index, other_spelling = owner
-    other = registries[other_index].name
-    same = "" if other_spelling == spelling else f" as {other_spelling!r}, the same server"
-    raise ConfigError(
-        f"registries[{index}].hosts: host {spelling!r} is already claimed by registry "
-        f"{other!r} (registries[{other_index}]){same}; one server cannot be both "
-        f"{other!r} and {registries[index].name!r}"
-    )
-
-
 _TOP_KEYS = (
     "workspaceLabel",
     "policy",
@@ -562,7 +452,7 @@ def parse_config(data: object) -> Config:
                 f"(also registries[{names[registry.name]}])"
             )
         names[registry.name] = i
-    registries = _claim_hosts(registries)
+    registries = claim_hosts(registries)
     bindings, binding_source, acknowledge, bindings_path = _parse_bindings(top.get("bindings"))
     for i, binding in enumerate(bindings):
         if binding.registry not in names:

@@ -22,7 +22,7 @@ from webhook.cli.cluster import connect, live_snapshot
 from webhook.clients.errors import API_ERRORS, SourceError, describe_api_error
 from webhook.leader.lease import LeaseElector, LostLeadership
 from webhook.leader.parts import build_parts
-from webhook.leader.provisioning.writer import RobotAPIFactory
+from webhook.leader.provisioning.robot_api import RobotAPIFactory
 from webhook.settings import read_config
 
 PROG = "spacegate provision"

@@ -40,7 +40,7 @@ from webhook.state import SnapshotState
 
 if TYPE_CHECKING:  # the Kubernetes client loads only when live mode runs
     from webhook.clients.kube import ApiClientFactory
-    from webhook.leader.provisioning.writer import RobotAPIFactory
+    from webhook.leader.provisioning.robot_api import RobotAPIFactory
     from webhook.selector.process import SelectorSettings
 
 log = logging.getLogger(__name__)

@@ -36,8 +36,9 @@ from webhook.leader.jobs import AuditJob, BindingStatusJob, LastKnownGoodJob, Pr
 from webhook.leader.last_known_good import CopyWriter
 from webhook.leader.lease import LeaseElector
 from webhook.leader.loop import DEFAULT_SETTLE, Job, LeaderLoop
+from webhook.leader.provisioning.robot_api import RobotAPIFactory
 from webhook.leader.provisioning.secrets import SecretStore
-from webhook.leader.provisioning.writer import Provisioner, RobotAPIFactory
+from webhook.leader.provisioning.writer import Provisioner
 from webhook.state import SnapshotFeed
 
 log = logging.getLogger(__name__)

@@ -38,9 +38,9 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, TypeVar
 
 from kubernetes.client.exceptions import ApiException
 
@@ -69,12 +69,14 @@ from webhook.leader.provisioning.plan import (
     plan_secrets,
     robots_in_use,
 )
+from webhook.leader.provisioning.robot_api import RobotAPI, RobotAPIFactory
 from webhook.leader.provisioning.secrets import (
     RobotCredential,
     SecretStore,
     Version,
     WriteConflict,
 )
+from webhook.leader.provisioning.window import WINDOW, each
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +85,6 @@ __all__ = [
     "WINDOW",
     "PassResult",
     "Provisioner",
-    "RobotAPI",
-    "RobotAPIFactory",
 ]
 
 T = TypeVar("T")
@@ -93,55 +93,6 @@ Item = TypeVar("Item")
 # Harbor robot calls in flight at once (creates, deletes); apiserver writes go through a
 # bounded WritePool (``webhook.clients.kube_writes``).
 HARBOR_CONCURRENCY: Final = 8
-# Items of one step started and not finished at most: a few times what the pool and Harbor
-# take, so they never wait for work, and never ten thousand coroutines made ready in one turn
-# of the event loop that answers admission (a stall of seconds at 10,000 Secrets).
-WINDOW: Final = 64
-
-
-async def _each(
-    work: Callable[[Item], Coroutine[Any, Any, None]], items: Iterable[Item], window: int = WINDOW
-) -> None:
-    """``work`` on every item, at most ``window`` at once (each further bounded by the pool
-    or semaphore it uses); the first unexpected exception (a lost Lease) cancels the rest."""
-    slots = asyncio.Semaphore(window)
-
-    async def one(item: Item) -> None:
-        try:
-            await work(item)
-        finally:
-            slots.release()
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            for item in items:
-                await slots.acquire()
-                group.create_task(one(item))
-    except ExceptionGroup as failed:  # the first one, as a sequential loop would raise it
-        raise failed.exceptions[0] from None
-
-
-class CreatedView(Protocol):
-    @property
-    def id(self) -> int: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def secret(self) -> str: ...
-
-
-class RobotAPI(Protocol):
-    """The Harbor robot calls provisioning needs (``robots.HarborRobots``)."""
-
-    async def list_robots(self, name_prefix: str) -> Iterable[RobotView]: ...
-    async def create_robot(
-        self, name: str, description: str, projects: Iterable[str]
-    ) -> CreatedView: ...
-    async def delete_robot(self, robot_id: int) -> None: ...
-    async def aclose(self) -> None: ...
-
-
-RobotAPIFactory = Callable[[Registry], RobotAPI]
 
 
 @dataclass
@@ -334,7 +285,7 @@ class Provisioner:
                 failed_robots.add(change.spec.key)
                 log.error("provisioning: %s", exc)
 
-        await _each(create, changes)
+        await each(create, changes)
         return credentials, failures
 
     async def _apply(
@@ -361,7 +312,7 @@ class Provisioner:
                 unwritten.append(write.namespace)
                 result.failed_namespaces.add(write.namespace)
 
-        await _each(write_secret, the_plan.write_secrets)
+        await each(write_secret, the_plan.write_secrets)
 
         async def delete_secret(namespace: str) -> None:
             version = observed.pull_secrets[namespace].version
@@ -376,7 +327,7 @@ class Provisioner:
             self._changed("secret-delete")
             log.info("provisioning: deleted Secret %s/%s (no longer needed)", namespace, name)
 
-        await _each(delete_secret, the_plan.delete_secrets)
+        await each(delete_secret, the_plan.delete_secrets)
 
         async def delete_credential(key: CredentialKey) -> None:
             credential = credentials[key]
@@ -392,7 +343,7 @@ class Provisioner:
                 return
             self._changed("credential-delete")
 
-        await _each(delete_credential, the_plan.delete_credentials)
+        await each(delete_credential, the_plan.delete_credentials)
 
         in_use = robots_in_use(desired, observed, unwritten)
 
@@ -423,7 +374,7 @@ class Provisioner:
                 "provisioning: deleted robot %s (id %d) on %s", robot_name, robot_id, registry_name
             )
 
-        await _each(delete_robot, list(the_plan.delete_robots))
+        await each(delete_robot, list(the_plan.delete_robots))
 
         for namespace in the_plan.conflicts:
             if (namespace, name) not in self._conflicts_logged:
@@ -461,7 +412,7 @@ class Provisioner:
                 return
             self._changed("credential-record")
 
-        await _each(record, the_plan.record_holders)
+        await each(record, the_plan.record_holders)
         return failed
 
     async def _write_secret(self, name: str, write: SecretWrite, result: PassResult) -> bool:
