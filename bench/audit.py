@@ -46,7 +46,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +61,7 @@ from tests.support.controlplane.plane import ControlPlane  # noqa: E402
 from tests.support.metrics import metric_samples  # noqa: E402
 from tests.support.policy_reports import install_policy_report_crd  # noqa: E402
 from tests.support.procfs import pids_using  # noqa: E402
+from tests.support.reviews import pod_review  # noqa: E402
 from tests.support.scenario import CONFIG, PUBLIC, TEAM_A, TEAM_B, WS  # noqa: E402
 from tests.support.spacegate import SpacegateProcess  # noqa: E402
 from tests.support.waiting import eventually  # noqa: E402
@@ -235,29 +235,7 @@ def concurrently(
 
 def review(namespace: str) -> bytes:
     """A small Pod CREATE AdmissionReview (one container, an allowed private image)."""
-    gvk = {"group": "", "version": "v1", "kind": "Pod"}
-    gvr = {"group": "", "version": "v1", "resource": "pods"}
-    obj = pod_manifest("probe", TEAM_A)
-    obj["metadata"]["namespace"] = namespace
-    return json.dumps(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": str(uuid.uuid4()),
-                "kind": gvk,
-                "resource": gvr,
-                "requestKind": gvk,
-                "requestResource": gvr,
-                "namespace": namespace,
-                "operation": "CREATE",
-                "userInfo": {"username": "bench"},
-                "object": obj,
-                "oldObject": None,
-                "dryRun": False,
-            },
-        }
-    ).encode()
+    return json.dumps(pod_review(namespace, TEAM_A)).encode()
 
 
 class Load:
